@@ -1,0 +1,78 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.utils.translation import gettext_lazy as _
+
+from .models import APIKey, Invitation, Membership, Team, User
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created"]
+    readonly_fields = ["created"]
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "full_name", "is_staff", "is_active", "date_joined"]
+    list_filter = ["is_staff", "is_superuser", "is_active", "groups", "language"]
+    search_fields = ["email", "full_name"]
+    show_full_result_count = False
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        (_("Profile"), {"fields": ("full_name", "language")}),
+        (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (_("Dates"), {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "billing_email", "created"]
+    search_fields = ["name", "billing_email", "memberships__user__email"]
+    list_filter = ["created"]
+    date_hierarchy = "created"
+    inlines = [MembershipInline]
+    show_full_result_count = False
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "role", "created"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "team__name"]
+    list_select_related = ["user", "team"]
+    autocomplete_fields = ["user", "team"]
+    show_full_result_count = False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "team", "role", "status", "created", "accepted_at"]
+    list_filter = ["status", "role"]
+    search_fields = ["email", "team__name"]
+    list_select_related = ["team"]
+    exclude = ["token_hash"]
+    readonly_fields = ["team", "email", "role", "status", "invited_by", "created", "accepted_at"]
+
+    def has_add_permission(self, request):
+        return False  # invitations are sent by team admins from the site, with a token only they receive
+
+
+@admin.register(APIKey)
+class APIKeyAdmin(admin.ModelAdmin):
+    """Never shows the hash or a secret: the secret is not stored, and the hash is nobody's business."""
+
+    list_display = ["name", "prefix", "team", "created_by", "created", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created"]
+    search_fields = ["name", "prefix", "team__name", "created_by__email"]
+    list_select_related = ["team", "created_by"]
+    fields = ["name", "prefix", "team", "created_by", "created", "last_used_at", "expires_at", "revoked_at"]
+    readonly_fields = ["name", "prefix", "team", "created_by", "created", "last_used_at"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False  # keys are created by the team (secret shown once to them), never by staff

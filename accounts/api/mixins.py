@@ -1,0 +1,41 @@
+from rest_framework.request import Request
+
+from billing_site.errors import NotFoundError, PermissionDeniedError
+
+from ..models import Membership, Team
+from ..selectors import user_current_membership
+
+
+def request_membership(request: Request) -> Membership | None:
+    """The membership an API call acts through; None for API keys (the key's team acts, with no role)."""
+    if getattr(request, "api_key", None) is not None:
+        return None
+    team_id = request.headers.get("X-Team-Id") or request.session.get("team_id")
+    membership = user_current_membership(user=request.user, team_id=int(team_id) if team_id else None)
+    if membership is None:
+        raise NotFoundError("not_found", "Team not found.")
+    return membership
+
+
+def request_team(request: Request) -> Team:
+    """The team an API call acts for: the API key's team, or the signed-in user's current team."""
+    api_key = getattr(request, "api_key", None)
+    if api_key is not None:
+        return api_key.team
+    return request_membership(request).team
+
+
+class TeamScopedAPIMixin:
+    """For API views whose objects belong to one team: everything is filtered by `self.team`."""
+
+    @property
+    def team(self) -> Team:
+        if not hasattr(self, "_team"):
+            self._team = request_team(self.request)
+        return self._team
+
+    def require_team_manager(self) -> None:
+        """Owner/admin only. API keys act for the team with full rights: only owners/admins can create them."""
+        membership = request_membership(self.request)
+        if membership is not None and not membership.can_manage:
+            raise PermissionDeniedError("forbidden", "Only the team's owner or an admin can do this.")

@@ -1,0 +1,41 @@
+"""Reads for accounts and teams."""
+from django.db.models import QuerySet
+
+from billing_site.errors import NotFoundError
+
+from .models import APIKey, Membership, Team, User
+
+
+def user_teams(*, user: User) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("team").order_by("created")
+
+
+def user_current_membership(*, user: User, team_id: int | None = None) -> Membership | None:
+    """The membership a page or API call acts through: the chosen team, else the user's first (personal) team."""
+    memberships = user_teams(user=user)
+    if team_id is not None:
+        return memberships.filter(team_id=team_id).first()
+    return memberships.first()
+
+
+def team_get_for_user(*, user: User, team_id: int) -> Team:
+    """A team the user belongs to; any other id is 404, never 403, so ids do not leak."""
+    membership = user_current_membership(user=user, team_id=team_id)
+    if membership is None:
+        raise NotFoundError("not_found", "Team not found.")
+    return membership.team
+
+
+def team_members(*, team: Team) -> QuerySet[Membership]:
+    return team.memberships.select_related("user").order_by("created")
+
+
+def team_api_keys(*, team: Team) -> QuerySet[APIKey]:
+    return APIKey.objects.filter(team=team).select_related("created_by")
+
+
+def team_seat_limit(*, team: Team) -> int | None:
+    """Seats the team's plan allows (None: unlimited). Billing answers; without it every team is on `free`."""
+    from billing.selectors import team_plan_limits  # local import: billing depends on accounts, not the reverse
+
+    return team_plan_limits(team=team).seats

@@ -1,0 +1,1 @@
+# The billing app's own records live here; Stripe's objects are mirrored by dj-stripe's models.

@@ -1,0 +1,49 @@
+"""Project-wide pytest fixtures: the Stripe emulator over real HTTP, and database-kind markers."""
+import pytest
+from django.conf import settings
+
+
+def pytest_collection_modifyitems(config, items):
+    if settings.USING_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL); SQLite has no row locks")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator_server():
+    """One emulator per test session, on an ephemeral port, reached over real HTTP."""
+    from stripe_emulator.testing import start_emulator
+
+    server = start_emulator(port=0, webhook_retry_scale=0.0005)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_emulator(stripe_emulator_server, settings):
+    """A clean emulator for each test, with the project pointed at it."""
+    stripe_emulator_server.reset()
+    settings.STRIPE_API_BASE = stripe_emulator_server.url
+    yield stripe_emulator_server
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager_unless_worker(request):
+    """Tasks run in-process in tests, except tests marked `celery_worker`, which run a real worker on the broker."""
+    from billing_site.celery import app
+
+    eager = "celery_worker" not in request.keywords
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = eager
+    app.conf.task_eager_propagates = False
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness is for attackers, not for the test suite.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
