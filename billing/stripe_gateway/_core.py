@@ -1,0 +1,125 @@
+"""
+The one place that talks to Stripe (with its sibling modules in this package). Everything here:
+
+- configures the SDK from settings on each call (api key, api base, pinned api version, timeouts, network retries),
+  so tests that point STRIPE_API_BASE elsewhere are honoured, and dj-stripe's module-level calls use the same;
+- requires an idempotency key on every write, built by the caller from its own row (never random per attempt);
+- turns Stripe's exceptions into BillingError(code, user_message) and logs status, code and Stripe's request id.
+"""
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import stripe
+from django.conf import settings
+
+from billing_site.errors import BillingError
+
+logger = logging.getLogger("billing.stripe")
+
+T = TypeVar("T")
+
+_clients: dict[tuple, stripe.StripeClient] = {}
+
+
+def _client_settings() -> tuple:
+    return (
+        settings.STRIPE_SECRET_KEY,
+        settings.STRIPE_API_BASE or None,
+        settings.STRIPE_API_VERSION,
+        settings.STRIPE_TIMEOUT_SECONDS,
+        settings.STRIPE_MAX_NETWORK_RETRIES,
+    )
+
+
+def configure_module_sdk() -> None:
+    """dj-stripe calls the SDK's module-level API: give it the same base, version, key and retries."""
+    api_key, api_base, api_version, timeout, retries = _client_settings()
+    stripe.api_key = api_key
+    stripe.api_base = api_base or "https://api.stripe.com"
+    stripe.api_version = api_version
+    stripe.max_network_retries = retries
+    if not isinstance(stripe.default_http_client, stripe.RequestsClient) or getattr(
+        stripe.default_http_client, "_timeout", None
+    ) != timeout:
+        stripe.default_http_client = stripe.RequestsClient(timeout=timeout)
+
+
+def client() -> stripe.StripeClient:
+    """A configured StripeClient, cached per configuration (tests switch STRIPE_API_BASE)."""
+    key = _client_settings()
+    cached = _clients.get(key)
+    if cached is None:
+        api_key, api_base, api_version, timeout, retries = key
+        cached = stripe.StripeClient(
+            api_key,
+            stripe_version=api_version,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+        _clients[key] = cached
+    configure_module_sdk()
+    return cached
+
+
+def write_options(idempotency_key: str) -> dict:
+    """Request options for a write. An idempotency key is mandatory: derive it from the project's own row."""
+    if not idempotency_key:
+        raise ValueError("Every Stripe write needs an idempotency key derived from the project's own row.")
+    return {"idempotency_key": idempotency_key}
+
+
+# Messages a person may see. Stripe's own card messages are written for end users and are passed through.
+_UNAVAILABLE = "Our payment provider could not be reached. Nothing was charged; please try again in a minute."
+_GENERIC = "The payment provider refused this request. Nothing was changed; our team has been told."
+
+
+def _translate(error: stripe.StripeError, operation: str) -> BillingError:
+    request_id = getattr(error, "request_id", None)
+    code = getattr(error, "code", None)
+    log_fields = {
+        "operation": operation,
+        "stripe_request_id": request_id,
+        "http_status": getattr(error, "http_status", None),
+        "stripe_code": code,
+        "stripe_error": type(error).__name__,
+    }
+    if isinstance(error, stripe.CardError):
+        logger.info("stripe card error in %s (request %s): %s", operation, request_id, code, extra=log_fields)
+        return BillingError(code or "card_declined", error.user_message or "Your card was declined.",
+                            extra={"decline_code": getattr(error, "error", None) and error.error.decline_code})
+    if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError) or (
+        isinstance(error, stripe.APIError) and (getattr(error, "http_status", 500) or 500) >= 500
+    ):
+        logger.warning("stripe unavailable in %s (request %s)", operation, request_id, extra=log_fields)
+        return BillingError("stripe_unavailable", _UNAVAILABLE, http_status=503)
+    if isinstance(error, stripe.InvalidRequestError) and code == "resource_missing":
+        logger.warning("stripe object missing in %s (request %s): %s", operation, request_id, error.user_message,
+                       extra=log_fields)
+        return BillingError("stripe_resource_missing", _GENERIC, http_status=404)
+    logger.error("stripe error in %s (request %s): %s", operation, request_id, error.user_message or str(error),
+                 extra=log_fields)
+    return BillingError(f"stripe_{code}" if code else "stripe_error", _GENERIC, http_status=502)
+
+
+def stripe_operation(operation: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator for gateway functions: translate Stripe errors into BillingError, with the request id logged."""
+
+    def decorator(func: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            try:
+                return func(*args, **kwargs)
+            except stripe.StripeError as error:
+                raise _translate(error, operation) from error
+
+        return wrapper
+
+    return decorator
+
+
+def to_dict(stripe_object: Any) -> dict:
+    """Plain JSON-able dict of an SDK object (what dj-stripe's sync_from_stripe_data also accepts)."""
+    return stripe_object.to_dict() if hasattr(stripe_object, "to_dict") else dict(stripe_object)
