@@ -67,3 +67,26 @@ def address(value: Any) -> dict[str, Any] | None:
 
 def deleted(obj: dict[str, Any]) -> dict[str, Any]:
     return {"id": obj["id"], "object": obj["object"], "deleted": True}
+
+
+ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+_SYMBOL = {"usd": "$", "brl": "R$", "eur": "€", "gbp": "£", "cad": "CA$", "aud": "A$"}
+
+
+def fmt_money(amount: int, currency: str) -> str:
+    """Display form of an integer minor-unit amount, e.g. 1050 usd -> "$10.50" (no floats)."""
+    cur = (currency or "usd").lower()
+    sign = "-" if amount < 0 else ""
+    a = abs(int(amount))
+    if cur in ZERO_DECIMAL:
+        text = f"{a}"
+    else:
+        major, minor = divmod(a, 100)
+        text = f"{major}.{minor:02d}"
+    sym = _SYMBOL.get(cur)
+    return f"{sign}{sym}{text}" if sym else f"{sign}{text} {cur.upper()}"
+
+
+def minimum_charge_amount(currency: str) -> int:
+    """Stripe's minimum charge in minor units (50 for most currencies; ¥50)."""
+    return 50

@@ -8,7 +8,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from .errors import StripeError, param_error
-from .registry import Request
+from .registry import INCLUDABLE, Request
 from .state import Store
 
 
@@ -222,6 +222,8 @@ def _expand_into(store: Store, cur: Any, parts: list[str], full: str) -> None:
     if not isinstance(cur, dict):
         return
     key, rest = parts[0], parts[1:]
+    if key not in cur and (cur.get("object"), key) in INCLUDABLE:
+        cur[key] = INCLUDABLE[(cur.get("object"), key)](store, cur)
     if key not in cur:
         hint = ""
         if cur.get("object") == "list" or cur.get("object") == "search_result":

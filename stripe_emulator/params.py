@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import types
 import typing
+
+import typing_extensions
 from functools import lru_cache
 from typing import Any, ForwardRef
 
@@ -90,7 +92,7 @@ def _compile(tp: Any, module_globals: dict[str, Any], memo: dict[int, Spec]) -> 
         return Spec("map", item=_compile(val, module_globals, memo))
     if "UntypedStripeObject" in str(tp):
         return Spec("map", item=_ANY)
-    if isinstance(tp, type) and typing.is_typeddict(tp):
+    if isinstance(tp, type) and (typing.is_typeddict(tp) or typing_extensions.is_typeddict(tp)):
         return compile_typeddict(tp, memo)
     if tp in (dict, list):
         return _ANY

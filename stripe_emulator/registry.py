@@ -141,3 +141,15 @@ def trigger(name: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]
         return fn
 
     return deco
+
+# (object type, field) -> fn(store, obj) for Stripe's "includable" fields, returned only when requested with
+# expand[] (e.g. price.currency_options, price.tiers).
+INCLUDABLE: dict[tuple[str, str], Callable[[Any, dict[str, Any]], Any]] = {}
+
+
+def includable(object_type_name: str, field_name: str) -> Callable[[Callable[[Any, dict[str, Any]], Any]], Callable[[Any, dict[str, Any]], Any]]:
+    def deco(fn: Callable[[Any, dict[str, Any]], Any]) -> Callable[[Any, dict[str, Any]], Any]:
+        INCLUDABLE[(object_type_name, field_name)] = fn
+        return fn
+
+    return deco
