@@ -14,6 +14,7 @@ from ..state import new_id
 
 object_type("product")
 object_type("price")
+object_type("deleted_product")
 
 
 # ------------------------------------------------------------------ products

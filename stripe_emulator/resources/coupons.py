@@ -14,6 +14,7 @@ from ..state import random_token
 
 object_type("coupon")
 object_type("promotion_code")
+object_type("deleted_coupon")
 
 
 def coupon_valid(store: Any, coupon: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from ..registry import Request, object_type, route, trigger
 from ..state import new_id, random_token
 
 object_type("customer")
+object_type("deleted_customer")
 
 _SIMPLE = ["description", "email", "name", "phone", "preferred_locales", "tax_exempt", "next_invoice_sequence", "balance"]
 

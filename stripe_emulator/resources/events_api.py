@@ -13,6 +13,7 @@ from ..state import new_id, random_token
 
 object_type("event")
 object_type("webhook_endpoint")
+object_type("deleted_webhook_endpoint")
 
 
 def _visible(req: Request, ev: dict[str, Any]) -> bool:
