@@ -182,7 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         is_api = path.startswith("/v1/") or path == "/v1"
         fault = emu.take_fault(method, path) if not path.startswith("/_emulator/faults") else None
         if fault is not None:
-            emu.log_request(self._log_entry(method, path, idem_key, fault.get("status") or 0, request_id, started))
+            logged_status = 0 if fault.get("mode") == "drop" else int(fault.get("status") or 500)
+            emu.log_request(self._log_entry(method, path, idem_key, logged_status, request_id, started))
             if fault.get("mode") == "drop":
                 self.close_connection = True
                 try:
