@@ -267,5 +267,5 @@ def test_responses_never_contain_card_number(client: stripe.StripeClient) -> Non
     pm = client.v1.payment_methods.create(params={"type": "card", "card": {"number": "5555555555554444", "exp_month": 3,
                                                                            "exp_year": 2032, "cvc": "737"}})
     text = str(pm)
-    assert "5555555555554444" not in text and "737" not in text.replace(pm.id, "")
+    assert "5555555555554444" not in text and '"737"' not in text and '"cvc"' not in text
     assert (pm.card.brand, pm.card.last4, pm.card.exp_month, pm.card.exp_year) == ("mastercard", "4444", 3, 2032)
