@@ -407,9 +407,10 @@ def create_invoice(
     period: tuple[int, int] | None = None, pull_pending: bool = True, discounts: list[str] | None = None,
     collection_method: str = "charge_automatically", auto_advance: bool | None = None,
     default_payment_method: str | None = None, description: str | None = None,
-    days_until_due: int | None = None, metadata: Any = None,
+    days_until_due: int | None = None, metadata: Any = None, emit_created: bool = True,
 ) -> dict[str, Any]:
-    """A draft invoice with `lines` plus pending invoice items; emits invoice.created."""
+    """A draft invoice with `lines` plus pending invoice items; emits invoice.created (unless the caller
+    emits it itself, to put another event first as Stripe does)."""
     inv = build_invoice(req, customer=customer, currency=currency, billing_reason=billing_reason,
                         subscription=subscription, collection_method=collection_method, auto_advance=auto_advance,
                         period=period, description=description, days_until_due=days_until_due,
@@ -422,7 +423,8 @@ def create_invoice(
         add_pending_items(req, inv, subscription["id"] if subscription else None)
     inv["discounts"] = list(discounts or [])
     recompute(req, inv)
-    emit("invoice.created", inv)
+    if emit_created:
+        emit("invoice.created", inv)
     return inv
 
 
@@ -629,6 +631,57 @@ def _after_3ds(req: Any, pi: dict[str, Any], approved: bool) -> Any:
 payments_core.AFTER_3DS_HOOKS["emu_b_invoice"] = _after_3ds
 
 
+def open_invoice_payment_intent(req: Any, inv: dict[str, Any], *, payment_method: str | None) -> dict[str, Any]:
+    """Create the invoice's PaymentIntent without confirming it (payment_behavior=default_incomplete)."""
+    pi = payments_core.build_payment_intent(req, {"amount": inv["amount_remaining"], "currency": inv["currency"],
+                                                  "customer": inv["customer"], "description": "Subscription creation",
+                                                  "capture_method": "automatic"})
+    if payment_method:
+        pi["payment_method"] = payment_method
+        pi["status"] = "requires_confirmation"
+    req.store.add(pi, {"invoice": inv["id"], "after_3ds_hook": "emu_b_invoice"})
+    req.store.priv(inv["id"])["payment_intent"] = pi["id"]
+    emit("payment_intent.created", pi)
+    _invoice_payment(req, inv, pi)
+    return pi
+
+
+def _wrap_confirm_route() -> None:
+    """When a client confirms an invoice's PaymentIntent itself (Elements flow after default_incomplete),
+    the invoice follows the outcome: paid on success, payment_failed on a decline. Wraps EMU-A's confirm
+    handler instead of editing it."""
+    from .. import registry
+
+    for r in registry.ROUTES:
+        if r.method == "POST" and r.pattern == "/v1/payment_intents/{id}/confirm" and not getattr(r.handler, "_emu_b", False):
+            original = r.handler
+
+            def wrapped(req: Request, _orig: Any = original) -> Any:
+                pi_id = req.path_params.get("id")
+                inv = req.store.get(req.store.private.get(pi_id, {}).get("invoice"), "invoice")
+                try:
+                    return _orig(req)
+                finally:
+                    pi = req.store.get(pi_id, "payment_intent")
+                    if inv is not None and pi is not None and inv["status"] == "open":
+                        inv["attempted"] = True
+                        if pi["status"] == "succeeded":
+                            inv["attempt_count"] += 1
+                            mark_paid(req, inv, pi)
+                        elif pi["status"] == "requires_payment_method" and pi.get("last_payment_error"):
+                            inv["attempt_count"] += 1
+                            err = pi["last_payment_error"]
+                            _payment_failed(req, inv, {"code": err.get("code") or "", "message": err.get("message") or "",
+                                                       "decline_code": err.get("decline_code") or ""},
+                                            False, _now(req, inv["customer"]))
+
+            wrapped._emu_b = True  # type: ignore[attr-defined]
+            r.handler = wrapped
+
+
+_wrap_confirm_route()
+
+
 def void_invoice(req: Any, inv: dict[str, Any]) -> None:
     before = copy.deepcopy(inv)
     inv["status"] = "void"
@@ -797,8 +850,7 @@ def delete_invoice(req: Request) -> dict[str, Any]:
 def finalize_route(req: Request) -> dict[str, Any]:
     inv = _get_invoice(req)
     if inv["status"] != "draft":
-        raise state_error(f"This invoice is already finalized, you can't re-finalize a non-draft invoice.",
-                          code="invoice_not_editable" if False else None)
+        raise state_error("This invoice is already finalized, you can't re-finalize a non-draft invoice.")
     if "auto_advance" in req.params:
         inv["auto_advance"] = req.params["auto_advance"]
     finalize_invoice(req, inv)
@@ -813,8 +865,6 @@ def pay_route(req: Request) -> dict[str, Any]:
         raise state_error("Voided invoices cannot be paid.")
     if inv["status"] == "paid":
         raise state_error("Invoice is already paid.")
-    if inv["status"] == "uncollectible" and not p.get("paid_out_of_band") and False:
-        pass
     if inv["status"] == "draft":
         finalize_invoice(req, inv)
         if inv["status"] == "paid":
