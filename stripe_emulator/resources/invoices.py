@@ -314,6 +314,8 @@ def build_invoice(
         "statement_descriptor": None,
         "status": "draft",
         "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None},
+        # still in Stripe's example object for this API version beside parent.subscription_details
+        "subscription": subscription["id"] if subscription else None,
         "subtotal": 0,
         "subtotal_excluding_tax": 0,
         "test_clock": customer.get("test_clock"),
