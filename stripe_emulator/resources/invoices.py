@@ -1232,7 +1232,7 @@ def _t_invoice_payment_succeeded(emulator: Any) -> dict[str, Any]:
 
 @trigger("invoice.payment_failed")
 def _t_invoice_payment_failed(emulator: Any) -> dict[str, Any]:
-    return _trigger_subscription(emulator, "pm_card_chargeDeclined")
+    return _trigger_subscription(emulator, "pm_card_chargeCustomerFail")
 
 
 @trigger("invoice.created")
