@@ -192,7 +192,7 @@ def test_upgrade_preview_equals_the_invoiced_proration(client: stripe.StripeClie
     assert inv.billing_reason == "subscription_update"
     assert (inv.total, inv.amount_paid, inv.status) == (preview.total, preview.total, "paid")
     assert [ln.amount for ln in inv.lines.data] == proration
-    assert inv.lines.data[0].description.startswith("Unused time on 1 × Shape plan")
+    assert inv.lines.data[0].description.startswith("Unused time on Shape plan after ")
 
 
 def test_create_prorations_are_billed_on_the_next_renewal(client: stripe.StripeClient) -> None:
@@ -348,3 +348,37 @@ def test_portal_plan_change_with_proration_and_cancel_then_renew(client: stripe.
                                  {"card_number": "4000000000000002", "card_expiry": "12/34"})
     assert status == 402 and "Your card was declined." in html
     assert client.v1.customers.retrieve(cus.id).invoice_settings.default_payment_method == card.id
+
+
+def test_switching_to_a_yearly_price_restarts_the_cycle_and_credits_unused_time(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    monthly = _price(client, amount=1000)
+    yearly = client.v1.prices.create(params={"product": monthly.product, "currency": "usd", "unit_amount": 10000,
+                                             "recurring": {"interval": "year"}})
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": monthly.id}]})
+    item = sub["items"].data[0]
+    when = T0 + 10 * DAY
+    _advance(client, clock, when)
+    preview = client.v1.invoices.create_preview(params={"subscription": sub.id, "subscription_details": {
+        "items": [{"id": item.id, "price": yearly.id}], "proration_date": when}})
+    sub = client.v1.subscriptions.update(sub.id, params={"items": [{"id": item.id, "price": yearly.id}],
+                                                         "proration_date": when})
+    new_item = sub["items"].data[0]
+    assert (sub.billing_cycle_anchor, new_item.current_period_start) == (when, when)
+    assert new_item.current_period_end == 1831536000 + 10 * DAY  # one year after the switch
+    inv = client.v1.invoices.retrieve(sub.latest_invoice)
+    remaining, length = item.current_period_end - when, item.current_period_end - T0
+    credit = -((2 * 1000 * remaining + length) // (2 * length))
+    assert sorted(ln.amount for ln in inv.lines.data) == sorted([credit, 10000])
+    assert (inv.status, inv.amount_paid) == ("paid", 10000 + credit)
+    assert preview.total == inv.total
+
+
+def test_cancel_at_a_future_date(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": _price(client).id}],
+                                                 "cancel_at": T0 + 5 * DAY})
+    assert (sub.cancel_at, sub.cancel_at_period_end, sub.status) == (T0 + 5 * DAY, False, "active")
+    _advance(client, clock, T0 + 6 * DAY)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert (sub.status, sub.ended_at) == ("canceled", T0 + 5 * DAY)
