@@ -318,7 +318,7 @@ def create_subscription(
     elif payment_behavior == "default_incomplete":
         sub["status"] = "incomplete"
     else:
-        sub["status"] = "active" if (charge_pm and card_behaviour(req, charge_pm) in ("ok", "dispute", "3ds_setup")
+        sub["status"] = "active" if (charge_pm and card_behaviour(req, charge_pm) in ("ok", "dispute")
                                      and inv["total"] > 0) or inv["total"] <= 0 else "incomplete"
     _sync_items(req, sub)
     # Stripe's order: customer.subscription.created, then invoice.created, invoice.finalized, payment events.

@@ -230,3 +230,31 @@ def test_checkout_clicked_through_in_chromium(client: stripe.StripeClient, emula
             browser.close()
     done = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["subscription"]})
     assert done.status == "complete" and done.subscription.status == "active"
+
+
+def test_subscription_checkout_with_three_d_secure(client: stripe.StripeClient, emulator: Any) -> None:
+    price = _price(client, amount=2200)
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "subscription", "line_items": [{"price": price.id, "quantity": 1}],
+        "success_url": "https://app.example/ok", "customer_email": "sub3ds@example.com"})
+    status, headers, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete",
+                                    {"card_number": "4000002500003155"})
+    assert status == 303 and "/_emulator/3ds/" in headers["location"]
+    status, headers, _ = _form_post(headers["location"], {"action": "approve"})
+    assert status == 303 and headers["location"] == "https://app.example/ok"
+    done = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["subscription", "invoice"]})
+    assert (done.status, done.payment_status) == ("complete", "paid")
+    assert (done.subscription.status, done.invoice.status, done.invoice.amount_paid) == ("active", "paid", 2200)
+
+
+def test_failed_three_d_secure_keeps_the_session_open(client: stripe.StripeClient, emulator: Any) -> None:
+    price = _price(client, recurring=False, amount=1800)
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "line_items": [{"price": price.id, "quantity": 1}],
+        "success_url": "https://app.example/ok", "customer_email": "fail3ds@example.com"})
+    _, headers, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete",
+                               {"card_number": "4000002760003184"})
+    status, _, html = _form_post(headers["location"], {"action": "fail"})
+    assert status == 402 and "We are unable to authenticate your payment method." in html
+    again = client.v1.checkout.sessions.retrieve(session.id)
+    assert (again.status, again.payment_status, again.payment_intent) == ("open", "unpaid", None)
