@@ -289,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
             if use_idem:
                 fingerprint = _fingerprint(method, path, query, body_text)
                 prior = store.idempotency.get(idem_key)  # type: ignore[arg-type]
-                if prior is not None and prior["expires"] > time.time():
+                if prior is not None and prior["expires"] > store.clock.now():
                     if prior["fingerprint"] != fingerprint:
                         err = StripeError(
                             "Keys for idempotent requests can only be used with the same parameters they were first "
@@ -315,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             if use_idem and status != 0 and ctype_out == "application/json" and extra.pop("_store", True):
                 store.idempotency[idem_key] = {  # type: ignore[index]
                     "fingerprint": fingerprint, "status": status, "body": body.decode(),
-                    "request_id": request_id, "expires": time.time() + IDEMPOTENCY_TTL_SECONDS,
+                    "request_id": request_id, "expires": store.clock.now() + IDEMPOTENCY_TTL_SECONDS,
                 }
             extra.pop("_store", None)
         resp_headers.update(extra)
