@@ -143,6 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle("GET")
 
+    def do_PUT(self) -> None:  # Stripe has no PUT/PATCH: answer its JSON 404, not the stdlib's HTML 501
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
     # ------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
         lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]

@@ -165,6 +165,8 @@ def test_malformed_bodies(emulator: Any) -> None:
     assert status == 400
     status, _, body = http("GET", emulator.url + "/v1/nothing_here", headers=auth)
     assert status == 404 and "Unrecognized request URL" in json.loads(body)["error"]["message"]
+    status, _, body = http("PUT", emulator.url + "/v1/customers", data=b"", headers=auth)
+    assert status == 404 and "does not accept PUT" in json.loads(body)["error"]["message"]
 
 
 def test_metadata_unset_semantics(client: stripe.StripeClient) -> None:
