@@ -72,9 +72,9 @@ def _recompute(req: Any, session: dict[str, Any]) -> None:
     session["total_details"] = {"amount_discount": discount, "amount_shipping": 0, "amount_tax": 0}
 
 
-def _line_item(req: Any, price: dict[str, Any], quantity: int, currency: str) -> dict[str, Any]:
+def _line_item(req: Any, price: dict[str, Any], quantity: int | None, currency: str) -> dict[str, Any]:
     unit = inv_mod.unit_amount_in(req.store, price, currency)
-    amount = unit * quantity
+    amount = unit * quantity if quantity is not None else 0  # metered usage is billed later, in arrears
     return {
         "id": "li_" + random_token(24),
         "object": "item",
@@ -128,10 +128,16 @@ def create_session(req: Request) -> dict[str, Any]:
         else:
             raise StripeError(f"Missing required param: line_items[{i}][price].", code="parameter_missing",
                               param=f"line_items[{i}][price]")
-        if "quantity" not in li:
+        metered = (price.get("recurring") or {}).get("usage_type") == "metered"
+        if metered and "quantity" in li:
+            raise StripeError(f"Quantity should not be specified where usage_type is `metered`. Remove quantity "
+                              f"from `line_items[{i}]`.", param=f"line_items[{i}][quantity]")
+        if metered:
+            li = line_params[i] = dict(li, quantity=None)
+        elif "quantity" not in li:
             raise StripeError(f"Missing required param: line_items[{i}][quantity].", code="parameter_missing",
                               param=f"line_items[{i}][quantity]")
-        if li["quantity"] < 1:
+        elif li["quantity"] < 1:
             raise StripeError("This value must be greater than or equal to 1.", param=f"line_items[{i}][quantity]")
         prices.append(price)
     recurring = [pr for pr in prices if pr.get("recurring")]
@@ -584,8 +590,9 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
         every = ""
         if rec:
             every = f" / {rec['interval']}" if rec["interval_count"] == 1 else f" every {rec['interval_count']} {rec['interval']}s"
-        unit = fmt_money(li["amount_subtotal"] // li["quantity"], cur)
-        rows += (f"<tr class='line'><td>{esc(li['description'])}<div class='muted'>Qty {li['quantity']} &middot; "
+        unit = fmt_money(inv_mod.unit_amount_in(store, li["price"], cur), cur)
+        qty = f"Qty {li['quantity']}" if li["quantity"] is not None else "Billed by usage"
+        rows += (f"<tr class='line'><td>{esc(li['description'])}<div class='muted'>{qty} &middot; "
                  f"{esc(unit)}{esc(every)}</div></td><td class='r'>{esc(fmt_money(li['amount_subtotal'], cur))}</td></tr>")
     trial_days = priv.get("trial_period_days")
     if session["total_details"]["amount_discount"]:

@@ -566,6 +566,7 @@ def attempt_payment(
     store = req.store
     now = _now(req, inv["customer"])
     pm_id = payment_method or payment_method_for(req, inv)
+    before = copy.deepcopy(inv)
     inv["attempted"] = True
     inv["attempt_count"] += 1
     priv = store.priv(inv["id"])
@@ -573,7 +574,7 @@ def attempt_payment(
     if pm_id is None:
         err = {"code": "invoice_no_payment_method", "decline_code": "",
                "message": "There is no default payment method for this customer or subscription."}
-        _payment_failed(req, inv, err, automatic, now)
+        _payment_failed(req, inv, err, automatic, now, before)
         return err
     if pi is not None and pi["status"] in ("requires_payment_method", "requires_confirmation", "requires_action"):
         pm = payments_core.resolve_payment_method(req, pm_id)
@@ -599,11 +600,12 @@ def attempt_payment(
         return {"code": "invoice_payment_intent_requires_action", "decline_code": "",
                 "message": "This payment requires additional user action before it can be completed successfully."}
     err = outcome.error or {"code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."}
-    _payment_failed(req, inv, err, automatic, now)
+    _payment_failed(req, inv, err, automatic, now, before)
     return err
 
 
-def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automatic: bool, now: int) -> None:
+def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automatic: bool, now: int,
+                    before: dict[str, Any] | None = None) -> None:
     priv = req.store.priv(inv["id"])
     if automatic and inv["collection_method"] == "charge_automatically":
         first = priv.setdefault("first_failure_at", now)
@@ -613,6 +615,9 @@ def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automati
         else:
             inv["next_payment_attempt"] = None
     emit("invoice.payment_failed", inv)
+    if before is not None:
+        # attempt_count, attempted and next_payment_attempt changed (Stripe sends invoice.updated too)
+        emit("invoice.updated", inv, diff(before, inv))
     from .subscriptions import on_invoice_payment_failed
 
     on_invoice_payment_failed(req, inv, final=automatic and inv["next_payment_attempt"] is None)
