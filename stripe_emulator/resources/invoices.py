@@ -817,6 +817,9 @@ def update_invoice(req: Request) -> dict[str, Any]:
         raise StripeError(f"Finalized invoices can't be updated in this way", code="invoice_not_editable", param=bad)
     if inv["status"] in ("paid", "void") and ("auto_advance" in p or "default_payment_method" in p):
         raise StripeError("Finalized invoices can't be updated in this way", code="invoice_not_editable")
+    if p.get("default_payment_method"):
+        ref_or_400(req, p["default_payment_method"], "payment_method", "default_payment_method", "PaymentMethod")
+    discounts = _discounts_param(req, p["discounts"] or [], customer=inv["customer"]) if "discounts" in p else None
     before = copy.deepcopy(inv)
     for k in ("description", "footer"):
         if k in p:
@@ -824,8 +827,6 @@ def update_invoice(req: Request) -> dict[str, Any]:
     if "auto_advance" in p:
         inv["auto_advance"] = p["auto_advance"]
     if "default_payment_method" in p:
-        if p["default_payment_method"]:
-            ref_or_400(req, p["default_payment_method"], "payment_method", "default_payment_method", "PaymentMethod")
         inv["default_payment_method"] = p["default_payment_method"] or None
     if "collection_method" in p:
         inv["collection_method"] = p["collection_method"]
@@ -833,8 +834,8 @@ def update_invoice(req: Request) -> dict[str, Any]:
         inv["due_date"] = inv["created"] + p["days_until_due"] * DAY
     if "due_date" in p:
         inv["due_date"] = p["due_date"] or None
-    if "discounts" in p:
-        inv["discounts"] = _discounts_param(req, p["discounts"] or [], customer=inv["customer"])
+    if discounts is not None:
+        inv["discounts"] = discounts
         recompute(req, inv)
     apply_metadata(inv, p.get("metadata"))
     prev = diff(before, inv)

@@ -552,9 +552,40 @@ def update_route(req: Request) -> dict[str, Any]:
     return update_subscription(req, sub, req.params)
 
 
+def _validate_update(req: Any, sub: dict[str, Any], p: dict[str, Any], changes: list[dict[str, Any]], now: int) -> None:
+    remaining = len(_items(req, sub)) - sum(1 for ch in changes if ch["item"] is not None and ch["new"] is None) \
+        + sum(1 for ch in changes if ch["item"] is None)
+    if remaining < 1:
+        raise StripeError("A subscription must have at least one active plan.", param="items")
+    if p.get("default_payment_method"):
+        pm = ref_or_400(req, p["default_payment_method"], "payment_method", "default_payment_method", "PaymentMethod")
+        if pm.get("customer") != sub["customer"]:
+            raise StripeError(
+                f"The customer does not have a payment method with the ID {pm['id']}. The payment method must be "
+                "attached to the customer.", param="default_payment_method", code="resource_missing")
+    if p.get("trial_end") not in (None, "now") and int(p["trial_end"]) <= now:
+        raise StripeError("Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end")
+    for i, d in enumerate(p.get("discounts") or []):
+        if d.get("coupon"):
+            ref_or_400(req, d["coupon"], "coupon", f"discounts[{i}][coupon]")
+        if d.get("promotion_code"):
+            ref_or_400(req, d["promotion_code"], "promotion_code", f"discounts[{i}][promotion_code]", "promotion code")
+        if d.get("discount"):
+            ref_or_400(req, d["discount"], "discount", f"discounts[{i}][discount]")
+
+
 def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     store = req.store
     if sub["status"] in ("canceled", "incomplete_expired"):
+        if sub["status"] == "canceled" and set(p) <= {"metadata", "cancellation_details", "expand"}:
+            before = copy.deepcopy(sub)
+            for k in ("comment", "feedback"):
+                if k in (p.get("cancellation_details") or {}):
+                    sub["cancellation_details"][k] = p["cancellation_details"][k] or None
+            apply_metadata(sub, p.get("metadata"))
+            if diff(before, sub):
+                emit("customer.subscription.updated", sub, diff(before, sub))
+            return sub
         raise state_error("A canceled subscription can only update its cancellation_details and metadata."
                           if sub["status"] == "canceled" else
                           "This subscription has expired and can no longer be updated.")
@@ -575,7 +606,8 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
             raise StripeError(fields["message"], status=402, type="card_error", code=fields["code"],
                               decline_code=fields.get("decline_code") or None)
     records = _update_records(req, sub, changes, proration_date, behavior, interval_change)
-    # apply item changes
+    _validate_update(req, sub, p, changes, now)
+    # apply item changes (everything that can be refused was checked above: nothing is half-applied)
     for ch in changes:
         it = ch["param"]
         if ch["item"] is None:

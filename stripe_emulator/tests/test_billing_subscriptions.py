@@ -242,8 +242,10 @@ def test_cancel_now_and_errors(client: stripe.StripeClient) -> None:
     assert [s.id for s in found.data] == [sub.id]
     canceled = client.v1.subscriptions.cancel(sub.id)
     assert (canceled.status, canceled.canceled_at, canceled.ended_at) == ("canceled", T0, T0)
-    with pytest.raises(stripe.InvalidRequestError):
-        client.v1.subscriptions.update(sub.id, params={"metadata": {"x": "1"}})
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
+    assert "canceled subscription can only update" in exc.value.user_message
+    assert client.v1.subscriptions.update(sub.id, params={"metadata": {"x": "1"}}).metadata["x"] == "1"
     with pytest.raises(stripe.InvalidRequestError) as exc:
         client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": _price(client, recurring=False).id}]})
     assert "type=recurring" in exc.value.user_message
@@ -382,3 +384,26 @@ def test_cancel_at_a_future_date(client: stripe.StripeClient) -> None:
     _advance(client, clock, T0 + 6 * DAY)
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert (sub.status, sub.ended_at) == ("canceled", T0 + 5 * DAY)
+
+
+def test_refused_updates_change_nothing(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    price, other = _price(client, amount=1000), _price(client, amount=3000)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id}]})
+    item = sub["items"].data[0]
+    stranger = client.v1.customers.create()
+    foreign = client.v1.payment_methods.attach("pm_card_visa", params={"customer": stranger.id})
+    attempts: list[dict[str, Any]] = [
+        {"items": [{"id": item.id, "deleted": True}]},
+        {"items": [{"id": item.id, "price": other.id}], "default_payment_method": foreign.id},
+        {"items": [{"id": item.id, "quantity": 5}], "discounts": [{"coupon": "no_such_coupon"}]},
+        {"items": [{"id": "si_missing", "quantity": 2}]},
+        {"items": [{"id": item.id, "price": "price_missing"}]},
+    ]
+    for params in attempts:
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.subscriptions.update(sub.id, params=params)
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert [(i.id, i.price.id, i.quantity) for i in after["items"].data] == [(item.id, price.id, 1)]
+    assert after.default_payment_method is None and after.discounts == []
+    assert client.v1.invoice_items.list(params={"customer": cus.id}).data == []
