@@ -740,6 +740,8 @@ def create_refund(req: Any, *, charge_id: str, amount: int | None = None, reason
     if charge["status"] != "succeeded":
         raise state_error(f"Charge {charge['id']} has a status of {charge['status']}; only a successful charge can be refunded.",
                           code="charge_not_refundable", param=param)
+    if charge["disputed"]:
+        raise state_error(f"Charge {charge['id']} has been charged back; cannot issue a refund.", code="charge_disputed")
     if charge["refunded"] or charge["amount_refunded"] >= charge["amount"]:
         raise state_error(f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
     remaining = charge["amount"] - charge["amount_refunded"]

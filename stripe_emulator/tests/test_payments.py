@@ -234,6 +234,9 @@ def test_dispute_card_creates_dispute_after_success(client: stripe.StripeClient)
     assert (dp.amount, dp.status, dp.payment_intent) == (4200, "needs_response", pi.id)
     assert (dp.balance_transactions[0].amount, dp.balance_transactions[0].fee) == (-4200, 1500)
     assert "charge.dispute.created" in _events_for(client, dp.id)
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.refunds.create(params={"charge": charge.id})
+    assert exc.value.code == "charge_disputed"
     closed = client.v1.disputes.close(dp.id)
     assert closed.status == "lost"
 
