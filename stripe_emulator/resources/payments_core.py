@@ -840,6 +840,22 @@ def cancel_refund(req: Request) -> dict[str, Any]:
                       "Only refunds with a status of requires_action can be canceled.")
 
 
+@route("GET", "/v1/charges/{charge}/refunds", "ChargeListRefundsParams", returns="refund")
+def list_charge_refunds(req: Request) -> dict[str, Any]:
+    charge = get_or_404(req, req.path_params["charge"], "charge", param="charge")
+    objs = [r for r in req.store.all("refund") if r.get("charge") == charge["id"]]
+    return list_response(req, objs, f"/v1/charges/{charge['id']}/refunds")
+
+
+@route("GET", "/v1/charges/{charge}/refunds/{id}", "ChargeRetrieveRefundParams", returns="refund")
+def retrieve_charge_refund(req: Request) -> dict[str, Any]:
+    charge = get_or_404(req, req.path_params["charge"], "charge", param="charge")
+    refund = req.store.get(req.path_params["id"], "refund")
+    if refund is None or refund.get("charge") != charge["id"]:
+        raise no_such("refund", req.path_params["id"])
+    return refund
+
+
 @route("GET", "/v1/refunds", "RefundListParams", returns="refund")
 def list_refunds(req: Request) -> dict[str, Any]:
     p = req.params

@@ -272,3 +272,17 @@ def test_responses_never_contain_card_number(client: stripe.StripeClient) -> Non
     text = str(pm)
     assert "5555555555554444" not in text and '"737"' not in text and '"cvc"' not in text
     assert (pm.card.brand, pm.card.last4, pm.card.exp_month, pm.card.exp_year) == ("mastercard", "4444", 3, 2032)
+
+
+def test_module_level_sdk_lists_a_charges_refunds(client: stripe.StripeClient, emulator: Any) -> None:
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True})
+    r1 = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 100})
+    r2 = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 200})
+    previous = stripe.api_base
+    stripe.api_base = emulator.url
+    try:
+        refunds = stripe.Charge.list_refunds(pi.latest_charge, api_key="sk_test_module_level")
+        assert [r.id for r in refunds.data] == [r2.id, r1.id]
+        assert stripe.Charge.retrieve_refund(pi.latest_charge, r1.id, api_key="sk_test_module_level").amount == 100
+    finally:
+        stripe.api_base = previous
