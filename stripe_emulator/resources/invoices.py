@@ -1148,12 +1148,27 @@ def hosted_invoice_page(req: Request) -> HtmlResponse:
     inv = req.store.get(req.path_params["id"], "invoice")
     if inv is None or inv["status"] == "draft":
         return HtmlResponse(page("Invoice", "<div class='main'><h1>Invoice not found</h1></div>"), status=404)
+    return _hosted_page(req, inv)
+
+
+def _hosted_page(req: Any, inv: dict[str, Any], *, error: str | None = None, status_code: int = 200) -> HtmlResponse:
     cur = inv["currency"]
     rows = "".join(f"<tr><td>{esc(d)}<div class='muted'>{esc(p)}</div></td><td class='r'>{esc(a)}</td></tr>"
                    for d, p, a in _invoice_rows(req, inv))
     for d in inv["total_discount_amounts"]:
         rows += f"<tr><td>Discount</td><td class='r'>-{esc(fmt_money(d['amount'], cur))}</td></tr>"
     status = {"paid": "Paid", "open": "Due", "void": "Void", "uncollectible": "Uncollectible"}[inv["status"]]
+    pay_form = ""
+    if inv["status"] in ("open", "uncollectible") and inv["amount_remaining"] > 0:
+        msg = f"<div class='error' id='error' role='alert'>{esc(error)}</div>" if error else ""
+        pay_form = (
+            "<h2>Pay this invoice</h2>" + msg +
+            f"<form method='post' id='pay-form' action='/_emulator/invoices/{esc(inv['id'])}/pay'>"
+            "<label for='card_number'>Card information</label>"
+            "<input id='card_number' name='card_number' value='4242 4242 4242 4242'>"
+            "<div class='row'><div><label for='card_expiry'>Expiry</label><input id='card_expiry' name='card_expiry' "
+            "value='12 / 34'></div><div><label for='card_cvc'>CVC</label><input id='card_cvc' name='card_cvc' "
+            f"value='123'></div></div><button id='pay'>Pay {esc(fmt_money(inv['amount_remaining'], cur))}</button></form>")
     body = (
         "<div class='wrap'><div class='side'><div class='brand'>Stripe Emulator Test Account</div>"
         f"<div class='muted'>Invoice {esc(inv['number'])}</div>"
@@ -1164,9 +1179,43 @@ def hosted_invoice_page(req: Request) -> HtmlResponse:
         "</div><div class='main'><h1>Invoice details</h1>"
         f"<table>{rows}<tr><td><strong>Total</strong></td><td class='r'><strong>{esc(fmt_money(inv['total'], cur))}</strong></td></tr>"
         f"<tr><td>Amount paid</td><td class='r'>{esc(fmt_money(inv['amount_paid'], cur))}</td></tr></table>"
-        "</div></div>"
+        + pay_form + "</div></div>"
     )
-    return HtmlResponse(page(f"Invoice {inv['number']}", body))
+    return HtmlResponse(page(f"Invoice {inv['number']}", body), status=status_code)
+
+
+@route("POST", "/_emulator/invoices/{id}/pay", auth=False, idempotent=False)
+def hosted_invoice_pay(req: Request) -> HtmlResponse:
+    """The hosted invoice page's card form: pays the invoice with a new card (not saved to the customer)."""
+    from .payment_methods import card_behaviour, create_card_payment_method
+
+    inv = req.store.get(req.path_params["id"], "invoice")
+    if inv is None or inv["status"] == "draft":
+        return HtmlResponse(page("Invoice", "<div class='main'><h1>Invoice not found</h1></div>"), status=404)
+    if inv["status"] not in ("open", "uncollectible"):
+        return _hosted_page(req, inv, error=None, status_code=409)
+    form = {k: (v[0] if isinstance(v, list) and v else (v if isinstance(v, str) else "")) for k, v in req.params.items()}
+    number = (form.get("card_number") or "").replace(" ", "").replace("-", "")
+    try:
+        mm, yy = (form.get("card_expiry") or "12/34").replace(" ", "").split("/")
+        pm = create_card_payment_method(req, number=number, exp_month=int(mm), exp_year=int(yy))
+    except ValueError:
+        return _hosted_page(req, inv, error="Your card's expiration date is incomplete.", status_code=400)
+    except StripeError as exc:
+        return _hosted_page(req, inv, error=exc.message, status_code=402)
+    if card_behaviour(req, pm["id"]) in ("decline", "insufficient_funds", "lost_card", "expired", "incorrect_cvc"):
+        msg = payments_core.decline_error_fields(card_behaviour(req, pm["id"]))["message"]
+        req.store.remove(pm["id"])
+        return _hosted_page(req, inv, error=msg, status_code=402)
+    err = attempt_payment(req, inv, payment_method=pm["id"], off_session=False, automatic=False)
+    if err is not None and err["code"] == "invoice_payment_intent_requires_action":
+        pi = req.store.get(req.store.priv(inv["id"]).get("payment_intent"), "payment_intent")
+        if pi is not None:
+            req.store.priv(pi["id"])["return_url"] = inv["hosted_invoice_url"]
+            return HtmlResponse.redirect(f"{req.emulator.public_url}/_emulator/3ds/{pi['id']}")
+    if err is not None:
+        return _hosted_page(req, inv, error=err["message"], status_code=402)
+    return HtmlResponse.redirect(inv["hosted_invoice_url"])
 
 
 @route("GET", "/_emulator/invoices/{id}/pdf", auth=False)
