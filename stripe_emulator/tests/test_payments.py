@@ -286,3 +286,39 @@ def test_module_level_sdk_lists_a_charges_refunds(client: stripe.StripeClient, e
         assert stripe.Charge.retrieve_refund(pi.latest_charge, r1.id, api_key="sk_test_module_level").amount == 100
     finally:
         stripe.api_base = previous
+
+
+def test_concurrent_partial_refunds_never_exceed_the_charge(emulator: Any, client: stripe.StripeClient) -> None:
+    import threading
+
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True})
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def refund() -> None:
+        c = stripe.StripeClient("sk_test_concurrent", base_addresses={"api": emulator.url}, max_network_retries=0)
+        try:
+            c.v1.refunds.create(params={"charge": pi.latest_charge, "amount": 200})
+            result = "ok"
+        except stripe.InvalidRequestError as exc:
+            result = exc.code or "error"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=refund) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["charge_already_refunded"] * 3 + ["ok"] * 5
+    charge = client.v1.charges.retrieve(pi.latest_charge)
+    assert (charge.amount_refunded, charge.refunded) == (1000, True)
+
+
+def test_includable_customer_fields_for_dj_stripe(client: stripe.StripeClient) -> None:
+    cus = _customer(client)
+    got = client.v1.customers.retrieve(cus.id, params={"expand": ["default_source", "sources", "subscriptions", "tax_ids"]})
+    assert got.default_source is None
+    assert (got.sources.object, got.sources.data) == ("list", [])
+    assert got.subscriptions.object == "list" and got.tax_ids.url == f"/v1/customers/{cus.id}/tax_ids"
+    assert "sources" not in client.v1.customers.retrieve(cus.id)
