@@ -192,9 +192,7 @@ def create_session(req: Request) -> dict[str, Any]:
         "customer": cus["id"] if cus else None,
         "customer_account": None,
         "customer_creation": None if (cus or mode == "subscription") else p.get("customer_creation", "if_required"),
-        "customer_details": {"address": None, "business_name": None, "email": cus.get("email") if cus else p.get("customer_email"),
-                             "individual_name": None, "name": None, "phone": None, "tax_exempt": "none", "tax_ids": None}
-        if (cus or p.get("customer_email")) else None,
+        "customer_details": None,  # filled in on completion
         "customer_email": p.get("customer_email"),
         "discounts": [],
         "expires_at": expires_at,
@@ -370,7 +368,7 @@ def complete_session(req: Any, session: dict[str, Any], form: dict[str, str]) ->
         exp_month, exp_year = int(mm), int(yy)
     except ValueError:
         raise CheckoutDecline("Your card's expiration date is incomplete.") from None
-    email = (form.get("email") or "").strip() or (session.get("customer_details") or {}).get("email")
+    email = (form.get("email") or "").strip() or _known_email(req, session)
     if not session.get("customer") and not email:
         raise CheckoutDecline("Your email is incomplete.")
     code = (form.get("promotion_code") or "").strip()
@@ -389,6 +387,11 @@ def complete_session(req: Any, session: dict[str, Any], form: dict[str, str]) ->
     if session["mode"] == "payment":
         return _complete_payment(req, session, pm, email, form)
     return _complete_subscription(req, session, pm, email, form, priv)
+
+
+def _known_email(req: Any, session: dict[str, Any]) -> str | None:
+    cus = req.store.get(session.get("customer"), "customer")
+    return session.get("customer_email") or (cus or {}).get("email")
 
 
 def _customer_for(req: Any, session: dict[str, Any], email: str | None, name: str | None, create: bool) -> dict[str, Any] | None:
@@ -608,7 +611,7 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
                 + "</div>")
         return page("Checkout", body)
     email_field = ""
-    known_email = (session.get("customer_details") or {}).get("email")
+    known_email = _known_email(req, session)
     if not session.get("customer"):
         email_field = (f"<label for='email'>Email</label><input id='email' name='email' type='email' "
                        f"value='{esc(form.get('email') or known_email or '')}' placeholder='you@example.com'>")
