@@ -404,7 +404,7 @@ def create_payment_intent(req: Request) -> dict[str, Any]:
     if p.get("confirm"):
         if pm is None:
             raise StripeError("You cannot confirm this PaymentIntent because it's missing a payment method. "
-                              "To confirm the PaymentIntent with cus, pass a payment_method.",
+                              "Pass a `payment_method` to confirm it.",
                               code="payment_intent_unexpected_state", param="payment_method")
         off = p.get("off_session")
         out = _confirm(req, pi, pm, off_session=bool(off) if not isinstance(off, str) else off in ("one_off", "recurring"),
