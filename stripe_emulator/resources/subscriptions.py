@@ -1075,6 +1075,12 @@ def _preview_for(req: Any, sub: dict[str, Any], *, records: list[dict[str, Any]]
 def preview_invoice(req: Request) -> dict[str, Any]:
     p = req.params
     sd = p.get("subscription_details") or {}
+    if not p.get("subscription") and p.get("customer") and not sd.get("items"):
+        # Like Stripe: with only a customer, the preview is the next invoice of the customer's subscription.
+        live = [s for s in req.store.all("subscription") if s["customer"] == p["customer"]
+                and s["status"] in ("active", "past_due", "trialing", "unpaid")]
+        if live:
+            p = dict(p, subscription=live[0]["id"])
     if p.get("subscription"):
         sub = ref_or_400(req, p["subscription"], "subscription", "subscription")
         if p.get("customer") and p["customer"] != sub["customer"]:

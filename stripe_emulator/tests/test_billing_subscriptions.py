@@ -407,3 +407,19 @@ def test_refused_updates_change_nothing(client: stripe.StripeClient) -> None:
     assert [(i.id, i.price.id, i.quantity) for i in after["items"].data] == [(item.id, price.id, 1)]
     assert after.default_payment_method is None and after.discounts == []
     assert client.v1.invoice_items.list(params={"customer": cus.id}).data == []
+
+
+def test_preview_of_the_next_invoice_from_the_customer_alone(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    price = _price(client, amount=1200)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id, "quantity": 2}]})
+    client.v1.invoice_items.create(params={"customer": cus.id, "amount": 300, "currency": "usd",
+                                           "description": "Extra seat setup"})
+    preview = client.v1.invoices.create_preview(params={"customer": cus.id})
+    end = sub["items"].data[0].current_period_end
+    assert preview.subscription == sub.id and preview.total == 2 * 1200 + 300
+    assert sorted(ln.amount for ln in preview.lines.data) == [300, 2400]
+    assert [ln.period.start for ln in preview.lines.data if ln.amount == 2400] == [end]
+    # a preview changes nothing
+    assert client.v1.invoice_items.list(params={"customer": cus.id, "pending": True}).data[0].invoice is None
+    assert len(client.v1.invoices.list(params={"customer": cus.id}).data) == 1
