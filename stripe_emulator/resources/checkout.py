@@ -10,13 +10,11 @@ needs 3-D Secure goes through the emulator's challenge page first. The card numb
 from __future__ import annotations
 
 import copy
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from urllib.parse import quote
 
 from ..context import using
 from ..errors import StripeError, state_error
-from ..events import diff, emit
+from ..events import emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
 from ..internal import internal_request
 from ..listing import created_filter, list_response
@@ -673,4 +671,4 @@ def _t_completed(emulator: Any) -> dict[str, Any]:
         return {"checkout_session": session["id"], "payment_intent": session["payment_intent"]}
 
 
-__all__ = ["create_session", "complete_session", "render_page", "quote", "Decimal", "ROUND_HALF_UP", "diff"]
+__all__ = ["create_session", "complete_session", "render_page"]

@@ -14,11 +14,9 @@ import copy
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ..context import using
 from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
-from ..internal import internal_request
 from ..listing import created_filter, list_response, search_response
 from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
 from ..state import new_id, random_token
@@ -1301,4 +1299,4 @@ def _t_invoice_finalized(emulator: Any) -> dict[str, Any]:
 
 
 __all__ = ["create_invoice", "finalize_invoice", "attempt_payment", "subscription_item_line", "invoice_item_obj",
-           "add_pending_items", "RETRY_SCHEDULE_DAYS", "billing_settings", "using", "internal_request"]
+           "add_pending_items", "RETRY_SCHEDULE_DAYS", "billing_settings"]

@@ -16,7 +16,7 @@ import copy
 from typing import Any
 
 from ..context import using
-from ..errors import StripeError, no_such, state_error
+from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, get_or_404, ref_or_400
 from ..internal import internal_request
@@ -1225,4 +1225,4 @@ def _t_trial_will_end(emulator: Any) -> dict[str, Any]:
 
 
 __all__ = ["create_subscription", "update_subscription", "cancel_subscription", "next_action", "run_action",
-           "preview_invoice", "on_invoice_paid", "on_invoice_payment_failed", "no_such"]
+           "preview_invoice", "on_invoice_paid", "on_invoice_payment_failed"]

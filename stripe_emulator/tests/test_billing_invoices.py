@@ -10,7 +10,7 @@ import pytest
 import stripe
 
 from .conftest import http
-from .shape_makers_billing import _customer_with_card, _price
+from .shape_makers_billing import _customer_with_card
 
 T0 = 1_800_000_000
 DAY = 86400
