@@ -260,10 +260,8 @@ def _expire_if_due(req: Any, session: dict[str, Any]) -> None:
 
 
 def _expire(req: Any, session: dict[str, Any]) -> None:
-    before = copy.deepcopy(session)
     session["status"] = "expired"
     session["url"] = None
-    del before
     emit("checkout.session.expired", session)
 
 
