@@ -258,3 +258,30 @@ def test_failed_three_d_secure_keeps_the_session_open(client: stripe.StripeClien
     assert status == 402 and "We are unable to authenticate your payment method." in html
     again = client.v1.checkout.sessions.retrieve(session.id)
     assert (again.status, again.payment_status, again.payment_intent) == ("open", "unpaid", None)
+
+
+def test_concurrent_completions_of_one_session_charge_once(client: stripe.StripeClient, emulator: Any) -> None:
+    import threading
+
+    price = _price(client, recurring=False, amount=700)
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "line_items": [{"price": price.id, "quantity": 1}], "success_url": "https://app.example/ok",
+        "customer_email": "race@example.com"})
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def submit() -> None:
+        status, _, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete", {})
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [303] + [409] * 5
+    done = client.v1.checkout.sessions.retrieve(session.id)
+    charges = client.v1.charges.list(params={"payment_intent": done.payment_intent}).data
+    assert len(charges) == 1 and charges[0].amount == 700
+    assert _events_for(client, session.id) == ["checkout.session.completed"]
