@@ -122,7 +122,8 @@ def create_session(req: Request) -> dict[str, Any]:
             pd = dict(li["price_data"])
             price = _create_price(req, {k: v for k, v in pd.items() if k in (
                 "currency", "product", "product_data", "recurring", "unit_amount", "unit_amount_decimal", "tax_behavior")})
-            price["active"] = False  # inline prices are not offered for reuse
+            price["active"] = False  # inline prices are not offered for reuse...
+            req.store.priv(price["id"])["inline"] = True  # ...but this session may still bill them
         else:
             raise StripeError(f"Missing required param: line_items[{i}][price].", code="parameter_missing",
                               param=f"line_items[{i}][price]")

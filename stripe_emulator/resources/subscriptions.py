@@ -208,7 +208,7 @@ def _resolve_item_price(req: Any, item: dict[str, Any], param: str, currency: st
         raise StripeError(
             f"The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.",
             param=f"{param}[price]")
-    if not price["active"]:
+    if not price["active"] and not req.store.private.get(price["id"], {}).get("inline"):
         raise StripeError(f"The price specified is inactive. This field only accepts active prices.",
                           param=f"{param}[price]")
     if currency is not None and inv_mod.price_amount_for(req.store, price, currency) is None:

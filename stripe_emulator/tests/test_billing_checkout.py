@@ -285,3 +285,17 @@ def test_concurrent_completions_of_one_session_charge_once(client: stripe.Stripe
     charges = client.v1.charges.list(params={"payment_intent": done.payment_intent}).data
     assert len(charges) == 1 and charges[0].amount == 700
     assert _events_for(client, session.id) == ["checkout.session.completed"]
+
+
+def test_subscription_checkout_with_inline_price_data(client: stripe.StripeClient, emulator: Any) -> None:
+    prod = client.v1.products.create(params={"name": "Inline plan"})
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "subscription", "success_url": "https://app.example/ok", "customer_email": "inline@example.com",
+        "line_items": [{"quantity": 2, "price_data": {"currency": "usd", "product": prod.id, "unit_amount": 1100,
+                                                      "recurring": {"interval": "month"}}}]})
+    assert session.amount_total == 2200
+    status, _, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete", {})
+    assert status == 303
+    sub = client.v1.subscriptions.retrieve(client.v1.checkout.sessions.retrieve(session.id).subscription)
+    item = sub["items"].data[0]
+    assert (sub.status, item.quantity, item.price.unit_amount, item.price.active) == ("active", 2, 1100, False)
