@@ -613,6 +613,9 @@ def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automati
         else:
             inv["next_payment_attempt"] = None
     emit("invoice.payment_failed", inv)
+    if err.get("code") == "authentication_required":
+        # an off-session charge needs the customer to authenticate (3-D Secure): Stripe asks for action
+        emit("invoice.payment_action_required", inv)
     if before is not None:
         # attempt_count, attempted and next_payment_attempt changed (Stripe sends invoice.updated too)
         emit("invoice.updated", inv, diff(before, inv))

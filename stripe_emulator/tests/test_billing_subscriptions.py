@@ -423,3 +423,15 @@ def test_preview_of_the_next_invoice_from_the_customer_alone(client: stripe.Stri
     # a preview changes nothing
     assert client.v1.invoice_items.list(params={"customer": cus.id, "pending": True}).data[0].invoice is None
     assert len(client.v1.invoices.list(params={"customer": cus.id}).data) == 1
+
+
+def test_renewal_with_a_card_needing_authentication_asks_for_action(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": _price(client).id}]})
+    needs_3ds = client.v1.payment_methods.attach("pm_card_threeDSecure2Required", params={"customer": cus.id})
+    client.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": needs_3ds.id}})
+    _advance(client, clock, sub["items"].data[0].current_period_end + 2 * 3600)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    types = _event_types(client, sub.latest_invoice)
+    assert sub.status == "past_due"
+    assert types.index("invoice.payment_failed") < types.index("invoice.payment_action_required")
