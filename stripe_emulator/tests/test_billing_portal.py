@@ -24,7 +24,7 @@ def test_configuration_crud_and_validation(client: stripe.StripeClient) -> None:
         "features": {"subscription_update": {"enabled": True, "default_allowed_updates": ["price", "quantity"],
                                              "proration_behavior": "always_invoice",
                                              "products": [{"product": price.product, "prices": [price.id]}]}}})
-    assert conf.features.subscription_update.proration_behavior == "always_invoice"
+    assert conf.features.subscription_update.proration_behavior == "always_invoice" and conf.is_default is False
     assert conf.features.subscription_update.default_allowed_updates == ["price", "quantity"]
     updated = client.v1.billing_portal.configurations.update(conf.id, params={
         "features": {"subscription_cancel": {"enabled": True, "mode": "immediately"}}, "metadata": {"k": "v"}})
@@ -44,6 +44,7 @@ def test_session_uses_the_default_configuration_and_its_return_url(client: strip
     session = client.v1.billing_portal.sessions.create(params={"customer": cus.id, "return_url": "https://app.example/r"})
     conf = client.v1.billing_portal.configurations.retrieve(session.configuration)
     assert conf.is_default is True and session.return_url == "https://app.example/r"
+    assert conf.features.payment_method_update.enabled and conf.features.subscription_cancel.enabled
     status, _, body = http("GET", session.url)
     assert status == 200 and "https://app.example/r" in body.decode() and "No active subscription." in body.decode()
 
