@@ -197,9 +197,7 @@ def create_session(req: Request) -> dict[str, Any]:
         "expires_at": expires_at,
         "integration_identifier": p.get("integration_identifier"),
         "invoice": None,
-        "invoice_creation": {"enabled": False, "invoice_data": {
-            "account_tax_ids": None, "custom_fields": None, "description": None, "footer": None, "issuer": None,
-            "metadata": {}, "rendering_options": None}} if mode == "payment" else None,
+        "invoice_creation": _invoice_creation(p.get("invoice_creation")) if mode == "payment" else None,
         "livemode": False,
         "locale": p.get("locale"),
         "managed_payments": None,
@@ -253,6 +251,36 @@ def create_session(req: Request) -> dict[str, Any]:
     store.add(session, priv)
     _recompute(req, session)
     return session
+
+
+def _invoice_creation(value: Any) -> dict[str, Any]:
+    value = value or {}
+    data = value.get("invoice_data") or {}
+    return {"enabled": bool(value.get("enabled")), "invoice_data": {
+        "account_tax_ids": None, "custom_fields": data.get("custom_fields") or None,
+        "description": data.get("description"), "footer": data.get("footer"), "issuer": None,
+        "metadata": dict(data.get("metadata") or {}), "rendering_options": None}}
+
+
+def _post_payment_invoice(req: Any, session: dict[str, Any], cus: dict[str, Any], pi: dict[str, Any] | None) -> None:
+    """`invoice_creation[enabled]`: a paid invoice for a one-time Checkout payment (lines = the session's items)."""
+    data = session["invoice_creation"]["invoice_data"]
+    inv = inv_mod.create_invoice(req, customer=cus, currency=session["currency"], billing_reason="manual",
+                                 pull_pending=False, auto_advance=False, description=data.get("description"),
+                                 metadata=data.get("metadata") or None, emit_created=False)
+    if data.get("footer"):
+        inv["footer"] = data["footer"]
+    now = req.store.clock.now_for_customer(cus["id"])
+    for li in _items(req, session):
+        ii = inv_mod.invoice_item_obj(req, customer=cus["id"], amount=li["amount_total"], currency=session["currency"],
+                                      description=li["description"], period=(now, now), price=li["price"],
+                                      quantity=li["quantity"] or 1, unit_amount=li["amount_total"] // (li["quantity"] or 1))
+        inv_mod.attach_invoice_item(req, inv, ii)
+    inv_mod.recompute(req, inv)
+    emit("invoice.created", inv)
+    inv_mod.finalize_invoice(req, inv, emit_paid_if_zero=False)
+    inv_mod.mark_paid(req, inv, pi)
+    session["invoice"] = inv["id"]
 
 
 def _expire_if_due(req: Any, session: dict[str, Any]) -> None:
@@ -407,7 +435,9 @@ def _customer_for(req: Any, session: dict[str, Any], email: str | None, name: st
 def _complete_payment(req: Any, session: dict[str, Any], pm: dict[str, Any], email: str | None,
                       form: dict[str, str]) -> HtmlResponse:
     store = req.store
-    cus = _customer_for(req, session, email, form.get("name"), session.get("customer_creation") == "always")
+    # a post-payment invoice needs a customer, so invoice_creation makes one like customer_creation=always
+    cus = _customer_for(req, session, email, form.get("name"), session.get("customer_creation") == "always"
+                        or session["invoice_creation"]["enabled"])
     pid = store.priv(session["id"]).get("payment_intent_data") or {}
     if cus is not None and pid.get("setup_future_usage"):
         attach_payment_method(req, pm, cus)
@@ -489,6 +519,8 @@ def _finish(req: Any, session: dict[str, Any], cus: dict[str, Any] | None, email
             session["amount_total"] = inv["amount_paid"] if inv["amount_paid"] > 0 else session["amount_total"]
     else:
         session["payment_status"] = "paid" if session["amount_total"] > 0 else "no_payment_required"
+        if session["invoice_creation"]["enabled"] and cus is not None:
+            _post_payment_invoice(req, session, cus, req.store.get(session.get("payment_intent"), "payment_intent"))
     if cus is not None:
         session["customer"] = cus["id"]
     details = session.get("customer_details") or {"address": None, "business_name": None, "email": None,

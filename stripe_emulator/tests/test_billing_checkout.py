@@ -299,3 +299,21 @@ def test_subscription_checkout_with_inline_price_data(client: stripe.StripeClien
     sub = client.v1.subscriptions.retrieve(client.v1.checkout.sessions.retrieve(session.id).subscription)
     item = sub["items"].data[0]
     assert (sub.status, item.quantity, item.price.unit_amount, item.price.active) == ("active", 2, 1100, False)
+
+
+def test_payment_checkout_with_post_payment_invoice(client: stripe.StripeClient, emulator: Any) -> None:
+    price = _price(client, recurring=False, amount=2500)
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "line_items": [{"price": price.id, "quantity": 2}], "success_url": "https://app.example/ok",
+        "customer_email": "credits@example.com",
+        "invoice_creation": {"enabled": True, "invoice_data": {"description": "Credit pack", "metadata": {"pack": "50"}}}})
+    assert session.invoice_creation.enabled is True
+    status, _, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete", {})
+    assert status == 303
+    done = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["invoice.payments"]})
+    inv = done.invoice
+    assert done.customer is not None and inv.customer == done.customer
+    assert (inv.status, inv.total, inv.amount_paid, inv.description) == ("paid", 5000, 5000, "Credit pack")
+    assert inv.metadata["pack"] == "50" and inv.payments.data[0].payment.payment_intent == done.payment_intent
+    status, headers, body = http("GET", inv.invoice_pdf)
+    assert status == 200 and body.startswith(b"%PDF-")
