@@ -982,8 +982,10 @@ def run_action(req: Any, sub: dict[str, Any], when: int, action: str) -> None:
         emit("customer.subscription.trial_will_end", sub)
     elif action == "upcoming":
         priv["upcoming_sent_for"] = period_of(req, sub)[1]
-        preview = _preview_for(req, sub, records=[], next_period=True)
-        emit("invoice.upcoming", preview)
+        if sub["collection_method"] == "charge_automatically":
+            preview = _preview_for(req, sub, records=[], next_period=True)
+            preview["id"] = None  # Stripe: the upcoming invoice in this event has no id
+            emit("invoice.upcoming", preview)
     elif action == "cancel":
         start, end = period_of(req, sub)
         usage = _metered_usage_lines(req, sub, start, end, until=when)
@@ -1069,6 +1071,8 @@ def _preview_for(req: Any, sub: dict[str, Any], *, records: list[dict[str, Any]]
     inv["starting_balance"] = cus.get("balance") or 0
     inv["auto_advance"] = False
     inv["automatically_finalizes_at"] = None
+    if next_period and sub["collection_method"] == "charge_automatically":
+        inv["next_payment_attempt"] = end  # when the renewal invoice will be charged
     return inv
 
 

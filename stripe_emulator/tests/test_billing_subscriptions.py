@@ -79,6 +79,11 @@ def test_subscription_renews_through_a_test_clock(client: stripe.StripeClient) -
     assert renewal[:5] == ["invoice.upcoming", "customer.subscription.updated", "invoice.created",
                            "invoice.finalized", "invoice.paid"]
     assert renewal[-1] == "invoice.payment_succeeded"
+    upcoming = [e for e in client.v1.events.list(params={"type": "invoice.upcoming", "limit": 100}).data
+                if e.data.object.parent.subscription_details.subscription == sub.id]
+    assert len(upcoming) == 1 and upcoming[0].created == end - 7 * DAY
+    assert upcoming[0].data.object.id is None and upcoming[0].data.object.total == 6000
+    assert upcoming[0].data.object.next_payment_attempt == end
     clock_events = [e for e in client.v1.events.list(params={"limit": 100}).data
                     if e.type.startswith("test_helpers.test_clock.") and e.data.object.id == clock.id]
     assert [e.type for e in clock_events][:2] == ["test_helpers.test_clock.ready", "test_helpers.test_clock.advancing"]
