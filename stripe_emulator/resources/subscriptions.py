@@ -16,7 +16,7 @@ import copy
 from typing import Any
 
 from ..context import using
-from ..errors import StripeError, no_such, state_error
+from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, get_or_404, ref_or_400
 from ..internal import internal_request
@@ -208,7 +208,7 @@ def _resolve_item_price(req: Any, item: dict[str, Any], param: str, currency: st
         raise StripeError(
             f"The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.",
             param=f"{param}[price]")
-    if not price["active"]:
+    if not price["active"] and not req.store.private.get(price["id"], {}).get("inline"):
         raise StripeError(f"The price specified is inactive. This field only accepts active prices.",
                           param=f"{param}[price]")
     if currency is not None and inv_mod.price_amount_for(req.store, price, currency) is None:
@@ -318,7 +318,7 @@ def create_subscription(
     elif payment_behavior == "default_incomplete":
         sub["status"] = "incomplete"
     else:
-        sub["status"] = "active" if (charge_pm and card_behaviour(req, charge_pm) in ("ok", "dispute", "3ds_setup")
+        sub["status"] = "active" if (charge_pm and card_behaviour(req, charge_pm) in ("ok", "dispute")
                                      and inv["total"] > 0) or inv["total"] <= 0 else "incomplete"
     _sync_items(req, sub)
     # Stripe's order: customer.subscription.created, then invoice.created, invoice.finalized, payment events.
@@ -385,6 +385,22 @@ def create_route(req: Request) -> dict[str, Any]:
         raise StripeError("Missing required param: days_until_due.", code="parameter_missing", param="days_until_due")
     discounts = inv_mod._discounts_param(req, p.get("discounts"), customer=cus["id"])
     off = p.get("off_session", False)
+    if p.get("cancel_at") is not None and not isinstance(p["cancel_at"], int):
+        p = dict(p)
+        p.pop("cancel_at")  # max_period_end / min_period_end: the first period end, set below
+        p["cancel_at_period_end"] = True
+    sub = _create_from_params(req, p, cus, te, discounts, off)
+    if isinstance(p.get("cancel_at"), int):
+        if p["cancel_at"] <= now:
+            raise StripeError("cancel_at must be in the future.", param="cancel_at")
+        sub["cancel_at"] = p["cancel_at"]
+        sub["canceled_at"] = now
+        sub["cancel_at_period_end"] = p["cancel_at"] == period_of(req, sub)[1]
+    return sub
+
+
+def _create_from_params(req: Any, p: dict[str, Any], cus: dict[str, Any], te: int | None, discounts: list[str],
+                        off: Any) -> dict[str, Any]:
     return create_subscription(
         req, customer=cus, items=p.get("items") or [], currency=(p.get("currency") or "").lower() or None,
         trial_end=te, default_payment_method=p.get("default_payment_method"), metadata=p.get("metadata"),
@@ -449,7 +465,7 @@ def proration_lines_for_change(
         amount = -prorate(full, remaining, length)
         if amount:
             out.append({"amount": amount, "price": price, "quantity": qty, "item": item["id"] if item else None,
-                        "description": f"Unused time on {qty} × {inv_mod.product_name(store, price)} after {when}",
+                        "description": f"Unused time on {_qty_label(qty)}{inv_mod.product_name(store, price)} after {when}",
                         "period": (proration_date, end)})
     if new is not None and not _is_metered(new[0]) and new[1]:
         price, qty = new
@@ -457,9 +473,13 @@ def proration_lines_for_change(
         amount = prorate(full, remaining, length)
         if amount:
             out.append({"amount": amount, "price": price, "quantity": qty, "item": item["id"] if item else None,
-                        "description": f"Remaining time on {qty} × {inv_mod.product_name(store, price)} after {when}",
+                        "description": f"Remaining time on {_qty_label(qty)}{inv_mod.product_name(store, price)} after {when}",
                         "period": (proration_date, end)})
     return out
+
+
+def _qty_label(qty: int) -> str:
+    return f"{qty} × " if qty != 1 else ""
 
 
 def _plan_item_changes(req: Any, sub: dict[str, Any], items_param: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -504,6 +524,19 @@ def _proration_records(req: Any, sub: dict[str, Any], changes: list[dict[str, An
     return out
 
 
+def _update_records(req: Any, sub: dict[str, Any], changes: list[dict[str, Any]], when: int, behavior: str,
+                    interval_change: bool) -> list[dict[str, Any]]:
+    """Proration records of an update (shared by the update itself and create_preview)."""
+    if behavior == "none":
+        return []
+    if interval_change:
+        # the new price is billed in full for the new cycle: only the unused time of the old one is credited
+        credit_only = [dict(ch, new=None) for ch in changes if ch["old"] is not None
+                       and (ch["new"] is None or ch["new"] != ch["old"])]
+        return _proration_records(req, sub, credit_only, when)
+    return _proration_records(req, sub, changes, when)
+
+
 def _proration_line(req: Any, sub: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
     item = req.store.get(rec["item"], "subscription_item") if rec["item"] else {"id": None, "price": rec["price"], "quantity": rec["quantity"]}
     return inv_mod.subscription_item_line(
@@ -519,9 +552,40 @@ def update_route(req: Request) -> dict[str, Any]:
     return update_subscription(req, sub, req.params)
 
 
+def _validate_update(req: Any, sub: dict[str, Any], p: dict[str, Any], changes: list[dict[str, Any]], now: int) -> None:
+    remaining = len(_items(req, sub)) - sum(1 for ch in changes if ch["item"] is not None and ch["new"] is None) \
+        + sum(1 for ch in changes if ch["item"] is None)
+    if remaining < 1:
+        raise StripeError("A subscription must have at least one active plan.", param="items")
+    if p.get("default_payment_method"):
+        pm = ref_or_400(req, p["default_payment_method"], "payment_method", "default_payment_method", "PaymentMethod")
+        if pm.get("customer") != sub["customer"]:
+            raise StripeError(
+                f"The customer does not have a payment method with the ID {pm['id']}. The payment method must be "
+                "attached to the customer.", param="default_payment_method", code="resource_missing")
+    if p.get("trial_end") not in (None, "now") and int(p["trial_end"]) <= now:
+        raise StripeError("Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end")
+    for i, d in enumerate(p.get("discounts") or []):
+        if d.get("coupon"):
+            ref_or_400(req, d["coupon"], "coupon", f"discounts[{i}][coupon]")
+        if d.get("promotion_code"):
+            ref_or_400(req, d["promotion_code"], "promotion_code", f"discounts[{i}][promotion_code]", "promotion code")
+        if d.get("discount"):
+            ref_or_400(req, d["discount"], "discount", f"discounts[{i}][discount]")
+
+
 def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     store = req.store
     if sub["status"] in ("canceled", "incomplete_expired"):
+        if sub["status"] == "canceled" and set(p) <= {"metadata", "cancellation_details", "expand"}:
+            before = copy.deepcopy(sub)
+            for k in ("comment", "feedback"):
+                if k in (p.get("cancellation_details") or {}):
+                    sub["cancellation_details"][k] = p["cancellation_details"][k] or None
+            apply_metadata(sub, p.get("metadata"))
+            if diff(before, sub):
+                emit("customer.subscription.updated", sub, diff(before, sub))
+            return sub
         raise state_error("A canceled subscription can only update its cancellation_details and metadata."
                           if sub["status"] == "canceled" else
                           "This subscription has expired and can no longer be updated.")
@@ -530,7 +594,9 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
     behavior = p.get("proration_behavior", "create_prorations")
     proration_date = p.get("proration_date", now)
     changes = _plan_item_changes(req, sub, p.get("items") or [])
-    interval_change = any(ch.get("interval_change") for ch in changes)
+    # A new billing interval, or billing_cycle_anchor=now, restarts the cycle now and bills it at once.
+    interval_change = any(ch.get("interval_change") for ch in changes) or (
+        p.get("billing_cycle_anchor") == "now" and sub["status"] in ("active", "past_due"))
     payment_behavior = p.get("payment_behavior", "allow_incomplete")
     if payment_behavior == "error_if_incomplete" and (behavior == "always_invoice" or interval_change):
         pm = inv_mod.payment_method_for(req, {"default_payment_method": None, "customer": sub["customer"],
@@ -539,8 +605,9 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
             fields = inv_mod.payments_core.decline_error_fields(card_behaviour(req, pm) if pm else "decline")
             raise StripeError(fields["message"], status=402, type="card_error", code=fields["code"],
                               decline_code=fields.get("decline_code") or None)
-    records = _proration_records(req, sub, changes, proration_date) if behavior != "none" else []
-    # apply item changes
+    records = _update_records(req, sub, changes, proration_date, behavior, interval_change)
+    _validate_update(req, sub, p, changes, now)
+    # apply item changes (everything that can be refused was checked above: nothing is half-applied)
     for ch in changes:
         it = ch["param"]
         if ch["item"] is None:
@@ -915,8 +982,10 @@ def run_action(req: Any, sub: dict[str, Any], when: int, action: str) -> None:
         emit("customer.subscription.trial_will_end", sub)
     elif action == "upcoming":
         priv["upcoming_sent_for"] = period_of(req, sub)[1]
-        preview = _preview_for(req, sub, records=[], next_period=True)
-        emit("invoice.upcoming", preview)
+        if sub["collection_method"] == "charge_automatically":
+            preview = _preview_for(req, sub, records=[], next_period=True)
+            preview["id"] = None  # Stripe: the upcoming invoice in this event has no id
+            emit("invoice.upcoming", preview)
     elif action == "cancel":
         start, end = period_of(req, sub)
         usage = _metered_usage_lines(req, sub, start, end, until=when)
@@ -960,11 +1029,12 @@ def _renew(req: Any, sub: dict[str, Any], when: int, *, from_trial: bool) -> Non
 # ------------------------------------------------------------------ create_preview
 
 def _preview_for(req: Any, sub: dict[str, Any], *, records: list[dict[str, Any]], next_period: bool,
-                 planned: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 planned: list[dict[str, Any]] | None = None,
+                 extra_lines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     store = req.store
     cus = store.objects[sub["customer"]]
     start, end = period_of(req, sub)
-    lines = [_proration_line(req, sub, rec) for rec in records]
+    lines = [_proration_line(req, sub, rec) for rec in records] + list(extra_lines or [])
     # pending invoice items of the customer (not yet on an invoice)
     for ii in reversed(store.all("invoiceitem")):
         if ii["customer"] == sub["customer"] and ii["invoice"] is None and ii["currency"] == sub["currency"]:
@@ -1001,12 +1071,20 @@ def _preview_for(req: Any, sub: dict[str, Any], *, records: list[dict[str, Any]]
     inv["starting_balance"] = cus.get("balance") or 0
     inv["auto_advance"] = False
     inv["automatically_finalizes_at"] = None
+    if next_period and sub["collection_method"] == "charge_automatically":
+        inv["next_payment_attempt"] = end  # when the renewal invoice will be charged
     return inv
 
 
 def preview_invoice(req: Request) -> dict[str, Any]:
     p = req.params
     sd = p.get("subscription_details") or {}
+    if not p.get("subscription") and p.get("customer") and not sd.get("items"):
+        # Like Stripe: with only a customer, the preview is the next invoice of the customer's subscription.
+        live = [s for s in req.store.all("subscription") if s["customer"] == p["customer"]
+                and s["status"] in ("active", "past_due", "trialing", "unpaid")]
+        if live:
+            p = dict(p, subscription=live[0]["id"])
     if p.get("subscription"):
         sub = ref_or_400(req, p["subscription"], "subscription", "subscription")
         if p.get("customer") and p["customer"] != sub["customer"]:
@@ -1017,7 +1095,23 @@ def preview_invoice(req: Request) -> dict[str, Any]:
         when = sd.get("proration_date", now)
         behavior = sd.get("proration_behavior", "create_prorations")
         changes = _plan_item_changes(req, sub, sd.get("items") or [])
-        records = _proration_records(req, sub, changes, when) if behavior != "none" else []
+        interval_change = any(ch.get("interval_change") for ch in changes) or (
+            sd.get("billing_cycle_anchor") == "now" and sub["status"] in ("active", "past_due"))
+        records = _update_records(req, sub, changes, when, behavior, interval_change)
+        if interval_change:
+            # what the update invoices at once: the credit, then the new items for a whole new cycle
+            prices = {i["id"]: (_item_price(req.store, i), i["quantity"]) for i in _items(req, sub)}
+            for ch in changes:
+                if ch["item"] is not None and ch["new"] is None:
+                    prices.pop(ch["item"]["id"], None)
+                else:
+                    prices[ch["item"]["id"] if ch["item"] else new_id("si", 14)] = ch["new"]
+            first = next(iter(prices.values()))[0]["recurring"]
+            end = add_interval(when, first["interval"], first["interval_count"])
+            extra = [inv_mod.subscription_item_line(req.store, sub=sub, item={"id": k, "price": pr, "quantity": q},
+                                                    currency=sub["currency"], period=(when, end))
+                     for k, (pr, q) in prices.items() if not _is_metered(pr)]
+            return _preview_for(req, sub, records=records, next_period=False, extra_lines=extra)
         if sd.get("cancel_now"):
             records = []
             for item in _items(req, sub):
@@ -1135,4 +1229,4 @@ def _t_trial_will_end(emulator: Any) -> dict[str, Any]:
 
 
 __all__ = ["create_subscription", "update_subscription", "cancel_subscription", "next_action", "run_action",
-           "preview_invoice", "on_invoice_paid", "on_invoice_payment_failed", "no_such"]
+           "preview_invoice", "on_invoice_paid", "on_invoice_payment_failed"]
