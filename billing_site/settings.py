@@ -272,6 +272,10 @@ LOGGING = {
     },
 }
 
+# --- Operations -------------------------------------------------------------------------------------------------
+# When set, /metrics answers only to `Authorization: Bearer <token>` (Prometheus `authorization` config).
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+
 # --- Production hardening ---------------------------------------------------------------------------------------
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
