@@ -24,7 +24,7 @@ class SignupForm(forms.Form):
     )
     team_name = forms.CharField(
         label=_("Team name"), max_length=120, required=False,
-        help_text=_("Optional. You can invite colleagues to this team later."),
+        help_text=_("You can invite colleagues to this team later."),
         widget=forms.TextInput(attrs={"autocomplete": "organization"}),
     )
 

@@ -1,5 +1,6 @@
 """Reads for accounts and teams."""
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from billing_site.errors import NotFoundError
 
@@ -44,7 +45,7 @@ def team_get_for_user(*, user: User, team_id: int) -> Team:
     """A team the user belongs to; any other id is 404, never 403, so ids do not leak."""
     membership = user_current_membership(user=user, team_id=team_id)
     if membership is None:
-        raise NotFoundError("not_found", "Team not found.")
+        raise NotFoundError("not_found", _("Team not found."))
     return membership.team
 
 

@@ -1,3 +1,4 @@
+from django.utils.translation import gettext as _
 from rest_framework.request import Request
 
 from billing_site.errors import NotFoundError, PermissionDeniedError
@@ -20,7 +21,7 @@ def request_membership(request: Request) -> Membership | None:
     else:
         membership = user_session_membership(user=request.user, session=request.session)
     if membership is None:
-        raise NotFoundError("not_found", "Team not found.")
+        raise NotFoundError("not_found", _("Team not found."))
     return membership
 
 
@@ -45,4 +46,4 @@ class TeamScopedAPIMixin:
         """Owner/admin only. API keys act for the team with full rights: only owners/admins can create them."""
         membership = request_membership(self.request)
         if membership is not None and not membership.can_manage:
-            raise PermissionDeniedError("forbidden", "Only the team's owner or an admin can do this.")
+            raise PermissionDeniedError("forbidden", _("Only the team's owner or an admin can do this."))
