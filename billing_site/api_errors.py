@@ -33,7 +33,8 @@ def exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         details = exc.extra or None
         # An error may carry response headers (e.g. Retry-After on 429) as an optional `headers` attribute.
-        return error_response(exc.code, exc.user_message, exc.http_status, details, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        return error_response(exc.code, exc.user_message, exc.http_status, details, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):
