@@ -36,11 +36,15 @@ def _celery_eager_unless_worker(request):
     from billing_site.celery import app
 
     eager = "celery_worker" not in request.keywords
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = eager
-    app.conf.task_eager_propagates = False
+    # The app reads Django settings under the CELERY_ namespace, and the namespaced key wins over the plain one:
+    # set both, or with REDIS_URL set (CELERY_TASK_ALWAYS_EAGER=False) tasks would silently go to the broker.
+    keys = ("task_always_eager", "CELERY_TASK_ALWAYS_EAGER")
+    previous = {key: app.conf.get(key) for key in keys}
+    for key in keys:
+        app.conf[key] = eager
     yield
-    app.conf.task_always_eager = previous
+    for key, value in previous.items():
+        app.conf[key] = value
 
 
 @pytest.fixture(autouse=True)
