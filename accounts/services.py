@@ -68,8 +68,10 @@ def team_may_add_seat(*, team: Team) -> bool:
     limit = team_seat_limit(team=team)
     if limit is None:
         return True
-    used = team.memberships.count() + team.invitations.filter(status=Invitation.Status.PENDING).count()
-    return used < limit
+    # A pending invitation holds a seat until it is accepted, cancelled or expired.
+    valid_since = timezone.now() - timedelta(seconds=settings.INVITATION_MAX_AGE_SECONDS)
+    held = team.invitations.filter(status=Invitation.Status.PENDING, created__gt=valid_since).count()
+    return team.memberships.count() + held < limit
 
 
 def _require_manager(*, team: Team, user: User) -> Membership:
@@ -126,10 +128,6 @@ def invitation_create(*, team: Team, email: str, role: str, invited_by: User) ->
     return invitation, accept_url
 
 
-def invitation_is_expired(*, invitation: Invitation) -> bool:
-    return (timezone.now() - invitation.created).total_seconds() > settings.INVITATION_MAX_AGE_SECONDS
-
-
 @transaction.atomic
 def invitation_accept(*, token: str, user: User) -> Membership:
     invitation = (
@@ -137,7 +135,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
     )
     if invitation is None or invitation.status != Invitation.Status.PENDING:
         raise NotFoundError("invitation_invalid", _("This invitation link is invalid or was already used."))
-    if invitation_is_expired(invitation=invitation):
+    if invitation.is_expired:
         raise ApplicationError("invitation_expired", _("This invitation has expired. Ask for a new one."))
     if invitation.email != user.email.lower():
         raise PermissionDeniedError(

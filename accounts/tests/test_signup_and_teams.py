@@ -121,7 +121,9 @@ def test_expired_invitation_is_refused_and_can_be_sent_again(settings, seat_limi
         services.invitation_accept(token=token, user=guest)
     assert error.value.code == "invitation_expired"
     assert not Membership.objects.filter(team=team, user=guest).exists()
-    # Inviting again replaces the expired invitation instead of failing on "already invited".
+    # An expired invitation no longer holds a seat, and inviting again replaces it.
+    seat_limit(2)
+    assert services.team_may_add_seat(team=team) is True
     fresh, fresh_token = _invite(team, owner)
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.REVOKED and fresh.status == Invitation.Status.PENDING
