@@ -248,9 +248,12 @@ def test_members_page_invites_and_cancels(client, seat_limit):
     team, owner = make_team_with_owner()
     client.force_login(owner)
     response = client.post(reverse("accounts:members"), {"email": "friend@example.com", "role": "admin"})
-    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    assert response.status_code == 302
+    page = client.get(reverse("accounts:members"))
+    assert page["Cache-Control"] == "no-store" and "/accounts/invitations/" in page.content.decode()
+    assert "/accounts/invitations/" not in client.get(reverse("accounts:members")).content.decode()  # shown once
     invitation = Invitation.objects.get(team=team)
-    assert invitation.role == "admin" and "friend@example.com" in response.content.decode()
+    assert invitation.role == "admin" and "friend@example.com" in page.content.decode()
     response = client.post(reverse("accounts:invitation_revoke", args=[invitation.pk]))
     assert response.status_code == 302
     invitation.refresh_from_db()
