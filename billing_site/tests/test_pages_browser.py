@@ -36,7 +36,9 @@ AUDIT = """() => {
     if (!labelled) problems.push("unlabelled control " + (control.name || control.outerHTML.slice(0, 60)));
   }
   for (const button of document.querySelectorAll("button, a")) {
-    if (!button.textContent.trim() && !button.getAttribute("aria-label")) problems.push("empty " + button.outerHTML.slice(0, 60));
+    if (!button.textContent.trim() && !button.getAttribute("aria-label")) {
+      problems.push("empty " + button.outerHTML.slice(0, 60));
+    }
   }
   if (document.documentElement.scrollWidth > document.documentElement.clientWidth + 1) {
     const width = document.documentElement.clientWidth;
