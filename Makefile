@@ -44,6 +44,7 @@ run: install
 test: install browser
 	@if [ -z "$$DATABASE_URL" ]; then echo "make test: DATABASE_URL is unset, using SQLite (PostgreSQL-only tests are skipped; .ci/run uses PostgreSQL)."; fi
 	@if [ -z "$$REDIS_URL" ]; then echo "make test: REDIS_URL is unset, Celery runs tasks eagerly and Redis-only tests are skipped."; fi
+	@if [ -z "$$DATABASE_URL" ] && [ ! -d .testdb ]; then echo "make test: first run here: migrating the template test database once (about a minute)."; fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fresh: export TESTDB_REBUILD = 1
