@@ -11,8 +11,9 @@ from accounts.tests.factories import DEFAULT_PASSWORD, make_team_with_owner
 
 pytestmark = [
     pytest.mark.browser,
-    # live_server needs committed data; serialized_rollback puts back rows that data migrations created.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    # live_server needs committed data. pytest-django runs these transactional tests after the others (in both
+    # orders), so the flush at their end cannot take data-migration rows away from a non-transactional test.
+    pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
 ]
 
