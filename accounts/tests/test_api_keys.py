@@ -142,3 +142,24 @@ def test_members_cannot_create_keys_from_the_page(client):
     assert response.status_code == 200
     assert "Only the team&#x27;s owner or an admin can do this." in response.content.decode()
     assert APIKey.objects.count() == 0
+
+
+def test_x_team_id_must_name_one_of_the_users_teams(owner_client):
+    client, team, owner = owner_client
+    other_team, _ = make_team_with_owner()
+    assert client.get(reverse("api:me"), HTTP_X_TEAM_ID=str(team.id)).json()["current_team_id"] == team.id
+    for value in (str(other_team.id), "not-a-number", "999999"):
+        response = client.get(reverse("api:api-keys"), HTTP_X_TEAM_ID=value)
+        assert response.status_code == 404, value
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_bearer_scheme_is_case_insensitive_and_blank_headers_are_harmless(owner_client):
+    client, team, owner = owner_client
+    body = create_key(client)
+    program = APIClient()
+    program.credentials(HTTP_AUTHORIZATION=f"bearer {body['key']}")
+    assert program.get(reverse("api:me")).status_code == 200
+    blank = APIClient()
+    blank.credentials(HTTP_AUTHORIZATION="   ")
+    assert blank.get(reverse("api:me")).status_code == 401
