@@ -39,14 +39,15 @@ run: install
 	@mkdir -p $(RUN_DIR)
 	@PORT=$(PORT) STRIPE_EMULATOR_PORT=$(STRIPE_EMULATOR_PORT) SITE_URL=$(SITE_URL) bash scripts/run.sh
 
-# The test database is migrated once and reused while no migration changes (see billing_site/testdb.py);
-# `make test-fresh` rebuilds it from scratch.
+# The test database is copied from a template migrated once per set of migrations (see billing_site/testdb.py);
+# `make test-fresh` rebuilds the template from scratch.
 test: install browser
 	@if [ -z "$$DATABASE_URL" ]; then echo "make test: DATABASE_URL is unset, using SQLite (PostgreSQL-only tests are skipped; .ci/run uses PostgreSQL)."; fi
 	@if [ -z "$$REDIS_URL" ]; then echo "make test: REDIS_URL is unset, Celery runs tasks eagerly and Redis-only tests are skipped."; fi
+	@if [ -z "$$DATABASE_URL" ] && [ ! -d .testdb ]; then echo "make test: first run here: migrating the template test database once (about a minute)."; fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fresh: PYTEST_ARGS += --create-db
+test-fresh: export TESTDB_REBUILD = 1
 test-fresh: test
 
 bench: install

@@ -146,6 +146,10 @@ class Invitation(models.Model):
     def __str__(self) -> str:
         return f"{self.email} → {self.team}"
 
+    @property
+    def is_expired(self) -> bool:
+        return (timezone.now() - self.created).total_seconds() > settings.INVITATION_MAX_AGE_SECONDS
+
 
 class APIKey(models.Model):
     """

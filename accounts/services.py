@@ -68,8 +68,10 @@ def team_may_add_seat(*, team: Team) -> bool:
     limit = team_seat_limit(team=team)
     if limit is None:
         return True
-    used = team.memberships.count() + team.invitations.filter(status=Invitation.Status.PENDING).count()
-    return used < limit
+    # A pending invitation holds a seat until it is accepted, cancelled or expired.
+    valid_since = timezone.now() - timedelta(seconds=settings.INVITATION_MAX_AGE_SECONDS)
+    held = team.invitations.filter(status=Invitation.Status.PENDING, created__gt=valid_since).count()
+    return team.memberships.count() + held < limit
 
 
 def _require_manager(*, team: Team, user: User) -> Membership:
@@ -99,13 +101,16 @@ def invitation_create(*, team: Team, email: str, role: str, invited_by: User) ->
         raise ApplicationError(
             "invalid_role", _("Invite as admin or member; ownership is not transferable by invite.")
         )
-    # Lock the team row so that two invitations sent at once cannot both take the last free seat.
+    # Lock the team row (lock order: team, then invitations) so that two invitations sent at once cannot both take
+    # the last free seat.
     Team.objects.select_for_update().filter(pk=team.pk).first()
     if team.memberships.filter(user__email__iexact=email).exists():
         raise ApplicationError("already_member", _("This person is already a member of the team."))
     team.invitations.filter(email=email, status=Invitation.Status.PENDING).update(status=Invitation.Status.REVOKED)
     if not team_may_add_seat(team=team):
-        raise ApplicationError("seat_limit", _("Your plan has no free seat. Upgrade to add more members."))
+        raise ApplicationError(
+            "seat_limit", _("Your plan has no free seat. Upgrade to add more members."), http_status=402
+        )
     token = secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
@@ -126,18 +131,19 @@ def invitation_create(*, team: Team, email: str, role: str, invited_by: User) ->
     return invitation, accept_url
 
 
-def invitation_is_expired(*, invitation: Invitation) -> bool:
-    return (timezone.now() - invitation.created).total_seconds() > settings.INVITATION_MAX_AGE_SECONDS
-
-
 @transaction.atomic
 def invitation_accept(*, token: str, user: User) -> Membership:
+    # Lock order, here and in invitation_create: the team row, then its invitations. The team lock also makes the
+    # seat check below exact when two invitees accept at once.
+    team_id = Invitation.objects.filter(token_hash=_hash_token(token)).values_list("team_id", flat=True).first()
+    if team_id is not None:
+        Team.objects.select_for_update().filter(pk=team_id).first()
     invitation = (
         Invitation.objects.select_for_update().filter(token_hash=_hash_token(token)).select_related("team").first()
     )
     if invitation is None or invitation.status != Invitation.Status.PENDING:
         raise NotFoundError("invitation_invalid", _("This invitation link is invalid or was already used."))
-    if invitation_is_expired(invitation=invitation):
+    if invitation.is_expired:
         raise ApplicationError("invitation_expired", _("This invitation has expired. Ask for a new one."))
     if invitation.email != user.email.lower():
         raise PermissionDeniedError(
@@ -151,7 +157,8 @@ def invitation_accept(*, token: str, user: User) -> Membership:
         limit = team_seat_limit(team=invitation.team)
         if limit is not None and invitation.team.memberships.count() >= limit:
             raise ApplicationError(
-                "seat_limit", _("This team has no free seat left. Ask its owner to upgrade the plan."), http_status=402
+                "seat_limit", _("This team has no free seat left. Ask its owner to upgrade the plan."),
+                http_status=402,
             )
     membership = already_member or Membership.objects.create(
         user=user, team=invitation.team, role=invitation.role

@@ -12,6 +12,11 @@ from billing_site.errors import ApplicationError
 from . import selectors, services
 from .forms import APIKeyForm, InvitationForm, SignupForm
 
+# One-time values (a new key's secret, a new invitation link) travel from the POST to the following GET in the
+# session and are removed when shown: Post/Redirect/Get, so reloading the page never creates a second key.
+SESSION_NEW_API_KEY = "new_api_key"
+SESSION_NEW_INVITE_URL = "new_invite_url"
+
 
 def _safe_next(request, fallback: str) -> str:
     """The `next` parameter when it points back into this site; anything else would be an open redirect."""
@@ -61,7 +66,6 @@ def switch_team(request, team_id: int):
 def members(request):
     membership = _current_membership(request)
     form = InvitationForm(request.POST or None)
-    invite_url = None
     if request.method == "POST" and form.is_valid():
         try:
             _invitation, invite_url = services.invitation_create(
@@ -71,7 +75,9 @@ def members(request):
             form.add_error(None, error.user_message)
         else:
             messages.success(request, _("Invitation sent to %(email)s.") % {"email": form.cleaned_data["email"]})
-            form = InvitationForm()
+            request.session[SESSION_NEW_INVITE_URL] = invite_url
+            return redirect("accounts:members")
+    invite_url = request.session.pop(SESSION_NEW_INVITE_URL, None) if request.method == "GET" else None
     context = {
         "membership": membership,
         "members": selectors.team_members(team=membership.team),
@@ -137,14 +143,19 @@ def invitation_accept(request, token: str):
 def api_keys(request):
     membership = _current_membership(request)
     form = APIKeyForm(request.POST or None)
-    created = None
     if request.method == "POST" and form.is_valid():
         try:
             created = services.api_key_create(team=membership.team, created_by=request.user, **form.cleaned_data)
         except ApplicationError as error:
-            form.add_error(None, error.user_message)
+            # Members see no form (they cannot create keys), so their refusal goes to the page's messages.
+            if membership.can_manage:
+                form.add_error(None, error.user_message)
+            else:
+                messages.error(request, error.user_message)
         else:
-            form = APIKeyForm()
+            request.session[SESSION_NEW_API_KEY] = {"id": created.api_key.pk, "raw_key": created.raw_key}
+            return redirect("accounts:api_keys")
+    created = request.session.pop(SESSION_NEW_API_KEY, None) if request.method == "GET" else None
     response = render(
         request,
         "accounts/api_keys.html",

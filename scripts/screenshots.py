@@ -39,6 +39,11 @@ def prepare_data() -> None:
     services.team_seat_limit = selectors.team_seat_limit
     if not team.invitations.filter(status="pending").exists():
         services.invitation_create(team=team, email="new.hire@shots.example", role="member", invited_by=owner)
+    side_owner = User.objects.filter(email="friend@shots.example").first()
+    if side_owner is None:
+        side_owner = services.user_signup(email="friend@shots.example", password=PASSWORD, team_name="Side Project")
+    side_team = Membership.objects.get(user=side_owner, role="owner").team
+    Membership.objects.get_or_create(user=owner, team=side_team, defaults={"role": "member"})
     if not team.api_keys.exists():
         services.api_key_create(team=team, name="Production server", created_by=owner)
 
@@ -82,9 +87,13 @@ def main() -> None:
         shot("members", "/accounts/team/members/")
         page.goto(base + "/accounts/team/api-keys/")
         page.fill("#id_name", "CI pipeline")
-        page.click("form:not(.inline):not(.language-switch) button[type=submit] >> text=Create key")
+        page.click("text=Create key")
+        page.wait_for_load_state()
         page.screenshot(path=str(out / "foundation-api-keys-created.png"), full_page=True)
         shot("api-keys", "/accounts/team/api-keys/")
+        page.click(".team-switcher summary")
+        page.screenshot(path=str(out / "foundation-team-switcher.png"))
+        page.goto(base + "/accounts/team/api-keys/")
         page.keyboard.press("Tab")  # the skip link appears on focus
         page.screenshot(path=str(out / "foundation-skip-link-focus.png"))
 

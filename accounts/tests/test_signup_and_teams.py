@@ -121,7 +121,9 @@ def test_expired_invitation_is_refused_and_can_be_sent_again(settings, seat_limi
         services.invitation_accept(token=token, user=guest)
     assert error.value.code == "invitation_expired"
     assert not Membership.objects.filter(team=team, user=guest).exists()
-    # Inviting again replaces the expired invitation instead of failing on "already invited".
+    # An expired invitation no longer holds a seat, and inviting again replaces it.
+    seat_limit(2)
+    assert services.team_may_add_seat(team=team) is True
     fresh, fresh_token = _invite(team, owner)
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.REVOKED and fresh.status == Invitation.Status.PENDING
@@ -246,9 +248,12 @@ def test_members_page_invites_and_cancels(client, seat_limit):
     team, owner = make_team_with_owner()
     client.force_login(owner)
     response = client.post(reverse("accounts:members"), {"email": "friend@example.com", "role": "admin"})
-    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    assert response.status_code == 302
+    page = client.get(reverse("accounts:members"))
+    assert page["Cache-Control"] == "no-store" and "/accounts/invitations/" in page.content.decode()
+    assert "/accounts/invitations/" not in client.get(reverse("accounts:members")).content.decode()  # shown once
     invitation = Invitation.objects.get(team=team)
-    assert invitation.role == "admin" and "friend@example.com" in response.content.decode()
+    assert invitation.role == "admin" and "friend@example.com" in page.content.decode()
     response = client.post(reverse("accounts:invitation_revoke", args=[invitation.pk]))
     assert response.status_code == 302
     invitation.refresh_from_db()
