@@ -3,6 +3,7 @@ The local mirror of Stripe objects is dj-stripe's tables. Every write to it goes
 retrieved from Stripe (never from an event's possibly stale snapshot when the object's current state matters).
 """
 import logging
+from decimal import Decimal
 
 from ..stripe_gateway import configure_module_sdk
 from ..stripe_gateway.sync import object_retrieve, retrievable_types
@@ -32,13 +33,24 @@ def _model_for(object_type: str):
     }.get(object_type)
 
 
+def _jsonable(value):
+    """The SDK (v15) turns decimal strings such as `unit_amount_decimal` into Decimal; JSON columns need strings."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def mirror_sync_object(*, data: dict):
     """Write one Stripe object (already fetched) into dj-stripe's tables. Returns the model instance or None."""
     model = _model_for(data.get("object", ""))
     if model is None:
         return None
     configure_module_sdk()  # dj-stripe fetches related objects with the module-level SDK
-    return model.sync_from_stripe_data(data)
+    return model.sync_from_stripe_data(_jsonable(data))
 
 
 def mirror_resync(*, object_type: str, object_id: str):
