@@ -114,3 +114,28 @@ def team_plan_limits(*, team: Team) -> PlanLimits:
         included=dict(plan.included),
         overage=plan.overage,
     )
+
+
+def team_has_had_subscription(*, team: Team) -> bool:
+    """Trials are for first-time subscribers only: any earlier subscription, even canceled, counts."""
+    from djstripe.models import Subscription
+
+    customer_id = team_stripe_customer_id(team=team)
+    return bool(customer_id) and Subscription.objects.filter(customer_id=customer_id).exists()
+
+
+def price_id_for_lookup_key(lookup_key: str) -> str:
+    """The active Stripe price for a lookup key, from the mirror billing_setup filled (Stripe when missing)."""
+    from djstripe.models import Price
+
+    price = Price.objects.filter(lookup_key=lookup_key, active=True).order_by("-created").first()
+    if price is not None:
+        return price.id
+    from .stripe_gateway.products import price_list
+
+    found = price_list(lookup_keys=[lookup_key])
+    if not found:
+        from billing_site.errors import NotFoundError
+
+        raise NotFoundError("unknown_lookup_key", f"There is no price with the lookup key “{lookup_key}”.")
+    return found[0]["id"]
