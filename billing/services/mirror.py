@@ -44,17 +44,27 @@ def _jsonable(value):
     return value
 
 
+# Objects with nested lists (subscription items, invoice lines, session line items) must reach dj-stripe as SDK
+# objects (it pages through them); they are re-retrieved through dj-stripe's own retrieve, with its expansions.
+_RETRIEVE_FOR_SYNC = {"subscription", "invoice", "checkout.session", "customer", "charge", "payment_intent"}
+
+
 def mirror_sync_object(*, data: dict):
     """Write one Stripe object (already fetched) into dj-stripe's tables. Returns the model instance or None."""
-    model = _model_for(data.get("object", ""))
+    object_type = data.get("object", "")
+    model = _model_for(object_type)
     if model is None:
         return None
     configure_module_sdk()  # dj-stripe fetches related objects with the module-level SDK
+    if object_type in _RETRIEVE_FOR_SYNC and not data.get("deleted"):
+        return model.sync_from_stripe_data(model(id=data["id"]).api_retrieve())
     return model.sync_from_stripe_data(_jsonable(data))
 
 
 def mirror_resync(*, object_type: str, object_id: str):
     """Re-retrieve an object from Stripe and mirror its current state (out-of-order events converge on it)."""
+    if object_type in _RETRIEVE_FOR_SYNC:
+        return mirror_sync_object(data={"object": object_type, "id": object_id})
     if object_type not in retrievable_types():
         return None
     return mirror_sync_object(data=object_retrieve(object_type=object_type, object_id=object_id))
