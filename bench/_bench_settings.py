@@ -1,0 +1,8 @@
+"""Settings for the webhook benchmarks: the project's settings plus dj-stripe's stock webhook URL (for comparison)."""
+from billing_site.settings import *  # noqa: F401,F403
+
+ROOT_URLCONF = "bench._bench_urls"
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405  (one log line per event would measure the logger)
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+SECURE_SSL_REDIRECT = False
