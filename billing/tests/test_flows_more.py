@@ -163,3 +163,17 @@ def test_dj_stripe_mirrors_every_object_type_the_project_relies_on(billing_world
     for model in (dj.Account, dj.Product, dj.Price, dj.Customer, dj.Subscription, dj.SubscriptionItem, dj.Invoice,
                   dj.PaymentIntent, dj.Charge, dj.Session, dj.PaymentMethod, dj.WebhookEndpoint, dj.Event):
         assert model.objects.exists(), model.__name__
+
+
+@pytest.mark.django_db
+def test_billing_demo_makes_three_refundable_payments_once(billing_world, stripe_emulator):
+    from django.core.management import call_command
+    from djstripe.models import Charge
+
+    call_command("demo_setup", stdout=__import__("io").StringIO())
+    call_command("billing_demo", stdout=__import__("io").StringIO())
+    call_command("billing_demo", stdout=__import__("io").StringIO())
+    charges = Charge.objects.all()
+    assert charges.count() == 3
+    assert sorted(c.stripe_data["amount"] for c in charges) == [900, 900, 3900]
+    assert all(c.stripe_data["status"] == "succeeded" and not c.stripe_data["refunded"] for c in charges)
