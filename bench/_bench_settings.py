@@ -6,3 +6,6 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405  (one log line per event woul
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 SECURE_SSL_REDIRECT = False
+# A queue of its own: a benchmark's purge or workers must never touch the tasks of tests or `make run` on the same
+# Redis database (and vice versa).
+CELERY_TASK_DEFAULT_QUEUE = "billing-bench"

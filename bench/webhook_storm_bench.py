@@ -81,7 +81,7 @@ def main() -> int:
     log = open("/tmp/webhook_storm_worker.log", "w")
     worker = subprocess.Popen(
         [str(common.ROOT / ".venv" / "bin" / "celery"), "-A", "billing_site", "worker", "--concurrency", "2",
-         "--pool", "prefork", "--loglevel", "WARNING", "-n", f"storm-{run}@%h", "--without-gossip",
+         "--pool", "prefork", "-Q", "billing-bench", "--loglevel", "WARNING", "-n", f"storm-{run}@%h", "--without-gossip",
          "--without-mingle", "--without-heartbeat"],
         cwd=common.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
