@@ -32,16 +32,22 @@ def stripe_emulator(stripe_emulator_server, settings):
 
 @pytest.fixture(autouse=True)
 def _celery_eager_unless_worker(request):
-    """Tasks run in-process in tests, except tests marked `celery_worker`, which run a real worker on the broker."""
+    """
+    Tasks run in-process in tests, except tests marked `celery_worker`, which run a real worker on the broker.
+
+    Celery reads the namespaced key (CELERY_TASK_ALWAYS_EAGER, from Django settings) before the plain one, so both
+    are set: with REDIS_URL set the settings say "not eager" and the plain key alone would be ignored.
+    """
     from billing_site.celery import app
 
     eager = "celery_worker" not in request.keywords
+    keys = ("task_always_eager", "CELERY_TASK_ALWAYS_EAGER", "task_eager_propagates", "CELERY_TASK_EAGER_PROPAGATES")
+    previous = {key: app.conf.get(key) for key in keys}
     # The app reads Django settings under the CELERY_ namespace, and the namespaced key wins over the plain one:
     # set both, or with REDIS_URL set (CELERY_TASK_ALWAYS_EAGER=False) tasks would silently go to the broker.
-    keys = ("task_always_eager", "CELERY_TASK_ALWAYS_EAGER")
-    previous = {key: app.conf.get(key) for key in keys}
-    for key in keys:
-        app.conf[key] = eager
+    app.conf.task_always_eager = app.conf.CELERY_TASK_ALWAYS_EAGER = eager
+    # Like a worker: a task's exception is recorded on its result, not raised into the caller.
+    app.conf.task_eager_propagates = app.conf.CELERY_TASK_EAGER_PROPAGATES = False
     yield
     for key, value in previous.items():
         app.conf[key] = value

@@ -291,3 +291,80 @@ if not DEBUG:
     SECURE_REFERRER_POLICY = "same-origin"
     X_FRAME_OPTIONS = "DENY"
     SESSION_COOKIE_HTTPONLY = True
+
+# --- billing (added by BILL) ---------------------------------------------------------------------------------------
+# dj-stripe reads STRIPE_API_VERSION (above) for every call it makes, so the mirror and the gateway agree on shapes.
+# Our own webhook view (billing.webhooks.views) verifies signatures with the endpoint's stored secret; dj-stripe's
+# DJSTRIPE_WEBHOOK_SECRET / DJSTRIPE_WEBHOOK_EVENT_CALLBACK are deliberately not used (the callback is deprecated).
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Signatures older than this are rejected (replay protection), as Stripe's own libraries do by default.
+BILLING_WEBHOOK_TOLERANCE_SECONDS = env.int("BILLING_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Processing attempts before an event is parked for replay; the wait between attempts doubles from the base.
+BILLING_WEBHOOK_MAX_ATTEMPTS = env.int("BILLING_WEBHOOK_MAX_ATTEMPTS", default=5)
+BILLING_WEBHOOK_RETRY_BASE_SECONDS = env.float("BILLING_WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
+# The sweep re-reads this many days of GET /v1/events and applies any event never delivered.
+BILLING_EVENTS_SWEEP_DAYS = env.int("BILLING_EVENTS_SWEEP_DAYS", default=3)
+BILLING_EVENTS_SWEEP_MINUTES = env.int("BILLING_EVENTS_SWEEP_MINUTES", default=15)
+# Staff who are told about disputes (and other things that need a person).
+BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=["finance@example.com"])
+# Catalog currencies: prices carry BRL as `currency_options` on the USD price (one price per lookup key).
+BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
+CELERY_BEAT_SCHEDULE["billing-events-sweep"] = {
+    "task": "billing.tasks.events_sweep_task",
+    "schedule": BILLING_EVENTS_SWEEP_MINUTES * 60,
+}
+CELERY_BEAT_SCHEDULE["billing-webhook-retry-due"] = {
+    "task": "billing.tasks.webhook_events_retry_due_task",
+    "schedule": 60,
+}
+# dj-stripe only accepts keys shaped `sk_test_` + 24 or more alphanumerics (it parses the mode from the key); the
+# embedded emulator default above has underscores, so swap it for an equivalent key dj-stripe accepts.
+if STRIPE_SECRET_KEY == "sk_test_emulator_secret_key":
+    STRIPE_SECRET_KEY = "sk_test_emulator000000000000000000000000"
+    STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY
+if STRIPE_PUBLISHABLE_KEY == "pk_test_emulator_publishable_key":
+    STRIPE_PUBLISHABLE_KEY = "pk_test_emulator000000000000000000000000"
+
+# --- usage (added by USAGE) ---------------------------------------------------------------------------------------
+from celery.schedules import crontab  # noqa: E402
+
+# Redis for metering (rate limits, live period counters, the call-event buffer). Unset: in-process token bucket and
+# synchronous event inserts (the embedded default).
+USAGE_REDIS_URL = env.str("USAGE_REDIS_URL", default=REDIS_URL)
+USAGE_REDIS_PREFIX = env.str("USAGE_REDIS_PREFIX", default="usage:")
+# How long a process trusts its cached copy of a team's plan limits and spend cap (seconds).
+USAGE_POLICY_CACHE_SECONDS = env.int("USAGE_POLICY_CACHE_SECONDS", default=30)
+# Credits a free-plan call costs once the included amount is used up, per unit of the metric.
+USAGE_CREDITS_PER_OVERAGE_UNIT = env.int("USAGE_CREDITS_PER_OVERAGE_UNIT", default=1)
+# Credits the premium demo endpoint costs per call, on every plan.
+USAGE_PREMIUM_CREDITS_PER_CALL = env.int("USAGE_PREMIUM_CREDITS_PER_CALL", default=1)
+# Ingested events may be this old / this far ahead of the server clock (seconds).
+USAGE_EVENT_MAX_AGE_SECONDS = env.int("USAGE_EVENT_MAX_AGE_SECONDS", default=3 * 24 * 3600)
+USAGE_EVENT_MAX_FUTURE_SECONDS = env.int("USAGE_EVENT_MAX_FUTURE_SECONDS", default=300)
+# Buffer flush: events per batch, batches per task run, and when an unfinished batch counts as abandoned.
+USAGE_FLUSH_BATCH_SIZE = env.int("USAGE_FLUSH_BATCH_SIZE", default=1000)
+USAGE_FLUSH_MAX_BATCHES = env.int("USAGE_FLUSH_MAX_BATCHES", default=50)
+USAGE_BUFFER_STALE_SECONDS = env.int("USAGE_BUFFER_STALE_SECONDS", default=300)
+# Overage reporting to Stripe meters: meter events per task run, and how far back the drift check stops
+# (Stripe aggregates meter events asynchronously; recent minutes are not final yet).
+USAGE_METER_REPORT_BATCH_SIZE = env.int("USAGE_METER_REPORT_BATCH_SIZE", default=100)
+USAGE_METER_DRIFT_SETTLE_SECONDS = env.int("USAGE_METER_DRIFT_SETTLE_SECONDS", default=3600)
+# Purchased credits expire after this many days; unset/0: never (the default).
+USAGE_CREDIT_EXPIRY_DAYS = env.int("USAGE_CREDIT_EXPIRY_DAYS", default=0)
+# Alert thresholds (percent of the included amount); each alert goes to the owner once per period.
+USAGE_ALERT_THRESHOLDS = (80, 100)
+CELERY_BEAT_SCHEDULE["usage-buffer-flush"] = {"task": "usage.tasks.usage_buffer_flush_task", "schedule": 5.0}
+CELERY_BEAT_SCHEDULE["usage-overage-report"] = {"task": "usage.tasks.usage_overage_report_task", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["usage-alerts"] = {"task": "usage.tasks.usage_alerts_task", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["usage-meter-drift-check"] = {
+    "task": "usage.tasks.usage_meter_drift_check_task",
+    "schedule": crontab(hour=3, minute=17),
+}
+CELERY_BEAT_SCHEDULE["usage-period-rollover"] = {
+    "task": "usage.tasks.usage_period_rollover_task",
+    "schedule": crontab(day_of_month=1, hour=0, minute=20),
+}
+CELERY_BEAT_SCHEDULE["usage-credits-expire"] = {
+    "task": "usage.tasks.usage_credits_expire_task",
+    "schedule": crontab(hour=2, minute=41),
+}

@@ -55,6 +55,9 @@ else
   echo "make run: no billing_setup command on this branch yet; the catalog is not pushed to Stripe." >&2
 fi
 "$PY" manage.py demo_setup
+if "$PY" manage.py help billing_demo >/dev/null 2>&1; then
+  "$PY" manage.py billing_demo
+fi
 
 if [ -n "${REDIS_URL:-}" ]; then
   echo "REDIS_URL is set: starting a Celery worker and beat (logs in ${RUN_DIR}/)"
