@@ -43,8 +43,6 @@ def _celery_eager_unless_worker(request):
     eager = "celery_worker" not in request.keywords
     keys = ("task_always_eager", "CELERY_TASK_ALWAYS_EAGER", "task_eager_propagates", "CELERY_TASK_EAGER_PROPAGATES")
     previous = {key: app.conf.get(key) for key in keys}
-    # The app reads Django settings under the CELERY_ namespace, and the namespaced key wins over the plain one:
-    # set both, or with REDIS_URL set (CELERY_TASK_ALWAYS_EAGER=False) tasks would silently go to the broker.
     app.conf.task_always_eager = app.conf.CELERY_TASK_ALWAYS_EAGER = eager
     # Like a worker: a task's exception is recorded on its result, not raised into the caller.
     app.conf.task_eager_propagates = app.conf.CELERY_TASK_EAGER_PROPAGATES = False
