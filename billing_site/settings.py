@@ -192,9 +192,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- Stripe -----------------------------------------------------------------------------------------------------
-# Emulator test keys by default: real sk_test_... keys work unchanged when STRIPE_API_BASE is unset.
-STRIPE_SECRET_KEY = required_in_production("STRIPE_SECRET_KEY", "sk_test_emulator_secret_key")
-STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_emulator_publishable_key")
+# The emulator's test keys (real sk_test_... keys work unchanged when STRIPE_API_BASE is unset). dj-stripe only accepts keys shaped `sk_test_` + 24 or more alphanumerics (it reads the
+# mode from the key), so these look like real test keys; the emulator accepts any sk_test_/rk_test_ key.
+EMULATOR_SECRET_KEY = "sk_test_emulator000000000000000000000000"
+EMULATOR_PUBLISHABLE_KEY = "pk_test_emulator000000000000000000000000"
+STRIPE_SECRET_KEY = required_in_production("STRIPE_SECRET_KEY", EMULATOR_SECRET_KEY)
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default=EMULATOR_PUBLISHABLE_KEY)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # Pin the version explicitly: dj-stripe documents one and the SDK sends another otherwise.
 STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default=stripe.api_version)
@@ -317,13 +320,6 @@ CELERY_BEAT_SCHEDULE["billing-webhook-retry-due"] = {
     "task": "billing.tasks.webhook_events_retry_due_task",
     "schedule": 60,
 }
-# dj-stripe only accepts keys shaped `sk_test_` + 24 or more alphanumerics (it parses the mode from the key); the
-# embedded emulator default above has underscores, so swap it for an equivalent key dj-stripe accepts.
-if STRIPE_SECRET_KEY == "sk_test_emulator_secret_key":
-    STRIPE_SECRET_KEY = "sk_test_emulator000000000000000000000000"
-    STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY
-if STRIPE_PUBLISHABLE_KEY == "pk_test_emulator_publishable_key":
-    STRIPE_PUBLISHABLE_KEY = "pk_test_emulator000000000000000000000000"
 
 # --- usage (added by USAGE) ---------------------------------------------------------------------------------------
 from celery.schedules import crontab  # noqa: E402
