@@ -192,8 +192,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- Stripe -----------------------------------------------------------------------------------------------------
-# The emulator's test keys (real sk_test_... keys work unchanged when STRIPE_API_BASE is unset). dj-stripe only accepts keys shaped `sk_test_` + 24 or more alphanumerics (it reads the
-# mode from the key), so these look like real test keys; the emulator accepts any sk_test_/rk_test_ key.
+# The emulator's test keys (real sk_test_... keys work unchanged when STRIPE_API_BASE is unset). dj-stripe only
+# accepts keys shaped `sk_test_` + 24 or more alphanumerics (it reads the mode from the key), so these look like real
+# test keys; the emulator accepts any sk_test_/rk_test_ key.
 EMULATOR_SECRET_KEY = "sk_test_emulator000000000000000000000000"
 EMULATOR_PUBLISHABLE_KEY = "pk_test_emulator000000000000000000000000"
 STRIPE_SECRET_KEY = required_in_production("STRIPE_SECRET_KEY", EMULATOR_SECRET_KEY)
