@@ -168,10 +168,13 @@ def credits_remove(*, team: Team, amount: int, reason: str, reference: str, crea
     Idempotent on (team, reason, reference) like credits_grant.
     """
     _validate_credit_args(amount=amount, reason=reason, reference=reference)
-    now_db = CreditBalance._meta.get_field("updated").get_db_prep_save(timezone.now(), connection)
+    now_db = timezone.now() if connection.vendor == "postgresql" else \
+        CreditBalance._meta.get_field("updated").get_db_prep_save(timezone.now(), connection)
+    # Per-call usage debits only: see USAGE_ASYNC_COMMIT_USAGE_DEBITS in settings and docs/usage.md.
+    async_commit = settings.USAGE_ASYNC_COMMIT_USAGE_DEBITS and reason == CreditLedgerEntry.Reason.USAGE
     try:
-        with transaction.atomic():
-            if allow_partial:
+        if allow_partial:
+            with transaction.atomic():
                 balance_row = CreditBalance.objects.select_for_update().filter(team=team).first()
                 current = balance_row.balance if balance_row else 0
                 take = min(current, amount)
@@ -181,26 +184,21 @@ def credits_remove(*, team: Team, amount: int, reason: str, reference: str, crea
                 entry = _insert_entry(team=team, delta=-take, balance_after=current - take, reason=reason,
                                       reference=reference, created_by=created_by, note=note, metadata=metadata)
                 balance_after = current - take
-            else:
-                # The conditional UPDATE is the whole concurrency story: see the module docstring.
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"UPDATE {_BALANCE_TABLE} SET balance = balance - %s, updated = %s "
-                        f"WHERE team_id = %s AND balance >= %s RETURNING balance",
-                        [amount, now_db, team.pk, amount],
-                    )
-                    row = cursor.fetchone()
-                if row is None:
-                    raise InsufficientCreditsError(balance=credits_balance_of(team_id=team.pk), required=amount)
-                balance_after = row[0]
-                entry = _insert_entry(team=team, delta=-amount, balance_after=balance_after, reason=reason,
-                                      reference=reference, created_by=created_by, note=note, metadata={})
+        elif connection.vendor == "postgresql":
+            # One statement: its own transaction in autocommit, or part of the caller's transaction.
+            balance_after, entry = _debit(team=team, amount=amount, reason=reason, reference=reference,
+                                          created_by=created_by, note=note, now_db=now_db, async_commit=async_commit)
+        else:
+            with transaction.atomic():
+                balance_after, entry = _debit(team=team, amount=amount, reason=reason, reference=reference,
+                                              created_by=created_by, note=note, now_db=now_db)
     except _DuplicateEntry:
         return _existing_entry(team=team, reason=reason, reference=reference)
     except InsufficientCreditsError:
-        existing = _existing_entry(team=team, reason=reason, reference=reference)
-        if existing is not None:
-            return existing  # a replay of a removal that succeeded earlier
+        if allow_partial or connection.vendor != "postgresql":  # usage_credit_debit checked for a replay already
+            existing = _existing_entry(team=team, reason=reason, reference=reference)
+            if existing is not None:
+                return existing  # a replay of a removal that succeeded earlier
         raise
     if balance_after == 0 and entry.delta != 0:
         from .tasks import usage_alert_credits_exhausted_task
@@ -208,6 +206,48 @@ def credits_remove(*, team: Team, amount: int, reason: str, reference: str, crea
         team_id = team.pk
         transaction.on_commit(lambda: usage_alert_credits_exhausted_task.delay(team_id))
     return entry
+
+
+def _debit(*, team: Team, amount: int, reason: str, reference: str, created_by: User | None, note: str,
+           now_db, async_commit: bool = False) -> tuple[int, CreditLedgerEntry]:
+    """
+    The conditional debit: `UPDATE balance SET balance = balance - n WHERE team = t AND balance >= n` plus the
+    ledger insert. The conditional UPDATE is the whole concurrency story (see the module docstring). On PostgreSQL
+    both run server-side in the function `usage_credit_debit` (migration 0002): one round trip, and the balance row
+    is locked only while the server runs it. SQLite (one writer at a time anyway) runs the two statements here.
+    Raises InsufficientCreditsError or _DuplicateEntry (the caller's atomic block then rolls the UPDATE back).
+    """
+    entry = CreditLedgerEntry(team=team, delta=-amount, balance_after=0, reason=reason, reference=reference,
+                              created_by=created_by, note=note[:500], metadata={}, created=timezone.now())
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_BALANCE_TABLE} SET balance = balance - %s, updated = %s "
+                f"WHERE team_id = %s AND balance >= %s RETURNING balance",
+                [amount, now_db, team.pk, amount],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise InsufficientCreditsError(balance=credits_balance_of(team_id=team.pk), required=amount)
+        inserted = _insert_entry(team=team, delta=-amount, balance_after=row[0], reason=reason, reference=reference,
+                                 created_by=created_by, note=note, metadata={})
+        return row[0], inserted
+    metadata_db = CreditLedgerEntry._meta.get_field("metadata").get_db_prep_save({}, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT outcome, balance_after, entry_id FROM usage_credit_debit(%s::bigint, %s::bigint, %s::text, "
+            "%s::text, %s::bigint, %s::text, %s::jsonb, %s::timestamptz, %s::boolean)",
+            [team.pk, amount, reason, reference, created_by.pk if created_by else None, note[:500], metadata_db,
+             entry.created, async_commit],
+        )
+        outcome, balance_after, entry_id = cursor.fetchone()
+    if outcome == "insufficient":
+        raise InsufficientCreditsError(balance=balance_after, required=amount)
+    if outcome == "duplicate":
+        raise _DuplicateEntry()
+    entry.pk = entry_id
+    entry.balance_after = balance_after
+    return balance_after, entry
 
 
 def credits_balance_of(*, team_id: int) -> int:
