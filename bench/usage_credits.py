@@ -11,7 +11,7 @@ import os
 import threading
 import time
 
-from _usage_common import apply_bench_env, django_setup, make_team, migrate, require_postgres_and_redis
+from usage_support.common import apply_bench_env, django_setup, make_team, migrate, require_postgres_and_redis
 
 THREADS = 64
 PROCESSES = int(os.environ.get("USAGE_BENCH_PROCESSES", "2"))

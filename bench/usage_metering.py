@@ -9,7 +9,7 @@ import os
 import statistics
 import sys
 
-from _usage_common import (apply_bench_env, django_setup, free_port, generate_load, make_team, migrate,
+from usage_support.common import (apply_bench_env, django_setup, free_port, generate_load, make_team, migrate,
                            percentile, require_postgres_and_redis, start_gunicorn, stop_process)
 
 ROUNDS = int(os.environ.get("USAGE_BENCH_ROUNDS", "10"))
