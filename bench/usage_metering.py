@@ -15,6 +15,7 @@ from usage_support.common import (apply_bench_env, django_setup, free_port, gene
 ROUNDS = int(os.environ.get("USAGE_BENCH_ROUNDS", "10"))
 SECONDS = float(os.environ.get("USAGE_BENCH_SECONDS", "3"))
 CONNECTIONS = int(os.environ.get("USAGE_BENCH_CONNECTIONS", "8"))
+SERVER_THREADS = int(os.environ.get("USAGE_BENCH_SERVER_THREADS", "4"))  # per worker; `make run` uses 4
 PLAIN = "/api/v1/demo/ping/"
 METERED = "/api/v1/demo/metered-ping/"
 
@@ -48,7 +49,7 @@ def main() -> None:
     team, _owner, raw_key = make_team("metering")
     headers = {"Authorization": f"Bearer {raw_key}", "Accept": "application/json"}
     port = free_port()
-    server = start_gunicorn(port)
+    server = start_gunicorn(port, workers=2, threads=SERVER_THREADS)
     results = {PLAIN: [], METERED: []}
     try:
         for path in (PLAIN, METERED):  # warm both (imports, connections, Lua script load)
@@ -75,7 +76,7 @@ def main() -> None:
     plain_cpu, metered_cpu = cpu_per_request(raw_key)
     buffered = metering.buffer_length()
     flush = metering.buffer_flush(max_batches=1000)
-    print(f"metering overhead: gunicorn 2 workers x 4 threads, {CONNECTIONS} keep-alive connections from a second "
+    print(f"metering overhead: gunicorn 2 workers x {SERVER_THREADS} threads, {CONNECTIONS} keep-alive connections from a second "
           f"process, {ROUNDS} rounds x {SECONDS:.0f} s per endpoint")
     print(f"  without metering: {plain_rps:,.0f} req/s (rounds: {', '.join(f'{x:,.0f}' for x in plain_all)}), "
           f"p50 {plain_p50:.1f} ms, p99 {plain_p99:.1f} ms")
