@@ -181,3 +181,50 @@ def test_usage_page_renders_an_svg_chart(team_and_owner, client):
     assert "<svg" in html and html.count('class="usage-bar"') == len(period_for().days)
     assert "8 of 1,000 api_call included" in html
     assert "3 credits left" in html
+
+
+def test_admin_lists_usage_records(admin_client, api_key_client):
+    services.usage_events_ingest(team=api_key_client.team, events=batch(2)["events"])
+    for name in ["creditledgerentry", "creditbalance", "usageevent", "meterreport", "meterdriftcheck", "usagealert",
+                 "usageperiodclose", "teamusagepolicy"]:
+        response = admin_client.get(reverse(f"admin:usage_{name}_changelist"))
+        assert response.status_code == 200, name
+    assert admin_client.get(reverse("admin:usage_creditledgerentry_add")).status_code == 403
+
+
+def test_usage_run_command_flushes(api_key_client, capsys):
+    from django.core.management import call_command
+
+    call_command("usage_run", "flush")
+    assert "flushed" in capsys.readouterr().out
+
+
+def test_owner_sets_the_spend_cap_on_the_usage_page(team_and_owner, client, set_plan):
+    from usage.models import TeamUsagePolicy
+
+    team, owner = team_and_owner
+    set_plan(team, "pro")
+    client.force_login(owner)
+    page = client.get(reverse("usage:overview")).content.decode()
+    assert 'name="spend_cap"' in page
+    response = client.post(reverse("usage:spend_cap"), {"spend_cap": "12.34", "currency": "brl"})
+    assert response.status_code == 302
+    policy = TeamUsagePolicy.objects.get(team=team)
+    assert (policy.spend_cap_minor, policy.currency, policy.updated_by) == (1234, "brl", owner)
+    assert 'value="12.34"' in client.get(reverse("usage:overview")).content.decode()
+    client.post(reverse("usage:spend_cap"), {"spend_cap": "", "currency": "usd"})
+    assert TeamUsagePolicy.objects.get(team=team).spend_cap_minor is None
+
+
+def test_a_member_cannot_set_the_spend_cap(team_and_owner, client, set_plan):
+    from accounts.tests.factories import MembershipFactory
+    from usage.models import TeamUsagePolicy
+
+    team, owner = team_and_owner
+    set_plan(team, "pro")
+    member = MembershipFactory(team=team).user
+    client.force_login(member)
+    assert "Only the team" in client.get(reverse("usage:overview")).content.decode()
+    response = client.post(reverse("usage:spend_cap"), {"spend_cap": "1", "currency": "usd"})
+    assert response.status_code == 403
+    assert not TeamUsagePolicy.objects.exists()
