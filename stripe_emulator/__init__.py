@@ -1,0 +1,1 @@
+"""Offline, stateful Stripe API emulator (standalone: no Django). See README.md and FRAMEWORK.md."""

@@ -1,0 +1,329 @@
+"""Payment methods (cards only): create, retrieve, update, attach, detach, list; test cards and tokens.
+
+Only brand, last4, expiry, fingerprint and the test behaviour of a card are kept: never the number or CVC.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+from ..errors import StripeError, no_such
+from ..events import diff, emit
+from ..helpers import address, apply_metadata, get_or_404, ref_or_400
+from ..listing import list_response
+from ..registry import Request, object_type, route
+from ..state import new_id
+
+object_type("payment_method")
+
+# Test card numbers -> (brand, behaviour). Behaviours: ok | decline | insufficient_funds | 3ds (always
+# authenticate) | 3ds_setup (authenticate unless set up off-session) | dispute | expired | incorrect_cvc |
+# attach_ok_charge_fails.
+TEST_CARDS: dict[str, tuple[str, str]] = {
+    "4242424242424242": ("visa", "ok"),
+    "4000056655665556": ("visa", "ok"),
+    "5555555555554444": ("mastercard", "ok"),
+    "2223003122003222": ("mastercard", "ok"),
+    "378282246310005": ("amex", "ok"),
+    "6011111111111117": ("discover", "ok"),
+    "4000000000000002": ("visa", "decline"),
+    "4000000000009995": ("visa", "insufficient_funds"),
+    "4000000000009987": ("visa", "lost_card"),
+    "4000000000000069": ("visa", "expired"),
+    "4000000000000127": ("visa", "incorrect_cvc"),
+    "4000000000000341": ("visa", "attach_ok_charge_fails"),
+    "4000002500003155": ("visa", "3ds_setup"),
+    "4000002760003184": ("visa", "3ds"),
+    "4000000000003220": ("visa", "3ds"),
+    "4000000000000259": ("visa", "dispute"),
+}
+
+# Magic ids usable wherever a payment method id is accepted (`pm_card_visa`) and card tokens (`tok_visa`).
+TEST_TOKENS: dict[str, str] = {
+    "card_visa": "4242424242424242",
+    "card_mastercard": "5555555555554444",
+    "card_amex": "378282246310005",
+    "card_discover": "6011111111111117",
+    "card_chargeDeclined": "4000000000000002",
+    "card_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "card_chargeDeclinedLostCard": "4000000000009987",
+    "card_chargeDeclinedExpiredCard": "4000000000000069",
+    "card_chargeDeclinedIncorrectCvc": "4000000000000127",
+    "card_chargeCustomerFail": "4000000000000341",
+    "card_threeDSecure2Required": "4000000000003220",
+    "card_threeDSecureRequired": "4000002760003184",
+    "card_authenticationRequired": "4000002760003184",
+    "card_authenticationRequiredOnSetup": "4000002500003155",
+    "card_createDispute": "4000000000000259",
+}
+_TOK_ALIASES = {"tok_visa": "card_visa", "tok_mastercard": "card_mastercard", "tok_amex": "card_amex",
+                "tok_chargeDeclined": "card_chargeDeclined",
+                "tok_chargeDeclinedInsufficientFunds": "card_chargeDeclinedInsufficientFunds",
+                "tok_threeDSecure2Required": "card_threeDSecure2Required", "tok_createDispute": "card_createDispute"}
+
+_NETWORK = {"visa": "visa", "mastercard": "mastercard", "amex": "amex", "discover": "discover", "unknown": "unknown"}
+
+
+def luhn_ok(number: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def brand_for(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in ("51", "52", "53", "54", "55") or number[:4].isdigit() and 2221 <= int(number[:4]) <= 2720:
+        return "mastercard"
+    if number[:2] in ("34", "37"):
+        return "amex"
+    if number.startswith("6011") or number.startswith("65"):
+        return "discover"
+    return "unknown"
+
+
+def card_error(message: str, code: str, param: str | None = None, decline_code: str | None = None) -> StripeError:
+    return StripeError(message, status=402, type="card_error", code=code, param=param, decline_code=decline_code)
+
+
+def _card_details(number: str, exp_month: int, exp_year: int) -> tuple[dict[str, Any], str]:
+    """Validate a raw test card number; return (card hash for the object, behaviour). Number is dropped."""
+    digits = "".join(ch for ch in str(number) if ch.isdigit())
+    if len(digits) < 12 or len(digits) > 19 or not luhn_ok(digits):
+        raise card_error("Your card number is incorrect.", "incorrect_number", "card[number]")
+    brand, behaviour = TEST_CARDS.get(digits, (brand_for(digits), "ok"))
+    if exp_month < 1 or exp_month > 12:
+        raise card_error("Your card's expiration month is invalid.", "invalid_expiry_month", "card[exp_month]")
+    if exp_year < 100:
+        exp_year += 2000
+    if exp_year < 2000 or exp_year > 2100:
+        raise card_error("Your card's expiration year is invalid.", "invalid_expiry_year", "card[exp_year]")
+    fingerprint = hashlib.sha256(f"emulator-card:{digits}".encode()).hexdigest()[:16]
+    card = {
+        "brand": brand,
+        "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
+        "country": "US",
+        "display_brand": brand,
+        "exp_month": exp_month,
+        "exp_year": exp_year,
+        "fingerprint": fingerprint,
+        "funding": "credit",
+        "generated_from": None,
+        "last4": digits[-4:],
+        "networks": {"available": [_NETWORK.get(brand, "unknown")], "preferred": None},
+        "regulated_status": "unregulated",
+        "three_d_secure_usage": {"supported": True},
+        "wallet": None,
+    }
+    return card, behaviour
+
+
+def _billing_details(value: Any) -> dict[str, Any]:
+    value = value or {}
+    return {
+        "address": address(value.get("address")) or {k: None for k in ("city", "country", "line1", "line2", "postal_code", "state")},
+        "email": value.get("email") or None,
+        "name": value.get("name") or None,
+        "phone": value.get("phone") or None,
+        "tax_id": value.get("tax_id") or None,
+    }
+
+
+def create_card_payment_method(
+    req: Request, *, number: str, exp_month: int = 12, exp_year: int = 2034,
+    customer: str | None = None, billing_details: Any = None, metadata: Any = None,
+) -> dict[str, Any]:
+    """Store a card payment method from a raw test number (hosted pages use this). Emits nothing."""
+    card, behaviour = _card_details(number, exp_month, exp_year)
+    pm = {
+        "id": new_id("pm"),
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": _billing_details(billing_details),
+        "card": card,
+        "created": req.store.clock.now(),
+        "customer": None,
+        "customer_account": None,
+        "livemode": False,
+        "metadata": {},
+        "type": "card",
+    }
+    apply_metadata(pm, metadata)
+    req.store.add(pm, {"behaviour": behaviour})
+    if customer:
+        cus = req.store.get(customer, "customer")
+        if cus is not None:
+            attach_payment_method(req, pm, cus)
+    return pm
+
+
+def resolve_payment_method(req: Request, pm_id: str, param: str = "payment_method") -> dict[str, Any]:
+    """A stored payment method, or a new one for a magic test id such as `pm_card_visa`."""
+    pm = req.store.get(pm_id, "payment_method")
+    if pm is not None:
+        return pm
+    if pm_id.startswith("pm_") and pm_id[3:] in TEST_TOKENS:
+        return create_card_payment_method(req, number=TEST_TOKENS[pm_id[3:]])
+    raise StripeError(f"No such PaymentMethod: '{pm_id}'", status=400 if param != "id" else 404,
+                      code="resource_missing", param=param)
+
+
+def card_behaviour(req: Request, pm_id: str) -> str:
+    return req.store.private.get(pm_id, {}).get("behaviour", "ok")
+
+
+def attach_payment_method(req: Request, pm: dict[str, Any], cus: dict[str, Any]) -> dict[str, Any]:
+    if pm.get("customer") == cus["id"]:
+        return pm
+    if pm.get("customer"):
+        raise StripeError(
+            "The payment method you provided has already been attached to a customer.",
+            param="payment_method",
+        )
+    if card_behaviour(req, pm["id"]) in ("decline", "insufficient_funds", "lost_card", "expired", "incorrect_cvc"):
+        # Stripe checks the card with the issuer when attaching: these test cards fail to attach.
+        raise _decline_for(card_behaviour(req, pm["id"]))
+    pm["customer"] = cus["id"]
+    emit("payment_method.attached", pm)
+    return pm
+
+
+def _decline_for(behaviour: str) -> StripeError:
+    from .payments_core import decline_error_fields
+
+    f = decline_error_fields(behaviour)
+    return card_error(f["message"], f["code"], None, f.get("decline_code"))
+
+
+@route("POST", "/v1/payment_methods", "PaymentMethodCreateParams", returns="payment_method")
+def create_payment_method(req: Request) -> dict[str, Any]:
+    p = req.params
+    ptype = p.get("type", "card")
+    if "payment_method" in p:
+        # Cloning a customer's payment method (Connect) is not emulated; copying a stored one is.
+        src = ref_or_400(req, p["payment_method"], "payment_method", "payment_method", "PaymentMethod")
+        pm = copy.deepcopy(src)
+        pm["id"], pm["customer"] = new_id("pm"), None
+        req.store.add(pm, dict(req.store.private.get(src["id"], {})))
+        return pm
+    if ptype != "card":
+        raise StripeError(f"The payment method type `{ptype}` is not supported by the emulator; use `card`.", param="type")
+    card = p.get("card")
+    if not card:
+        raise StripeError("Missing required param: card.", param="card", code="parameter_missing")
+    if "token" in card:
+        tok = card["token"]
+        key = _TOK_ALIASES.get(tok)
+        if key is None:
+            raise StripeError(f"No such token: '{tok}'", param="card[token]", code="resource_missing")
+        number, exp_month, exp_year = TEST_TOKENS[key], 12, 2034
+    else:
+        for f in ("number", "exp_month", "exp_year"):
+            if f not in card:
+                raise StripeError(f"Missing required param: card[{f}].", param=f"card[{f}]", code="parameter_missing")
+        number, exp_month, exp_year = card["number"], card["exp_month"], card["exp_year"]
+    pm = create_card_payment_method(req, number=number, exp_month=exp_month, exp_year=exp_year,
+                                    billing_details=p.get("billing_details"), metadata=p.get("metadata"))
+    if "allow_redisplay" in p:
+        pm["allow_redisplay"] = p["allow_redisplay"]
+    return pm
+
+
+@route("GET", "/v1/payment_methods/{id}", "PaymentMethodRetrieveParams", returns="payment_method")
+def retrieve_payment_method(req: Request) -> dict[str, Any]:
+    return resolve_payment_method(req, req.path_params["id"], "id")
+
+
+@route("POST", "/v1/payment_methods/{id}", "PaymentMethodUpdateParams", returns="payment_method")
+def update_payment_method(req: Request) -> dict[str, Any]:
+    pm = get_or_404(req, req.path_params["id"], "payment_method", "PaymentMethod")
+    before = copy.deepcopy(pm)
+    p = req.params
+    if "billing_details" in p:
+        bd = pm["billing_details"]
+        new = p["billing_details"] or {}
+        for k in ("email", "name", "phone", "tax_id"):
+            if k in new:
+                bd[k] = new[k] or None
+        if "address" in new:
+            bd["address"] = address(new["address"]) or {k: None for k in bd["address"]}
+    if "card" in p and pm.get("card"):
+        for k in ("exp_month", "exp_year"):
+            if k in p["card"]:
+                pm["card"][k] = p["card"][k]
+    if "allow_redisplay" in p:
+        pm["allow_redisplay"] = p["allow_redisplay"]
+    apply_metadata(pm, p.get("metadata"))
+    prev = diff(before, pm)
+    if prev:
+        emit("payment_method.updated", pm, prev)
+    return pm
+
+
+@route("POST", "/v1/payment_methods/{id}/attach", "PaymentMethodAttachParams", returns="payment_method")
+def attach(req: Request) -> dict[str, Any]:
+    pm = resolve_payment_method(req, req.path_params["id"], "id")
+    customer = req.params.get("customer")
+    if not customer:
+        raise StripeError("Missing required param: customer.", param="customer", code="parameter_missing")
+    cus = ref_or_400(req, customer, "customer", "customer")
+    return attach_payment_method(req, pm, cus)
+
+
+@route("POST", "/v1/payment_methods/{id}/detach", "PaymentMethodDetachParams", returns="payment_method")
+def detach(req: Request) -> dict[str, Any]:
+    pm = get_or_404(req, req.path_params["id"], "payment_method", "PaymentMethod")
+    if not pm.get("customer"):
+        raise StripeError(
+            f"The payment method {pm['id']} is not attached to a customer.", param="payment_method",
+        )
+    cus = req.store.get(pm["customer"], "customer")
+    before = copy.deepcopy(pm)
+    pm["customer"] = None
+    if cus is not None and cus["invoice_settings"].get("default_payment_method") == pm["id"]:
+        cbefore = copy.deepcopy(cus)
+        cus["invoice_settings"]["default_payment_method"] = None
+        emit("customer.updated", cus, diff(cbefore, cus))
+    emit("payment_method.detached", pm, {"customer": before["customer"]})
+    return pm
+
+
+@route("GET", "/v1/payment_methods", "PaymentMethodListParams", returns="payment_method")
+def list_payment_methods(req: Request) -> dict[str, Any]:
+    p = req.params
+    objs = req.store.all("payment_method")
+    if "customer" in p:
+        ref_or_400(req, p["customer"], "customer", "customer")
+        objs = [o for o in objs if o.get("customer") == p["customer"]]
+    else:
+        objs = [o for o in objs if o.get("customer")]  # Stripe lists only attached ones here
+    if "type" in p:
+        objs = [o for o in objs if o["type"] == p["type"]]
+    return list_response(req, objs, "/v1/payment_methods")
+
+
+@route("GET", "/v1/customers/{customer}/payment_methods", "CustomerPaymentMethodListParams", returns="payment_method")
+def list_customer_payment_methods(req: Request) -> dict[str, Any]:
+    cus_id = req.path_params["customer"]
+    get_or_404(req, cus_id, "customer")
+    objs = [o for o in req.store.all("payment_method") if o.get("customer") == cus_id]
+    if "type" in req.params:
+        objs = [o for o in objs if o["type"] == req.params["type"]]
+    return list_response(req, objs, f"/v1/customers/{cus_id}/payment_methods")
+
+
+@route("GET", "/v1/customers/{customer}/payment_methods/{id}", "CustomerPaymentMethodRetrieveParams", returns="payment_method")
+def retrieve_customer_payment_method(req: Request) -> dict[str, Any]:
+    cus_id = req.path_params["customer"]
+    get_or_404(req, cus_id, "customer")
+    pm = req.store.get(req.path_params["id"], "payment_method")
+    if pm is None or pm.get("customer") != cus_id:
+        raise no_such("PaymentMethod", req.path_params["id"], "payment_method")
+    return pm
