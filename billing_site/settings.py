@@ -259,3 +259,20 @@ if not DEBUG:
     SECURE_REFERRER_POLICY = "same-origin"
     X_FRAME_OPTIONS = "DENY"
     SESSION_COOKIE_HTTPONLY = True
+
+# --- backoffice (added by BO) -----------------------------------------------------------------------------------
+# Support may grant this many credits in one action; more needs `billing.grant_credits_unlimited` (Finance).
+BACKOFFICE_SUPPORT_CREDIT_LIMIT = env.int("BACKOFFICE_SUPPORT_CREDIT_LIMIT", default=100)
+BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS = env.int("BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS", default=30)
+# A refund request processing longer than this is reported by reconciliation (and resumed by the periodic task).
+BACKOFFICE_REFUND_STUCK_MINUTES = env.int("BACKOFFICE_REFUND_STUCK_MINUTES", default=60)
+# The back office's tasks live in billing/tasks_backoffice.py, which autodiscovery (tasks.py only) does not see.
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "billing.tasks_backoffice"]
+CELERY_BEAT_SCHEDULE["backoffice-reconcile"] = {
+    "task": "billing.tasks_backoffice.reconcile_task",
+    "schedule": env.int("BACKOFFICE_RECONCILE_EVERY_SECONDS", default=6 * 3600),
+}
+CELERY_BEAT_SCHEDULE["backoffice-resume-stuck-refunds"] = {
+    "task": "billing.tasks_backoffice.refund_requests_resume_stuck_task",
+    "schedule": 10 * 60,
+}

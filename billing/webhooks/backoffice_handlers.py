@@ -1,0 +1,47 @@
+"""
+Refund webhooks for the back office (registered with the billing core's registry; the pipeline calls them once per
+event, and again on replay, so each one is safe to run twice). Event data may be older than the object, so the
+refund is re-retrieved from Stripe before its state is applied.
+"""
+import logging
+
+from billing.backoffice.mirror import mirror_store
+from billing.backoffice.refunds import refund_request_apply_stripe_refund
+from billing.models import RefundRequest
+from billing.stripe_gateway import refunds as refund_gateway
+from billing_site.errors import BillingError
+
+from .registry import webhook_handler
+
+logger = logging.getLogger("billing.backoffice")
+
+
+def _current_refund(snapshot: dict) -> dict:
+    try:
+        return refund_gateway.refund_retrieve(refund_id=snapshot["id"])
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            return snapshot
+        raise  # Stripe unreachable: the pipeline retries the event later
+
+
+@webhook_handler("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+def refund_requests_on_refund_event(*, event: dict) -> None:
+    refund = _current_refund(event["data"]["object"])
+    refund_request_apply_stripe_refund(refund=refund)
+
+
+@webhook_handler("charge.refunded")
+def refund_requests_on_charge_refunded(*, event: dict) -> None:
+    charge = event["data"]["object"]
+    open_requests = RefundRequest.objects.filter(stripe_charge_id=charge["id"],
+                                                 status__in=RefundRequest.OPEN_STATUSES)
+    if not open_requests.exists():
+        return
+    # The charge's embedded refund list is capped at 10: ask Stripe for all of them.
+    for refund in refund_gateway.refunds_for_charge(charge_id=charge["id"]):
+        refund_request_apply_stripe_refund(refund=refund)
+    try:
+        mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=charge["id"]))
+    except BillingError:
+        logger.warning("charge %s mirror not refreshed after charge.refunded", charge["id"])
