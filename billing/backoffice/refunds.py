@@ -161,7 +161,7 @@ def _check_refundable(*, facts: ChargeRefundFacts, amount_minor: int, currency: 
 
 
 def _lock_charge(charge: djstripe_models.Charge) -> djstripe_models.Charge:
-    return djstripe_models.Charge.objects.select_for_update().select_related("customer").get(pk=charge.pk)
+    return djstripe_models.Charge.objects.select_for_update(of=("self",)).select_related("customer").get(pk=charge.pk)
 
 
 def _snapshot(rr: RefundRequest) -> dict:
@@ -244,7 +244,7 @@ def _get_request(refund_request_id: int) -> RefundRequest:
 
 def _lock_charge_and_request(refund_request: RefundRequest) -> tuple[djstripe_models.Charge | None, RefundRequest]:
     """Locks in the documented order: the charge row, then the request row."""
-    charge = (djstripe_models.Charge.objects.select_for_update().select_related("customer")
+    charge = (djstripe_models.Charge.objects.select_for_update(of=("self",)).select_related("customer")
               .filter(id=refund_request.stripe_charge_id).first())
     locked = RefundRequest.objects.select_for_update().get(pk=refund_request.pk)
     return charge, locked
@@ -552,7 +552,7 @@ def _clawback_credits(refund_request: RefundRequest) -> int:
 def refund_request_notify_customer(*, refund_request_id: int) -> bool:
     """Email the team's billing address that the refund is on its way (once; in the owner's language)."""
     with transaction.atomic():
-        refund_request = RefundRequest.objects.select_for_update().select_related("team").get(pk=refund_request_id)
+        refund_request = RefundRequest.objects.select_for_update(of=("self",)).select_related("team").get(pk=refund_request_id)
         if refund_request.customer_notified_at or refund_request.team is None:
             return False
         refund_request.customer_notified_at = timezone.now()
