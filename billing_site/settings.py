@@ -260,6 +260,39 @@ if not DEBUG:
     X_FRAME_OPTIONS = "DENY"
     SESSION_COOKIE_HTTPONLY = True
 
+# --- billing (added by BILL) ---------------------------------------------------------------------------------------
+# dj-stripe reads STRIPE_API_VERSION (above) for every call it makes, so the mirror and the gateway agree on shapes.
+# Our own webhook view (billing.webhooks.views) verifies signatures with the endpoint's stored secret; dj-stripe's
+# DJSTRIPE_WEBHOOK_SECRET / DJSTRIPE_WEBHOOK_EVENT_CALLBACK are deliberately not used (the callback is deprecated).
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Signatures older than this are rejected (replay protection), as Stripe's own libraries do by default.
+BILLING_WEBHOOK_TOLERANCE_SECONDS = env.int("BILLING_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Processing attempts before an event is parked for replay; the wait between attempts doubles from the base.
+BILLING_WEBHOOK_MAX_ATTEMPTS = env.int("BILLING_WEBHOOK_MAX_ATTEMPTS", default=5)
+BILLING_WEBHOOK_RETRY_BASE_SECONDS = env.float("BILLING_WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
+# The sweep re-reads this many days of GET /v1/events and applies any event never delivered.
+BILLING_EVENTS_SWEEP_DAYS = env.int("BILLING_EVENTS_SWEEP_DAYS", default=3)
+BILLING_EVENTS_SWEEP_MINUTES = env.int("BILLING_EVENTS_SWEEP_MINUTES", default=15)
+# Staff who are told about disputes (and other things that need a person).
+BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=["finance@example.com"])
+# Catalog currencies: prices carry BRL as `currency_options` on the USD price (one price per lookup key).
+BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
+CELERY_BEAT_SCHEDULE["billing-events-sweep"] = {
+    "task": "billing.tasks.events_sweep_task",
+    "schedule": BILLING_EVENTS_SWEEP_MINUTES * 60,
+}
+CELERY_BEAT_SCHEDULE["billing-webhook-retry-due"] = {
+    "task": "billing.tasks.webhook_events_retry_due_task",
+    "schedule": 60,
+}
+# dj-stripe only accepts keys shaped `sk_test_` + 24 or more alphanumerics (it parses the mode from the key); the
+# embedded emulator default above has underscores, so swap it for an equivalent key dj-stripe accepts.
+if STRIPE_SECRET_KEY == "sk_test_emulator_secret_key":
+    STRIPE_SECRET_KEY = "sk_test_emulator000000000000000000000000"
+    STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY
+if STRIPE_PUBLISHABLE_KEY == "pk_test_emulator_publishable_key":
+    STRIPE_PUBLISHABLE_KEY = "pk_test_emulator000000000000000000000000"
+
 # --- backoffice (added by BO) -----------------------------------------------------------------------------------
 # Support may grant this many credits in one action; more needs `billing.grant_credits_unlimited` (Finance).
 BACKOFFICE_SUPPORT_CREDIT_LIMIT = env.int("BACKOFFICE_SUPPORT_CREDIT_LIMIT", default=100)

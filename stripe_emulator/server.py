@@ -13,7 +13,9 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+import stripe
 
 from . import context, params, registry
 from .errors import StripeError
@@ -26,6 +28,7 @@ from .webhooks import WebhookDispatcher
 log = logging.getLogger("stripe_emulator")
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+DEFAULT_API_VERSION = stripe.api_version
 _KEY_RE = re.compile(r"^(sk|rk)_test_[A-Za-z0-9_]+$")
 _MAX_BODY = 2 * 1024 * 1024
 
@@ -167,9 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         idem_key = self.headers.get("Idempotency-Key")
         api_version = self.headers.get("Stripe-Version")
-        resp_headers = {"request-id": request_id}
-        if api_version:
-            resp_headers["stripe-version"] = api_version
+        # Stripe answers with the version the request asked for, else the account's default.
+        resp_headers = {"request-id": request_id, "stripe-version": api_version or DEFAULT_API_VERSION}
         status = 500
         try:
             raw_body = self._read_body()
@@ -182,7 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
         is_api = path.startswith("/v1/") or path == "/v1"
         fault = emu.take_fault(method, path) if not path.startswith("/_emulator/faults") else None
         if fault is not None:
-            emu.log_request(self._log_entry(method, path, idem_key, fault.get("status") or 0, request_id, started))
+            logged_status = 0 if fault.get("mode") == "drop" else int(fault.get("status") or 500)
+            emu.log_request(self._log_entry(method, path, idem_key, logged_status, request_id, started))
             if fault.get("mode") == "drop":
                 self.close_connection = True
                 try:
@@ -284,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
         use_idem = bool(idem_key) and method == "POST" and route.idempotent and route.auth
         with store.lock:
             if use_idem:
-                fingerprint = hashlib.sha256(f"{method} {path} {raw_body!r}".encode()).hexdigest()
+                fingerprint = _fingerprint(method, path, query, body_text)
                 prior = store.idempotency.get(idem_key)  # type: ignore[arg-type]
                 if prior is not None and prior["expires"] > time.time():
                     if prior["fingerprint"] != fingerprint:
@@ -333,6 +336,19 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, json.dumps(result, indent=2).encode(), "application/json", {}
         except StripeError as exc:
             return exc.status, json.dumps(exc.body(request_id), indent=2).encode(), "application/json", {"_store": exc.store_idempotent}
+
+
+def _fingerprint(method: str, path: str, query: str, body: str) -> str:
+    """Identity of a request for idempotency. Card numbers and CVCs are reduced before hashing (a bare hash of
+    a 16-digit number could be reversed), so neither ends up in the stored idempotency records."""
+    pairs = []
+    for key, value in parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True):
+        if key.endswith("[number]") or key == "card_number":
+            value = "****" + value[-4:]
+        elif key.endswith("[cvc]") or key == "cvc":
+            value = "***"
+        pairs.append((key, value))
+    return hashlib.sha256(json.dumps([method, path, sorted(pairs)]).encode()).hexdigest()
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):

@@ -70,6 +70,6 @@ def start_emulator(
         webhook_timeout=webhook_timeout, state_file=state_file,
     )
     httpd = make_server(emulator, host, port)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="stripe-emulator", daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="stripe-emulator", daemon=True)
     thread.start()
     return RunningEmulator(emulator, httpd, thread)

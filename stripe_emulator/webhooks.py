@@ -142,6 +142,7 @@ class WebhookDispatcher:
             "started_at": time.time(),
             "finished_at": None,
             "next_retry_at": None,
+            "retry_delay_seconds": None,
             "succeeded": False,
         }
         req = urllib.request.Request(
@@ -174,6 +175,7 @@ class WebhookDispatcher:
         elif job.attempt <= len(RETRY_SCHEDULE):
             delay = RETRY_SCHEDULE[job.attempt - 1] * self.retry_scale
             record["next_retry_at"] = time.time() + delay
+            record["retry_delay_seconds"] = delay
             worker.push(job, time.monotonic() + delay)
         with self._lock:
             self.deliveries.append(record)

@@ -1,5 +1,8 @@
 """
 The only package that imports the `stripe` SDK. Everything that talks to Stripe goes through a function here.
-See _core.py for configuration, idempotency keys and error translation.
+See _core.py for configuration, idempotency keys and error translation. Modules: customers, products (catalog push:
+products, prices, meters, portal configuration), checkout (Checkout + portal sessions), subscriptions (and invoices),
+payments (payment intents, charges), events (events list + webhook endpoints), sync (re-retrieve by type, webhook
+signature verification). USAGE owns meters.py (meter events); BO owns refunds.py.
 """
 from ._core import client, configure_module_sdk, stripe_operation, to_dict, write_options  # noqa: F401

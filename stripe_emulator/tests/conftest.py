@@ -71,7 +71,9 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.statuses: list[int] = []  # answers to give, in order; then 200
-        self.hang_seconds = 0.0
+        # While `gate` is cleared the receiver blocks every request (a hanging endpoint).
+        self.gate = threading.Event()
+        self.gate.set()
         self.lock = threading.Lock()
         outer = self
 
@@ -85,9 +87,7 @@ class Receiver:
                     outer.received.append({"body": body, "signature": self.headers.get("Stripe-Signature"),
                                            "headers": dict(self.headers)})
                     status = outer.statuses.pop(0) if outer.statuses else 200
-                    hang = outer.hang_seconds
-                if hang:
-                    threading.Event().wait(hang)
+                outer.gate.wait(30)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -96,7 +96,7 @@ class Receiver:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def events(self) -> list[dict[str, Any]]:
@@ -104,6 +104,7 @@ class Receiver:
             return [json.loads(r["body"]) for r in self.received]
 
     def close(self) -> None:
+        self.gate.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -1,0 +1,79 @@
+"""The team ↔ Stripe customer link: created lazily, exactly one per team even when first checkouts race."""
+import logging
+
+from django.db import transaction
+
+from accounts.models import Team
+
+from .. import stripe_gateway  # noqa: F401  (package import keeps `stripe` confined to it)
+from ..models import BillingProfile
+from ..stripe_gateway import customers as customers_gateway
+from .mirror import mirror_sync_object
+
+logger = logging.getLogger(__name__)
+
+
+def billing_profile_get(*, team: Team) -> BillingProfile:
+    """The team's billing profile row, created on first use (a unique OneToOne makes racing creators agree)."""
+    profile, _ = BillingProfile.objects.get_or_create(team=team)
+    return profile
+
+
+def customer_get_or_create(*, team: Team) -> str:
+    """
+    The team's Stripe customer id, creating the customer on first use.
+
+    Be careful changing this: three layers keep it to one customer per team.
+    1. Lock order: Team row, then its BillingProfile row (`select_for_update`). Two first checkouts of one team
+       serialise here on PostgreSQL; the second finds the link the first wrote.
+    2. The Stripe idempotency key `customer:team:<id>:<generation>` is derived from the team, so even without the
+       lock (SQLite) or after a rollback that lost our row, Stripe answers a retry with the same customer.
+    3. Before creating, a search by `metadata.team_id` adopts a customer Stripe already has for this team (our row
+       was lost more than 24 hours ago, past the idempotency key's lifetime).
+    """
+    profile = billing_profile_get(team=team)
+    if profile.stripe_customer_id:
+        return profile.stripe_customer_id
+    with transaction.atomic():
+        Team.objects.select_for_update().filter(pk=team.pk).first()
+        profile = BillingProfile.objects.select_for_update().get(pk=profile.pk)
+        if profile.stripe_customer_id:
+            return profile.stripe_customer_id
+        existing = [c for c in customers_gateway.customer_search_by_team(team_id=team.pk) if not c.get("deleted")]
+        if existing and profile.customer_generation == 0:
+            # Oldest first: if two were ever made, keep the first one consistently.
+            customer = sorted(existing, key=lambda c: (c.get("created") or 0, c["id"]))[0]
+            logger.warning("adopting existing stripe customer %s for team %s", customer["id"], team.pk)
+        else:
+            customer = customers_gateway.customer_create(
+                team_id=team.pk,
+                email=team.billing_email,
+                name=team.name,
+                idempotency_key=f"customer:team:{team.pk}:{profile.customer_generation}",
+            )
+        profile.stripe_customer_id = customer["id"]
+        profile.save(update_fields=["stripe_customer_id", "updated"])
+        mirror_customer_link(team=team, customer=customer)
+    logger.info("team %s linked to stripe customer %s", team.pk, customer["id"])
+    return customer["id"]
+
+
+def mirror_customer_link(*, team: Team, customer: dict) -> None:
+    """Mirror the customer into dj-stripe and set its subscriber, so dj-stripe's views of the team agree."""
+    from djstripe.models import Customer
+
+    mirror_sync_object(data=customer)
+    Customer.objects.filter(id=customer["id"]).update(subscriber=team)
+
+
+@transaction.atomic
+def customer_unlink(*, stripe_customer_id: str) -> Team | None:
+    """The customer was deleted on Stripe: forget the link so the next checkout creates a fresh customer."""
+    profile = BillingProfile.objects.select_for_update().filter(stripe_customer_id=stripe_customer_id).first()
+    if profile is None:
+        return None
+    profile.stripe_customer_id = None
+    profile.customer_generation += 1
+    profile.save(update_fields=["stripe_customer_id", "customer_generation", "updated"])
+    logger.warning("stripe customer %s deleted: unlinked from team %s", stripe_customer_id, profile.team_id)
+    return profile.team

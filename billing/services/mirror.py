@@ -1,0 +1,48 @@
+"""
+The local mirror of Stripe objects is dj-stripe's tables. Every write to it goes through here, from data we just
+retrieved from Stripe (never from an event's possibly stale snapshot when the object's current state matters).
+"""
+import logging
+
+from ..stripe_gateway import configure_module_sdk
+from ..stripe_gateway.sync import object_retrieve, retrievable_types
+
+logger = logging.getLogger(__name__)
+
+
+def _model_for(object_type: str):
+    from djstripe import models as dj
+
+    return {
+        "customer": dj.Customer,
+        "subscription": dj.Subscription,
+        "invoice": dj.Invoice,
+        "payment_intent": dj.PaymentIntent,
+        "charge": dj.Charge,
+        "refund": dj.Refund,
+        "dispute": dj.Dispute,
+        "checkout.session": dj.Session,
+        "product": dj.Product,
+        "price": dj.Price,
+        "payment_method": dj.PaymentMethod,
+        "setup_intent": dj.SetupIntent,
+        "account": dj.Account,
+        "webhook_endpoint": dj.WebhookEndpoint,
+        "balance_transaction": dj.BalanceTransaction,
+    }.get(object_type)
+
+
+def mirror_sync_object(*, data: dict):
+    """Write one Stripe object (already fetched) into dj-stripe's tables. Returns the model instance or None."""
+    model = _model_for(data.get("object", ""))
+    if model is None:
+        return None
+    configure_module_sdk()  # dj-stripe fetches related objects with the module-level SDK
+    return model.sync_from_stripe_data(data)
+
+
+def mirror_resync(*, object_type: str, object_id: str):
+    """Re-retrieve an object from Stripe and mirror its current state (out-of-order events converge on it)."""
+    if object_type not in retrievable_types():
+        return None
+    return mirror_sync_object(data=object_retrieve(object_type=object_type, object_id=object_id))

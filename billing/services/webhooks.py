@@ -1,0 +1,219 @@
+"""
+The webhook pipeline's writes: record an event durably (once), apply it once, retry/park, replay, sweep.
+
+Flow: view verifies the signature → `webhook_event_record` (unique event id) → 2xx → on commit the Celery task
+`webhook_event_process_task` → `webhook_event_apply`: row lock, dj-stripe mirror (which re-retrieves each object
+from Stripe, so an old event never overwrites newer state), then the project's handlers from the registry, all in
+one savepoint: a failure rolls every partial write back, records the traceback and schedules a retry with backoff;
+after BILLING_WEBHOOK_MAX_ATTEMPTS the event is parked for replay (`replay_events`, admin).
+"""
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing_site.errors import NotFoundError
+
+from ..models import WebhookEvent
+from ..webhooks.registry import handlers_for
+
+logger = logging.getLogger("billing.webhooks")
+
+Status = WebhookEvent.Status
+
+
+def _customer_of(obj: dict) -> str:
+    if obj.get("object") == "customer":
+        return obj.get("id") or ""
+    customer = obj.get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    return customer or ""
+
+
+def _enqueue(webhook_event_id: int) -> None:
+    from ..tasks import webhook_event_process_task
+
+    transaction.on_commit(lambda: webhook_event_process_task.delay(webhook_event_id))
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    webhook_event: WebhookEvent | None
+    created: bool
+
+
+def webhook_event_record(
+    *, payload: dict, source: str = WebhookEvent.Source.WEBHOOK, webhook_endpoint_id: str = ""
+) -> RecordResult:
+    """
+    Store an event once (unique Stripe event id) and enqueue its processing after commit. A duplicate delivery is
+    a no-op that still answers 2xx, so Stripe stops retrying it.
+    """
+    obj = (payload.get("data") or {}).get("object") or {}
+    created_ts = payload.get("created")
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                stripe_event_id=payload["id"],
+                type=payload.get("type", ""),
+                source=source,
+                payload=payload,
+                livemode=bool(payload.get("livemode")),
+                api_version=payload.get("api_version") or "",
+                stripe_created=datetime.fromtimestamp(created_ts, tz=dt_timezone.utc) if created_ts else None,
+                stripe_object_id=str(obj.get("id") or "")[:255],
+                stripe_customer_id=_customer_of(obj)[:255],
+                webhook_endpoint_id=webhook_endpoint_id,
+            )
+            _enqueue(event.pk)
+    except IntegrityError:
+        logger.info("duplicate stripe event %s (%s) ignored", payload.get("id"), payload.get("type"))
+        return RecordResult(webhook_event=None, created=False)
+    return RecordResult(webhook_event=event, created=True)
+
+
+def retry_delay_seconds(attempts: int) -> float:
+    """Exponential backoff: base, 2×base, 4×base ... capped at one hour."""
+    return min(settings.BILLING_WEBHOOK_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0)), 3600.0)
+
+
+def _mirror(payload: dict) -> None:
+    """dj-stripe's sync for the mirror. Its handlers re-retrieve the object, so the mirror holds current state."""
+    from djstripe.models import Event
+
+    from ..stripe_gateway import configure_module_sdk
+
+    configure_module_sdk()
+    existing = Event.objects.filter(id=payload["id"]).first()
+    if existing is not None:
+        # A replay: dj-stripe's Event.process would return early; run its handlers again to re-sync.
+        existing.invoke_webhook_handlers()
+    else:
+        Event.process(payload)
+
+
+def _clear_plan_cache(payload: dict) -> None:
+    from ..models import BillingProfile
+    from ..selectors import team_plan_cache_clear
+
+    customer_id = _customer_of((payload.get("data") or {}).get("object") or {})
+    if customer_id:
+        for team_id in BillingProfile.objects.filter(stripe_customer_id=customer_id).values_list("team_id", flat=True):
+            transaction.on_commit(lambda team_id=team_id: team_plan_cache_clear(team_id=team_id))
+
+
+def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
+    """
+    Apply one stored event exactly once; returns its new status. Safe to call twice, concurrently or not: the row
+    lock serialises workers and a processed event is never applied again (unless `force`, the staff replay).
+    """
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
+        if event is None:
+            return ""
+        if event.status == Status.PROCESSED and not force:
+            return event.status
+        if event.status == Status.PARKED and not force:
+            return event.status
+        event.status = Status.PROCESSING
+        event.attempts += 1
+        payload = event.payload
+        handlers = handlers_for(event.type)
+        try:
+            # Savepoint: a handler failure undoes the mirror and every handler's writes together.
+            with transaction.atomic():
+                _mirror(payload)
+                for handler in handlers:
+                    handler(event=payload)
+                _clear_plan_cache(payload)
+        except Exception as error:  # noqa: BLE001 - any failure is recorded and retried, never lost
+            event.last_error = traceback.format_exc()
+            if event.attempts >= settings.BILLING_WEBHOOK_MAX_ATTEMPTS:
+                event.status = Status.PARKED
+                event.next_attempt_at = None
+                logger.error("stripe event %s (%s) parked after %s attempts: %r", event.stripe_event_id,
+                             event.type, event.attempts, error)
+            else:
+                event.status = Status.FAILED
+                event.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay_seconds(event.attempts))
+                logger.warning("stripe event %s (%s) failed attempt %s: %r", event.stripe_event_id, event.type,
+                               event.attempts, error)
+        else:
+            if not handlers:
+                logger.info("stripe event %s of type %s has no project handler (mirror only)",
+                            event.stripe_event_id, event.type)
+            event.status = Status.PROCESSED
+            event.processed_at = timezone.now()
+            event.next_attempt_at = None
+            event.last_error = ""
+        event.save(update_fields=["status", "attempts", "last_error", "processed_at", "next_attempt_at"])
+        return event.status
+
+
+def webhook_event_replay(*, event_id: str | int) -> str:
+    """Staff replay of one event (by Stripe event id or our row id): attempts restart, status is recomputed."""
+    lookup = {"pk": event_id} if str(event_id).isdigit() else {"stripe_event_id": event_id}
+    event = WebhookEvent.objects.filter(**lookup).first()
+    if event is None:
+        raise NotFoundError("webhook_event_not_found", f"No stored event {event_id}.")
+    WebhookEvent.objects.filter(pk=event.pk).update(attempts=0)
+    logger.info("replaying stripe event %s (%s), was %s", event.stripe_event_id, event.type, event.status)
+    return webhook_event_apply(webhook_event_id=event.pk, force=True)
+
+
+def webhook_events_enqueue_due(*, now: datetime | None = None) -> int:
+    """
+    Re-enqueue what a lost message would otherwise strand: failed events whose retry time has come, and pending
+    events older than a few minutes (their enqueue was lost, e.g. the broker was down at commit).
+    """
+    from ..tasks import webhook_event_process_task
+
+    now = now or timezone.now()
+    due = list(
+        WebhookEvent.objects.filter(status=Status.FAILED, next_attempt_at__lte=now).values_list("pk", flat=True)
+    ) + list(
+        WebhookEvent.objects.filter(status=Status.PENDING, received_at__lte=now - timedelta(minutes=5)).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in due:
+        webhook_event_process_task.delay(pk)
+    return len(due)
+
+
+def events_sweep(*, days: int | None = None) -> int:
+    """Read Stripe's event list for the last `days` and record (then apply) every event we never received."""
+    from ..stripe_gateway.events import event_iter
+
+    days = settings.BILLING_EVENTS_SWEEP_DAYS if days is None else days
+    since = int((timezone.now() - timedelta(days=days)).timestamp())
+    found = 0
+    batch: list[dict] = []
+
+    def flush() -> int:
+        known = set(
+            WebhookEvent.objects.filter(stripe_event_id__in=[e["id"] for e in batch]).values_list(
+                "stripe_event_id", flat=True
+            )
+        )
+        added = 0
+        # Oldest first, so missed events are applied in the order Stripe created them.
+        for payload in sorted((e for e in batch if e["id"] not in known), key=lambda e: e.get("created") or 0):
+            if webhook_event_record(payload=payload, source=WebhookEvent.Source.SWEEP).created:
+                logger.warning("events sweep found undelivered stripe event %s (%s)", payload["id"], payload["type"])
+                added += 1
+        batch.clear()
+        return added
+
+    for payload in event_iter(created_gte=since):
+        batch.append(payload)
+        if len(batch) >= 100:
+            found += flush()
+    if batch:
+        found += flush()
+    return found

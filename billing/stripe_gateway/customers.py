@@ -1,0 +1,25 @@
+"""Customers. A team has one Stripe customer; its metadata carries `team_id` so it can be found again by search."""
+from ._core import client, stripe_operation, to_dict, write_options
+
+
+@stripe_operation("customer_create")
+def customer_create(*, team_id: int, email: str, name: str, idempotency_key: str) -> dict:
+    params = {"email": email, "name": name, "metadata": {"team_id": str(team_id)}}
+    return to_dict(client().v1.customers.create(params=params, options=write_options(idempotency_key)))
+
+
+@stripe_operation("customer_retrieve")
+def customer_retrieve(*, customer_id: str) -> dict:
+    return to_dict(client().v1.customers.retrieve(customer_id, params={"expand": ["invoice_settings.default_payment_method"]}))
+
+
+@stripe_operation("customer_search_by_team")
+def customer_search_by_team(*, team_id: int) -> list[dict]:
+    """Customers tagged with this team id (recovery path when our link row was lost after Stripe created one)."""
+    result = client().v1.customers.search(params={"query": f"metadata['team_id']:'{int(team_id)}'", "limit": 10})
+    return [to_dict(c) for c in result.data]
+
+
+@stripe_operation("customer_update")
+def customer_update(*, customer_id: str, params: dict, idempotency_key: str) -> dict:
+    return to_dict(client().v1.customers.update(customer_id, params=params, options=write_options(idempotency_key)))

@@ -1,0 +1,35 @@
+"""Payment intents (one-time payments outside Checkout, with 3-D Secure) and charges."""
+from ._core import client, stripe_operation, to_dict, write_options
+
+
+@stripe_operation("payment_intent_create")
+def payment_intent_create(*, params: dict, idempotency_key: str) -> dict:
+    return to_dict(client().v1.payment_intents.create(params=params, options=write_options(idempotency_key)))
+
+
+@stripe_operation("payment_intent_retrieve")
+def payment_intent_retrieve(*, payment_intent_id: str) -> dict:
+    return to_dict(client().v1.payment_intents.retrieve(payment_intent_id, params={"expand": ["latest_charge"]}))
+
+
+@stripe_operation("payment_intent_confirm")
+def payment_intent_confirm(*, payment_intent_id: str, params: dict, idempotency_key: str) -> dict:
+    return to_dict(
+        client().v1.payment_intents.confirm(payment_intent_id, params=params, options=write_options(idempotency_key))
+    )
+
+
+@stripe_operation("payment_method_create_card")
+def payment_method_create(*, params: dict, idempotency_key: str) -> dict:
+    return to_dict(client().v1.payment_methods.create(params=params, options=write_options(idempotency_key)))
+
+
+@stripe_operation("charge_list")
+def charge_list(*, customer_id: str, limit: int = 100) -> list[dict]:
+    page = client().v1.charges.list(params={"customer": customer_id, "limit": limit})
+    return [to_dict(c) for c in page.data]
+
+
+@stripe_operation("charge_retrieve")
+def charge_retrieve(*, charge_id: str) -> dict:
+    return to_dict(client().v1.charges.retrieve(charge_id))

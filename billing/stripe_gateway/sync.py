@@ -1,0 +1,43 @@
+"""
+Re-retrieve any object by its type, for re-syncing the local mirror (dj-stripe) from Stripe's current state.
+Also verifies webhook signatures, because that is the SDK's job and only this package imports it.
+"""
+from ._core import client, stripe_operation, to_dict
+
+_RETRIEVERS = {
+    "customer": lambda c, i: c.v1.customers.retrieve(i),
+    "subscription": lambda c, i: c.v1.subscriptions.retrieve(i),
+    "invoice": lambda c, i: c.v1.invoices.retrieve(i),
+    "payment_intent": lambda c, i: c.v1.payment_intents.retrieve(i),
+    "charge": lambda c, i: c.v1.charges.retrieve(i),
+    "refund": lambda c, i: c.v1.refunds.retrieve(i),
+    "dispute": lambda c, i: c.v1.disputes.retrieve(i),
+    "checkout.session": lambda c, i: c.v1.checkout.sessions.retrieve(i),
+    "product": lambda c, i: c.v1.products.retrieve(i),
+    "price": lambda c, i: c.v1.prices.retrieve(i),
+    "payment_method": lambda c, i: c.v1.payment_methods.retrieve(i),
+    "setup_intent": lambda c, i: c.v1.setup_intents.retrieve(i),
+}
+
+
+def retrievable_types() -> frozenset[str]:
+    return frozenset(_RETRIEVERS)
+
+
+@stripe_operation("object_retrieve")
+def object_retrieve(*, object_type: str, object_id: str) -> dict:
+    """Current state of a Stripe object (KeyError for a type we do not re-sync)."""
+    return to_dict(_RETRIEVERS[object_type](client(), object_id))
+
+
+class SignatureError(Exception):
+    """The webhook's signature or timestamp is not acceptable (forged, wrong secret, or older than the tolerance)."""
+
+
+def webhook_signature_verify(*, payload: str, signature_header: str, secret: str, tolerance_seconds: int) -> None:
+    import stripe
+
+    try:
+        stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance_seconds)
+    except stripe.SignatureVerificationError as error:
+        raise SignatureError(str(error)) from error

@@ -1,0 +1,57 @@
+"""Celery tasks for billing. They take ids, call services, and are safe to run twice."""
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def webhook_event_process_task(self, webhook_event_id: int) -> str:
+    """Apply one stored Stripe event; on failure retry with backoff until the service parks it."""
+    from .models import WebhookEvent
+    from .services.webhooks import retry_delay_seconds, webhook_event_apply
+
+    status = webhook_event_apply(webhook_event_id=webhook_event_id)
+    if status == WebhookEvent.Status.FAILED:
+        attempts = WebhookEvent.objects.filter(pk=webhook_event_id).values_list("attempts", flat=True).first() or 1
+        raise self.retry(countdown=retry_delay_seconds(attempts), max_retries=settings.BILLING_WEBHOOK_MAX_ATTEMPTS + 1)
+    return status
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhook_events_retry_due_task() -> int:
+    from .services.webhooks import webhook_events_enqueue_due
+
+    return webhook_events_enqueue_due()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def events_sweep_task() -> int:
+    from .services.webhooks import events_sweep
+
+    found = events_sweep()
+    if found:
+        logger.warning("events sweep recorded %s missed stripe events", found)
+    return found
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, default_retry_delay=30)
+def send_team_email_task(self, team_id: int, template: str, context: dict) -> None:
+    from .emails import team_email_send_now
+
+    try:
+        team_email_send_now(team_id=team_id, template=template, context=context)
+    except OSError as error:  # SMTP down: retry later, the message is rendered again from ids
+        raise self.retry(exc=error)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, default_retry_delay=30)
+def send_staff_email_task(self, subject: str, body: str) -> None:
+    from django.core.mail import send_mail
+
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, settings.BILLING_STAFF_EMAILS)
+    except OSError as error:
+        raise self.retry(exc=error)

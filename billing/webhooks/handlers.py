@@ -1,0 +1,220 @@
+"""
+The billing app's own reactions to Stripe events (the mirror itself is dj-stripe's, run before these).
+
+Each handler is safe to run twice: grants are idempotent on (team, reason, reference), flags are set not toggled,
+emails are the only repeatable side effect and go out after commit. When state matters more than the event's
+snapshot, the handler re-reads it (the freshly synced mirror, or Stripe through the gateway).
+"""
+import logging
+
+from django.utils import timezone
+
+from billing_site.money import format_money
+
+from ..catalog import load_catalog
+from ..emails import send_staff_email, send_team_email
+from ..models import BillingProfile
+from .registry import webhook_handler
+
+logger = logging.getLogger("billing.webhooks")
+
+
+def _team_for_customer(customer_id: str | None):
+    if not customer_id:
+        return None
+    profile = BillingProfile.objects.filter(stripe_customer_id=customer_id).select_related("team").first()
+    return profile.team if profile else None
+
+
+def _obj(event: dict) -> dict:
+    return event["data"]["object"]
+
+
+def _date(ts: int | None) -> str:
+    if not ts:
+        return ""
+    from datetime import datetime, timezone as dt_timezone
+
+    return datetime.fromtimestamp(ts, tz=dt_timezone.utc).date().isoformat()
+
+
+def _plan_name_of_subscription(subscription: dict) -> str:
+    catalog = load_catalog()
+    for item in (subscription.get("items") or {}).get("data") or []:
+        price = item.get("price") or {}
+        found = catalog.plan_for_lookup_key(price.get("lookup_key") or "")
+        if found:
+            return found[0].name
+        plan_key = (price.get("metadata") or {}).get("plan_key")
+        if plan_key:
+            try:
+                return catalog.plan(plan_key).name
+            except KeyError:
+                pass
+    return "?"
+
+
+def credits_grant_for_purchase(*, team, amount: int, reference: str) -> None:
+    # USAGE owns the ledger. Without it the event must fail (and be parked for replay), never silently drop credits.
+    from usage.services import credits_grant
+
+    credits_grant(team=team, amount=amount, reason="purchase", reference=reference,
+                  note="Credit pack bought through Stripe Checkout")
+
+
+@webhook_handler("checkout.session.completed", "checkout.session.async_payment_succeeded")
+def checkout_session_completed(*, event: dict) -> None:
+    """Credit pack → credits granted once per session; subscription → the subscription mirrored now."""
+    from ..services.mirror import mirror_resync
+    from ..stripe_gateway.checkout import checkout_session_retrieve
+
+    session = checkout_session_retrieve(session_id=_obj(event)["id"])
+    metadata = session.get("metadata") or {}
+    team = _team_for_customer(session.get("customer"))
+    if team is None and metadata.get("team_id"):
+        from accounts.models import Team
+
+        team = Team.objects.filter(pk=int(metadata["team_id"])).first()
+    if team is None:
+        logger.warning("checkout session %s has no known team; ignored", session["id"])
+        return
+    if session.get("mode") == "payment" and metadata.get("kind") == "credit_pack":
+        if session.get("payment_status") != "paid":
+            # Delayed payment methods: credits come with checkout.session.async_payment_succeeded.
+            logger.info("checkout session %s not paid yet (%s)", session["id"], session.get("payment_status"))
+            return
+        credits = int(metadata.get("credits") or 0)
+        if credits <= 0:
+            pack = load_catalog().credit_pack_for_lookup_key(metadata.get("lookup_key", ""))
+            credits = pack.credits * int(metadata.get("quantity") or 1) if pack else 0
+        if credits <= 0:
+            raise ValueError(f"checkout session {session['id']} bought an unknown credit pack {metadata!r}")
+        credits_grant_for_purchase(team=team, amount=credits, reference=session["id"])
+        send_team_email(team=team, template="payment_receipt", context={
+            "amount": format_money(session.get("amount_total") or 0, session.get("currency") or "usd"),
+            "number": "", "hosted_invoice_url": "", "invoice_pdf": "",
+        })
+    elif session.get("mode") == "subscription" and session.get("subscription"):
+        subscription = session["subscription"]
+        subscription_id = subscription["id"] if isinstance(subscription, dict) else subscription
+        mirror_resync(object_type="subscription", object_id=subscription_id)
+
+
+@webhook_handler("customer.subscription.created")
+def subscription_created(*, event: dict) -> None:
+    subscription = _obj(event)
+    team = _team_for_customer(subscription.get("customer"))
+    if team is None:
+        return
+    send_team_email(team=team, template="subscription_started", context={
+        "plan_name": _plan_name_of_subscription(subscription),
+        "trial_end": _date(subscription.get("trial_end")) if subscription.get("status") == "trialing" else "",
+    })
+
+
+@webhook_handler("customer.subscription.updated")
+def subscription_updated(*, event: dict) -> None:
+    """Tell the team when its plan or its cancellation changed (not for every renewal's period move)."""
+    subscription = _obj(event)
+    previous = (event.get("data") or {}).get("previous_attributes") or {}
+    team = _team_for_customer(subscription.get("customer"))
+    if team is None or not ({"items", "cancel_at_period_end", "cancel_at"} & set(previous)):
+        return
+    items = (subscription.get("items") or {}).get("data") or []
+    period_end = subscription.get("cancel_at") or max((i.get("current_period_end") or 0 for i in items), default=0)
+    send_team_email(team=team, template="subscription_changed", context={
+        "plan_name": _plan_name_of_subscription(subscription),
+        "cancel_at_period_end": bool(subscription.get("cancel_at_period_end") or subscription.get("cancel_at")),
+        "period_end": _date(period_end),
+    })
+
+
+@webhook_handler("customer.subscription.deleted")
+def subscription_deleted(*, event: dict) -> None:
+    subscription = _obj(event)
+    team = _team_for_customer(subscription.get("customer"))
+    if team is None:
+        return
+    send_team_email(team=team, template="subscription_canceled",
+                    context={"plan_name": _plan_name_of_subscription(subscription)})
+
+
+@webhook_handler("customer.subscription.trial_will_end")
+def subscription_trial_will_end(*, event: dict) -> None:
+    subscription = _obj(event)
+    team = _team_for_customer(subscription.get("customer"))
+    if team is None:
+        return
+    send_team_email(team=team, template="trial_ending", context={
+        "plan_name": _plan_name_of_subscription(subscription), "trial_end": _date(subscription.get("trial_end")),
+    })
+
+
+@webhook_handler("invoice.paid")
+def invoice_paid(*, event: dict) -> None:
+    invoice = _obj(event)
+    team = _team_for_customer(invoice.get("customer"))
+    if team is None or not invoice.get("amount_paid"):
+        return  # a zero invoice (trial start) is not a payment
+    send_team_email(team=team, template="payment_receipt", context={
+        "amount": format_money(invoice["amount_paid"], invoice.get("currency") or "usd"),
+        "number": invoice.get("number") or "",
+        "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
+        "invoice_pdf": invoice.get("invoice_pdf") or "",
+    })
+
+
+@webhook_handler("invoice.payment_failed")
+def invoice_payment_failed(*, event: dict) -> None:
+    """Dunning notice: Stripe retries the card; the team is asked to update it (portal link on /billing/)."""
+    invoice = _obj(event)
+    team = _team_for_customer(invoice.get("customer"))
+    if team is None:
+        return
+    send_team_email(team=team, template="payment_failed", context={
+        "amount": format_money(invoice.get("amount_due") or 0, invoice.get("currency") or "usd"),
+        "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
+    })
+
+
+@webhook_handler("charge.refunded")
+def charge_refunded(*, event: dict) -> None:
+    """Refund issued email, for the amount refunded by this event (a charge may be refunded in parts)."""
+    charge = _obj(event)
+    team = _team_for_customer(charge.get("customer"))
+    previous = (event.get("data") or {}).get("previous_attributes") or {}
+    refunded_now = (charge.get("amount_refunded") or 0) - (previous.get("amount_refunded") or 0)
+    if team is None or refunded_now <= 0:
+        return
+    send_team_email(team=team, template="refund_issued",
+                    context={"amount": format_money(refunded_now, charge.get("currency") or "usd")})
+
+
+@webhook_handler("charge.dispute.created")
+def dispute_created(*, event: dict) -> None:
+    """Flag the team for staff and tell finance: a dispute has a response deadline."""
+    dispute = _obj(event)
+    customer_id = None
+    charge_id = dispute.get("charge")
+    if isinstance(charge_id, dict):
+        customer_id, charge_id = charge_id.get("customer"), charge_id.get("id")
+    if customer_id is None and charge_id:
+        from ..stripe_gateway.payments import charge_retrieve
+
+        customer_id = charge_retrieve(charge_id=charge_id).get("customer")
+    note = (f"Dispute {dispute['id']} on charge {charge_id}: {dispute.get('reason')}, "
+            f"{format_money(dispute.get('amount') or 0, dispute.get('currency') or 'usd')}")
+    profile = BillingProfile.objects.filter(stripe_customer_id=customer_id).select_related("team").first()
+    if profile is not None:
+        profile.dispute_flagged_at = profile.dispute_flagged_at or timezone.now()
+        profile.dispute_note = note
+        profile.save(update_fields=["dispute_flagged_at", "dispute_note", "updated"])
+    team_text = f"team {profile.team} (#{profile.team_id})" if profile else f"unknown customer {customer_id}"
+    send_staff_email(subject=f"Dispute opened: {dispute['id']}", body=f"{note}\nCustomer: {team_text}\n")
+
+
+@webhook_handler("customer.deleted")
+def customer_deleted(*, event: dict) -> None:
+    from ..services.customers import customer_unlink
+
+    customer_unlink(stripe_customer_id=_obj(event)["id"])

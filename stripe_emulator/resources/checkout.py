@@ -1,0 +1,666 @@
+"""Checkout Sessions (modes `payment` and `subscription`) and the hosted Checkout page.
+
+The page at the session's `url` posts its form to `POST /_emulator/checkout_sessions/<id>/complete`
+(field `card_number`, default 4242 4242 4242 4242; `email`; `promotion_code`; `action=apply` only applies a
+promotion code). Completing it charges the card like Stripe Checkout does, emits the customer, payment,
+subscription and invoice events and finally `checkout.session.completed`, then answers 303 to `success_url`.
+A declined card re-renders the page with Stripe's message and HTTP 402 and changes nothing; a card that
+needs 3-D Secure goes through the emulator's challenge page first. The card number is never stored.
+"""
+from __future__ import annotations
+
+import copy
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from urllib.parse import quote
+
+from ..context import using
+from ..errors import StripeError, state_error
+from ..events import diff, emit
+from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
+from ..internal import internal_request
+from ..listing import created_filter, list_response
+from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
+from ..state import random_token
+from . import invoices as inv_mod
+from . import payments_core
+from .billing_common import DAY, esc, page, sdk_params_name
+from .coupons import promotion_code_usable
+from .payment_methods import attach_payment_method, card_behaviour, create_card_payment_method
+
+object_type("checkout.session")
+object_type("item")
+
+_DECLINING = ("decline", "insufficient_funds", "lost_card", "expired", "incorrect_cvc", "attach_ok_charge_fails")
+
+
+def _now(req: Any, session: dict[str, Any] | None = None) -> int:
+    return req.store.clock.now_for_customer((session or {}).get("customer"))
+
+
+# ------------------------------------------------------------------ amounts
+
+def _items(req: Any, session: dict[str, Any]) -> list[dict[str, Any]]:
+    return req.store.priv(session["id"])["line_items"]
+
+
+def _discount_for(req: Any, session: dict[str, Any], base: int) -> int:
+    promo_id = req.store.priv(session["id"]).get("promotion_code")
+    coupon_id = req.store.priv(session["id"]).get("coupon")
+    if promo_id:
+        promo = req.store.get(promo_id, "promotion_code")
+        coupon_id = promo["promotion"]["coupon"] if promo else None
+    coupon = req.store.get(coupon_id, "coupon") if coupon_id else None
+    return inv_mod._discount_amount(coupon, base, session["currency"]) if coupon else 0
+
+
+def _recompute(req: Any, session: dict[str, Any]) -> None:
+    """Session totals. In subscription mode with a trial, only one-time items are due today."""
+    items = _items(req, session)
+    trial = req.store.priv(session["id"]).get("trial_end") is not None
+    due_now = [li for li in items if not (trial and li["price"].get("recurring"))]
+    subtotal = sum(li["amount_subtotal"] for li in due_now)
+    discount = _discount_for(req, session, subtotal)
+    left = discount
+    for i, li in enumerate(due_now):
+        share = left if i == len(due_now) - 1 else (discount * li["amount_subtotal"]) // subtotal if subtotal else 0
+        left -= share
+        li["amount_discount"] = share
+        li["amount_total"] = li["amount_subtotal"] - share
+    session["amount_subtotal"] = subtotal
+    session["amount_total"] = subtotal - discount
+    session["total_details"] = {"amount_discount": discount, "amount_shipping": 0, "amount_tax": 0}
+
+
+def _line_item(req: Any, price: dict[str, Any], quantity: int, currency: str) -> dict[str, Any]:
+    unit = inv_mod.unit_amount_in(req.store, price, currency)
+    amount = unit * quantity
+    return {
+        "id": "li_" + random_token(24),
+        "object": "item",
+        "adjustable_quantity": None,
+        "amount_discount": 0,
+        "amount_subtotal": amount,
+        "amount_tax": 0,
+        "amount_total": amount,
+        "currency": currency,
+        "description": inv_mod.product_name(req.store, price),
+        "metadata": {},
+        "price": copy.deepcopy(price),
+        "quantity": quantity,
+    }
+
+
+# ------------------------------------------------------------------ API
+
+@route("POST", "/v1/checkout/sessions", sdk_params_name("checkout.SessionCreateParams"), returns="checkout.session")
+def create_session(req: Request) -> dict[str, Any]:
+    p = req.params
+    store = req.store
+    mode = p.get("mode")
+    if mode is None:
+        raise StripeError("Missing required param: mode.", code="parameter_missing", param="mode")
+    if mode == "setup":
+        raise StripeError("Checkout in `setup` mode is not supported by the emulator.", param="mode")
+    if p.get("customer") and p.get("customer_email"):
+        raise StripeError("You may only specify one of these parameters: customer, customer_email.", param="customer_email")
+    if p.get("allow_promotion_codes") and p.get("discounts"):
+        raise StripeError("You may only specify one of these parameters: allow_promotion_codes, discounts.",
+                          param="discounts")
+    cus = ref_or_400(req, p["customer"], "customer", "customer") if p.get("customer") else None
+    now = req.store.clock.now_for_customer(cus["id"] if cus else None)
+    line_params = p.get("line_items") or []
+    if not line_params:
+        raise StripeError("Missing required param: line_items.", code="parameter_missing", param="line_items")
+    prices = []
+    from .catalog import _create_price
+
+    for i, li in enumerate(line_params):
+        if li.get("price"):
+            price = ref_or_400(req, li["price"], "price", f"line_items[{i}][price]")
+            if not price["active"]:
+                raise StripeError(f"The price `{price['id']}` is not active.", param=f"line_items[{i}][price]")
+        elif li.get("price_data"):
+            pd = dict(li["price_data"])
+            price = _create_price(req, {k: v for k, v in pd.items() if k in (
+                "currency", "product", "product_data", "recurring", "unit_amount", "unit_amount_decimal", "tax_behavior")})
+            price["active"] = False  # inline prices are not offered for reuse
+        else:
+            raise StripeError(f"Missing required param: line_items[{i}][price].", code="parameter_missing",
+                              param=f"line_items[{i}][price]")
+        if "quantity" not in li:
+            raise StripeError(f"Missing required param: line_items[{i}][quantity].", code="parameter_missing",
+                              param=f"line_items[{i}][quantity]")
+        if li["quantity"] < 1:
+            raise StripeError("This value must be greater than or equal to 1.", param=f"line_items[{i}][quantity]")
+        prices.append(price)
+    recurring = [pr for pr in prices if pr.get("recurring")]
+    if mode == "payment" and recurring:
+        raise StripeError("You specified `payment` mode but passed a recurring price. Either switch to "
+                          "`subscription` mode or use only one-time prices.", param="mode")
+    if mode == "subscription" and not recurring:
+        raise StripeError("You must specify at least one recurring price in `subscription` mode when using prices.",
+                          param="mode")
+    currency = (p.get("currency") or prices[0]["currency"]).lower()
+    for i, pr in enumerate(prices):
+        if inv_mod.price_amount_for(store, pr, currency) is None:
+            raise StripeError(f"The price specified ({pr['id']}) does not support the currency `{currency}`.",
+                              param=f"line_items[{i}][price]")
+    expires_at = p.get("expires_at", now + DAY)
+    if expires_at < now + 1800 or expires_at > now + DAY:
+        raise StripeError("The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout "
+                          "Session creation.", param="expires_at")
+    trial_end = None
+    sd = p.get("subscription_data") or {}
+    if mode == "subscription":
+        if sd.get("trial_end"):
+            trial_end = sd["trial_end"]
+            if trial_end < now + 2 * DAY:
+                raise StripeError("`subscription_data[trial_end]` must be at least 48 hours in the future.",
+                                  param="subscription_data[trial_end]")
+        elif sd.get("trial_period_days"):
+            trial_end = None  # fixed at completion (days count from then)
+    sid = "cs_test_" + random_token(58)
+    session: dict[str, Any] = {
+        "id": sid,
+        "object": "checkout.session",
+        "adaptive_pricing": {"enabled": False},
+        "after_expiration": None,
+        "allow_promotion_codes": p.get("allow_promotion_codes"),
+        "amount_subtotal": 0,
+        "amount_total": 0,
+        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
+        "billing_address_collection": p.get("billing_address_collection"),
+        "cancel_url": p.get("cancel_url"),
+        "client_reference_id": p.get("client_reference_id"),
+        "client_secret": None,
+        "collected_information": None,
+        "consent": None,
+        "consent_collection": None,
+        "created": now,
+        "currency": currency,
+        "currency_conversion": None,
+        "custom_fields": [],
+        "custom_text": {"after_submit": None, "shipping_address": None, "submit": None,
+                        "terms_of_service_acceptance": None},
+        "customer": cus["id"] if cus else None,
+        "customer_account": None,
+        "customer_creation": None if cus else ("always" if mode == "subscription" else p.get("customer_creation", "if_required")),
+        "customer_details": {"address": None, "business_name": None, "email": cus.get("email") if cus else p.get("customer_email"),
+                             "individual_name": None, "name": None, "phone": None, "tax_exempt": "none", "tax_ids": None}
+        if (cus or p.get("customer_email")) else None,
+        "customer_email": p.get("customer_email"),
+        "discounts": [],
+        "expires_at": expires_at,
+        "integration_identifier": p.get("integration_identifier"),
+        "invoice": None,
+        "invoice_creation": {"enabled": False, "invoice_data": {
+            "account_tax_ids": None, "custom_fields": None, "description": None, "footer": None, "issuer": None,
+            "metadata": {}, "rendering_options": None}} if mode == "payment" else None,
+        "livemode": False,
+        "locale": p.get("locale"),
+        "managed_payments": None,
+        "metadata": {},
+        "mode": mode,
+        "origin_context": None,
+        "payment_intent": None,
+        "payment_link": None,
+        "payment_method_collection": p.get("payment_method_collection", "always"),
+        "payment_method_configuration_details": None,
+        "payment_method_options": {"card": {"request_three_d_secure": "automatic"}},
+        "payment_method_types": list(p.get("payment_method_types") or ["card"]),
+        "payment_status": "unpaid",
+        "permissions": None,
+        "phone_number_collection": {"enabled": False},
+        "recovered_from": None,
+        "saved_payment_method_options": None,
+        "setup_intent": None,
+        "shipping_address_collection": None,
+        "shipping_cost": None,
+        "shipping_options": [],
+        "status": "open",
+        "submit_type": p.get("submit_type"),
+        "subscription": None,
+        "success_url": p.get("success_url"),
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "ui_mode": p.get("ui_mode", "hosted"),
+        "url": f"{req.base_url}/_emulator/checkout/{sid}",
+        "wallet_options": None,
+    }
+    apply_metadata(session, p.get("metadata"))
+    priv: dict[str, Any] = {
+        "line_items": [_line_item(req, pr, li["quantity"], currency) for pr, li in zip(prices, line_params)],
+        "subscription_data": copy.deepcopy(sd),
+        "payment_intent_data": copy.deepcopy(p.get("payment_intent_data") or {}),
+        "trial_end": trial_end,
+        "trial_period_days": sd.get("trial_period_days") if mode == "subscription" else None,
+    }
+    if mode == "subscription" and priv["trial_period_days"]:
+        priv["trial_end"] = now + priv["trial_period_days"] * DAY  # shown on the page; re-based at completion
+    for i, d in enumerate(p.get("discounts") or []):
+        if d.get("promotion_code"):
+            promo = ref_or_400(req, d["promotion_code"], "promotion_code", f"discounts[{i}][promotion_code]",
+                               "promotion code")
+            priv["promotion_code"] = promo["id"]
+            session["discounts"] = [{"coupon": None, "promotion_code": promo["id"]}]
+        elif d.get("coupon"):
+            coupon = ref_or_400(req, d["coupon"], "coupon", f"discounts[{i}][coupon]")
+            priv["coupon"] = coupon["id"]
+            session["discounts"] = [{"coupon": coupon["id"], "promotion_code": None}]
+    store.add(session, priv)
+    _recompute(req, session)
+    return session
+
+
+def _expire_if_due(req: Any, session: dict[str, Any]) -> None:
+    if session["status"] == "open" and _now(req, session) >= session["expires_at"]:
+        _expire(req, session)
+
+
+def _expire(req: Any, session: dict[str, Any]) -> None:
+    before = copy.deepcopy(session)
+    session["status"] = "expired"
+    session["url"] = None
+    del before
+    emit("checkout.session.expired", session)
+
+
+def _get(req: Request, sid: str | None = None) -> dict[str, Any]:
+    session = get_or_404(req, sid or req.path_params["id"], "checkout.session", "checkout.session")
+    _expire_if_due(req, session)
+    return session
+
+
+@route("GET", "/v1/checkout/sessions/{id}", sdk_params_name("checkout.SessionRetrieveParams"), returns="checkout.session")
+def retrieve_session(req: Request) -> dict[str, Any]:
+    return _get(req)
+
+
+@route("POST", "/v1/checkout/sessions/{id}", sdk_params_name("checkout.SessionUpdateParams"), returns="checkout.session")
+def update_session(req: Request) -> dict[str, Any]:
+    session = _get(req)
+    apply_metadata(session, req.params.get("metadata"))
+    return session
+
+
+@route("POST", "/v1/checkout/sessions/{id}/expire", sdk_params_name("checkout.SessionExpireParams"),
+       returns="checkout.session")
+def expire_session(req: Request) -> dict[str, Any]:
+    session = _get(req)
+    if session["status"] != "open":
+        raise state_error(f"Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout "
+                          f"Session has a status of \"{session['status']}\".")
+    _expire(req, session)
+    return session
+
+
+@route("GET", "/v1/checkout/sessions", sdk_params_name("checkout.SessionListParams"), returns="checkout.session")
+def list_sessions(req: Request) -> dict[str, Any]:
+    p = req.params
+    objs = req.store.all("checkout.session")
+    for s in objs:
+        _expire_if_due(req, s)
+    for key in ("customer", "payment_intent", "subscription", "status", "payment_link"):
+        if key in p:
+            objs = [o for o in objs if o.get(key) == p[key]]
+    if "customer_details" in p:
+        email = (p["customer_details"] or {}).get("email")
+        objs = [o for o in objs if (o.get("customer_details") or {}).get("email") == email]
+    objs = created_filter(objs, p.get("created"))
+    return list_response(req, objs, "/v1/checkout/sessions")
+
+
+@route("GET", "/v1/checkout/sessions/{id}/line_items", sdk_params_name("checkout.SessionLineItemListParams"),
+       returns="item")
+def list_line_items(req: Request) -> dict[str, Any]:
+    session = _get(req)
+    return list_response(req, copy.deepcopy(_items(req, session)), f"/v1/checkout/sessions/{session['id']}/line_items")
+
+
+@includable("checkout.session", "line_items")
+def _line_items_includable(store: Any, session: dict[str, Any]) -> dict[str, Any]:
+    items = store.private.get(session["id"], {}).get("line_items") or []
+    return {"object": "list", "data": copy.deepcopy(items), "has_more": False,
+            "url": f"/v1/checkout/sessions/{session['id']}/line_items"}
+
+
+# ------------------------------------------------------------------ completion
+
+class CheckoutDecline(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _success_url(session: dict[str, Any]) -> str | None:
+    url = session.get("success_url")
+    return url.replace("{CHECKOUT_SESSION_ID}", session["id"]) if url else None
+
+
+def _apply_promotion_code(req: Any, session: dict[str, Any], code: str) -> None:
+    if not session.get("allow_promotion_codes"):
+        raise CheckoutDecline("Promotion codes are not accepted for this purchase.")
+    promo = next((pc for pc in req.store.all("promotion_code") if pc["code"].lower() == code.strip().lower()
+                  and pc["active"]), None)
+    if promo is None:
+        raise CheckoutDecline("This code is invalid.")
+    reason = promotion_code_usable(req.store, promo, session.get("customer"), session["amount_subtotal"])
+    if reason:
+        raise CheckoutDecline(reason)
+    req.store.priv(session["id"])["promotion_code"] = promo["id"]
+    session["discounts"] = [{"coupon": None, "promotion_code": promo["id"]}]
+    _recompute(req, session)
+
+
+def complete_session(req: Any, session: dict[str, Any], form: dict[str, str]) -> HtmlResponse:
+    """Run the hosted page's payment. Raises CheckoutDecline (nothing changed) for a refused card."""
+    store = req.store
+    if session["status"] != "open":
+        raise CheckoutDecline(f"This Checkout Session is {session['status']}.")
+    number = (form.get("card_number") or "4242424242424242").replace(" ", "").replace("-", "")
+    exp = (form.get("card_expiry") or "12 / 34").replace(" ", "")
+    try:
+        mm, yy = exp.split("/")
+        exp_month, exp_year = int(mm), int(yy)
+    except ValueError:
+        raise CheckoutDecline("Your card's expiration date is incomplete.") from None
+    email = (form.get("email") or "").strip() or (session.get("customer_details") or {}).get("email")
+    if not session.get("customer") and not email:
+        raise CheckoutDecline("Your email is incomplete.")
+    code = (form.get("promotion_code") or "").strip()
+    if code and store.priv(session["id"]).get("promotion_code") is None:
+        _apply_promotion_code(req, session, code)
+    try:
+        pm = create_card_payment_method(req, number=number, exp_month=exp_month, exp_year=exp_year,
+                                        billing_details={"email": email, "name": form.get("name") or None})
+    except StripeError as exc:
+        raise CheckoutDecline(exc.message) from None
+    behaviour = card_behaviour(req, pm["id"])
+    if behaviour in _DECLINING:
+        store.remove(pm["id"])  # a refused card leaves nothing behind
+        raise CheckoutDecline(payments_core.decline_error_fields(behaviour)["message"])
+    priv = store.priv(session["id"])
+    if session["mode"] == "payment":
+        return _complete_payment(req, session, pm, email, form)
+    return _complete_subscription(req, session, pm, email, form, priv)
+
+
+def _customer_for(req: Any, session: dict[str, Any], email: str | None, name: str | None, create: bool) -> dict[str, Any] | None:
+    from .customers import build_customer
+
+    if session.get("customer"):
+        return req.store.objects[session["customer"]]
+    if not create:
+        return None
+    cus = build_customer(req, {"email": email, "name": name or None})
+    req.store.add(cus)
+    emit("customer.created", cus)
+    return cus
+
+
+def _complete_payment(req: Any, session: dict[str, Any], pm: dict[str, Any], email: str | None,
+                      form: dict[str, str]) -> HtmlResponse:
+    store = req.store
+    cus = _customer_for(req, session, email, form.get("name"), session.get("customer_creation") == "always")
+    pid = store.priv(session["id"]).get("payment_intent_data") or {}
+    if cus is not None and pid.get("setup_future_usage"):
+        attach_payment_method(req, pm, cus)
+    if session["amount_total"] == 0:
+        return _finish(req, session, cus, email, pm)
+    out = payments_core.charge_payment_method(
+        req, amount=session["amount_total"], currency=session["currency"], customer=cus["id"] if cus else None,
+        payment_method=pm["id"], off_session=False, description=pid.get("description"),
+        metadata=pid.get("metadata"))
+    pi = out.payment_intent
+    session["payment_intent"] = pi["id"]
+    store.priv(session["id"])["pending_customer"] = cus["id"] if cus else None
+    store.priv(session["id"])["email"] = email
+    if pi["status"] == "requires_action":
+        store.priv(pi["id"])["after_3ds_hook"] = "emu_b_checkout"
+        store.priv(pi["id"])["checkout_session"] = session["id"]
+        return HtmlResponse.redirect(f"{req.emulator.public_url}/_emulator/3ds/{pi['id']}")
+    if out.error is not None:
+        session["payment_intent"] = None
+        raise CheckoutDecline(out.error["message"])
+    return _finish(req, session, cus, email, pm)
+
+
+def _complete_subscription(req: Any, session: dict[str, Any], pm: dict[str, Any], email: str | None,
+                           form: dict[str, str], priv: dict[str, Any]) -> HtmlResponse:
+    from .subscriptions import create_subscription
+
+    store = req.store
+    cus = _customer_for(req, session, email, form.get("name"), True)
+    assert cus is not None
+    attach_payment_method(req, pm, cus)
+    now = req.store.clock.now_for_customer(cus["id"])
+    sd = priv.get("subscription_data") or {}
+    trial_end = sd.get("trial_end") or (now + priv["trial_period_days"] * DAY if priv.get("trial_period_days") else None)
+    items, extras = [], []
+    for li in _items(req, session):
+        if li["price"].get("recurring"):
+            items.append({"price": li["price"]["id"], "quantity": li["quantity"]})
+        else:
+            extras.append({"price": li["price"]["id"], "quantity": li["quantity"]})
+    discounts = []
+    coupon_id = priv.get("coupon")
+    promo_id = priv.get("promotion_code")
+    if promo_id:
+        promo = store.get(promo_id, "promotion_code")
+        coupon_id = promo["promotion"]["coupon"] if promo else None
+    if coupon_id and store.get(coupon_id, "coupon"):
+        disc = inv_mod.new_discount(req, coupon=store.objects[coupon_id], customer=cus["id"],
+                                    promotion_code=promo_id, checkout_session=session["id"])
+        discounts.append(disc["id"])
+    sub = create_subscription(
+        req, customer=cus, items=items, currency=session["currency"], trial_end=trial_end,
+        default_payment_method=pm["id"], metadata=sd.get("metadata"), discounts=discounts,
+        payment_behavior="allow_incomplete", off_session=False, description=sd.get("description"),
+        add_invoice_items=extras, after_3ds_hook="emu_b_checkout")
+    session["subscription"] = sub["id"]
+    session["customer"] = cus["id"]
+    session["invoice"] = sub["latest_invoice"]
+    store.priv(session["id"])["email"] = email
+    inv = store.objects[sub["latest_invoice"]]
+    pi_id = store.priv(inv["id"]).get("payment_intent")
+    pi = store.get(pi_id, "payment_intent") if pi_id else None
+    if pi is not None and pi["status"] == "requires_action":
+        store.priv(pi["id"])["checkout_session"] = session["id"]
+        return HtmlResponse.redirect(f"{req.emulator.public_url}/_emulator/3ds/{pi['id']}")
+    if sub["status"] not in ("active", "trialing"):
+        # Not expected (declining cards are refused before anything is created), but never complete unpaid.
+        raise CheckoutDecline("Your card was declined.")
+    return _finish(req, session, cus, email, pm)
+
+
+def _finish(req: Any, session: dict[str, Any], cus: dict[str, Any] | None, email: str | None,
+            pm: dict[str, Any]) -> HtmlResponse:
+    session["status"] = "complete"
+    if session["mode"] == "subscription":
+        inv = req.store.get(session.get("invoice"), "invoice")
+        session["payment_status"] = "paid" if inv is not None and inv["amount_paid"] > 0 else "no_payment_required"
+        if inv is not None:
+            session["amount_total"] = inv["amount_paid"] if inv["amount_paid"] > 0 else session["amount_total"]
+    else:
+        session["payment_status"] = "paid" if session["amount_total"] > 0 else "no_payment_required"
+    if cus is not None:
+        session["customer"] = cus["id"]
+    details = session.get("customer_details") or {"address": None, "business_name": None, "email": None,
+                                                  "individual_name": None, "name": None, "phone": None,
+                                                  "tax_exempt": "none", "tax_ids": None}
+    details["email"] = email or details.get("email") or (cus or {}).get("email")
+    details["name"] = (pm.get("billing_details") or {}).get("name") or (cus or {}).get("name")
+    details["address"] = details.get("address") or {k: None for k in ("city", "country", "line1", "line2",
+                                                                       "postal_code", "state")}
+    session["customer_details"] = details
+    promo_id = req.store.priv(session["id"]).get("promotion_code")
+    if session["mode"] == "payment" and promo_id:
+        promo = req.store.get(promo_id, "promotion_code")
+        if promo is not None:
+            promo["times_redeemed"] += 1
+            coupon = req.store.get(promo["promotion"]["coupon"], "coupon")
+            if coupon is not None:
+                coupon["times_redeemed"] += 1
+    session["url"] = None
+    emit("checkout.session.completed", session)
+    target = _success_url(session)
+    if target:
+        return HtmlResponse.redirect(target)
+    return HtmlResponse(page("Thanks", "<div class='main'><h1 id='done'>Thanks for your order</h1>"
+                                       "<p class='ok'>Your payment was successful.</p></div>"))
+
+
+def _after_3ds(req: Any, pi: dict[str, Any], approved: bool) -> HtmlResponse | None:
+    store = req.store
+    session = store.get(store.private.get(pi["id"], {}).get("checkout_session"), "checkout.session")
+    if session is None:
+        return None
+    priv = store.priv(session["id"])
+    pm = store.get(pi.get("payment_method"), "payment_method") or {}
+    if session["mode"] == "payment":
+        if pi["status"] == "succeeded":
+            cus = store.get(priv.get("pending_customer"), "customer")
+            return _finish(req, session, cus, priv.get("email"), pm)
+        session["payment_intent"] = None
+    else:
+        sub = store.get(session.get("subscription"), "subscription")
+        if sub is not None and sub["status"] in ("active", "trialing"):
+            return _finish(req, session, store.get(sub["customer"], "customer"), priv.get("email"), pm)
+        session["subscription"] = None
+        session["invoice"] = None
+    msg = payments_core.decline_error_fields("3ds_failed")["message"]
+    return HtmlResponse(render_page(req, session, error=msg), status=402)
+
+
+payments_core.AFTER_3DS_HOOKS["emu_b_checkout"] = _after_3ds
+
+
+def _form(req: Request) -> dict[str, str]:
+    out = {}
+    for k, v in (req.params or {}).items():
+        out[k] = v[0] if isinstance(v, list) and v else (v if isinstance(v, str) else "")
+    return out
+
+
+@route("POST", "/_emulator/checkout_sessions/{id}/complete", auth=False, idempotent=False)
+def complete_route(req: Request) -> HtmlResponse:
+    session = req.store.get(req.path_params["id"], "checkout.session")
+    if session is None:
+        return HtmlResponse(page("Not found", "<div class='main'><h1>Unknown Checkout Session</h1></div>"), status=404)
+    _expire_if_due(req, session)
+    form = _form(req)
+    if session["status"] != "open":
+        return HtmlResponse(render_page(req, session), status=409)
+    if form.get("action") == "apply":
+        try:
+            _apply_promotion_code(req, session, form.get("promotion_code") or "")
+        except CheckoutDecline as exc:
+            return HtmlResponse(render_page(req, session, error=exc.message, form=form), status=400)
+        return HtmlResponse(render_page(req, session, notice="Promotion code applied.", form=form))
+    try:
+        return complete_session(req, session, form)
+    except CheckoutDecline as exc:
+        return HtmlResponse(render_page(req, session, error=exc.message, form=form), status=402)
+
+
+@route("GET", "/_emulator/checkout/{id}", auth=False)
+def checkout_page(req: Request) -> HtmlResponse:
+    session = req.store.get(req.path_params["id"], "checkout.session")
+    if session is None:
+        return HtmlResponse(page("Not found", "<div class='main'><h1>Unknown Checkout Session</h1></div>"), status=404)
+    _expire_if_due(req, session)
+    return HtmlResponse(render_page(req, session), status=200 if session["status"] == "open" else 410)
+
+
+def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, notice: str | None = None,
+                form: dict[str, str] | None = None) -> str:
+    form = form or {}
+    store = req.store
+    cur = session["currency"]
+    priv = store.priv(session["id"])
+    rows = ""
+    for li in _items(req, session):
+        rec = li["price"].get("recurring")
+        every = ""
+        if rec:
+            every = f" / {rec['interval']}" if rec["interval_count"] == 1 else f" every {rec['interval_count']} {rec['interval']}s"
+        unit = fmt_money(li["amount_subtotal"] // li["quantity"], cur)
+        rows += (f"<tr class='line'><td>{esc(li['description'])}<div class='muted'>Qty {li['quantity']} &middot; "
+                 f"{esc(unit)}{esc(every)}</div></td><td class='r'>{esc(fmt_money(li['amount_subtotal'], cur))}</td></tr>")
+    trial_days = priv.get("trial_period_days")
+    if session["total_details"]["amount_discount"]:
+        promo = store.get(priv.get("promotion_code"), "promotion_code")
+        label = f"Discount ({promo['code']})" if promo else "Discount"
+        rows += f"<tr><td>{esc(label)}</td><td class='r' id='discount'>-{esc(fmt_money(session['total_details']['amount_discount'], cur))}</td></tr>"
+    head = "Subscribe to" if session["mode"] == "subscription" else "Pay"
+    first = _items(req, session)[0]["description"]
+    due_label = "Total due today"
+    if session["status"] != "open":
+        body = (f"<div class='main'><h1>This Checkout Session is {esc(session['status'])}</h1>"
+                + (f"<a class='btn secondary' href='{esc(session['cancel_url'])}'>Return</a>" if session.get("cancel_url") else "")
+                + "</div>")
+        return page("Checkout", body)
+    email_field = ""
+    known_email = (session.get("customer_details") or {}).get("email")
+    if not session.get("customer"):
+        email_field = (f"<label for='email'>Email</label><input id='email' name='email' type='email' "
+                       f"value='{esc(form.get('email') or known_email or '')}' placeholder='you@example.com'>")
+    else:
+        email_field = f"<p class='muted'>Paying as {esc(known_email or session['customer'])}</p>"
+    promo_field = ""
+    if session.get("allow_promotion_codes"):
+        applied = store.get(priv.get("promotion_code"), "promotion_code")
+        promo_field = ("<label for='promotion_code'>Promotion code</label><div class='row'><div>"
+                       f"<input id='promotion_code' name='promotion_code' value='{esc(applied['code'] if applied else form.get('promotion_code', ''))}'>"
+                       "</div><div style='flex:0 0 7rem'><button class='secondary' style='margin-top:0' name='action' "
+                       "value='apply' id='apply-promo'>Apply</button></div></div>")
+    msg = ""
+    if error:
+        msg = f"<div class='error' id='error' role='alert'>{esc(error)}</div>"
+    elif notice:
+        msg = f"<div class='ok' id='notice'>{esc(notice)}</div>"
+    trial_note = f"<p class='muted' id='trial'>{trial_days} days free, then billed per period.</p>" if trial_days else ""
+    cancel = (f"<p><a class='muted' id='cancel' href='{esc(session['cancel_url'])}'>&larr; Back</a></p>"
+              if session.get("cancel_url") else "")
+    button = "Start trial" if trial_days and session["amount_total"] == 0 else ("Subscribe" if session["mode"] == "subscription" else "Pay")
+    body = (
+        "<div class='wrap'><div class='side'><div class='brand'>Stripe Emulator Test Account</div>" + cancel +
+        f"<div class='muted'>{head} {esc(first)}</div>"
+        f"<div class='total' id='amount-total'>{esc(fmt_money(session['amount_total'], cur))}</div>{trial_note}"
+        f"<table>{rows}<tr><td><strong>{due_label}</strong></td><td class='r'><strong>"
+        f"{esc(fmt_money(session['amount_total'], cur))}</strong></td></tr></table></div>"
+        "<div class='main'><h1>Pay with card</h1>" + msg +
+        f"<form method='post' id='checkout-form' action='/_emulator/checkout_sessions/{esc(session['id'])}/complete'>"
+        + email_field +
+        "<label for='card_number'>Card information</label>"
+        f"<input id='card_number' name='card_number' inputmode='numeric' autocomplete='cc-number' "
+        f"value='{esc(form.get('card_number') or '4242 4242 4242 4242')}'>"
+        "<div class='row'><div><label for='card_expiry'>Expiry</label><input id='card_expiry' name='card_expiry' "
+        f"value='{esc(form.get('card_expiry') or '12 / 34')}'></div>"
+        "<div><label for='card_cvc'>CVC</label><input id='card_cvc' name='card_cvc' value='123' autocomplete='cc-csc'></div></div>"
+        "<label for='name'>Name on card</label>"
+        f"<input id='name' name='name' value='{esc(form.get('name') or '')}'>" + promo_field +
+        f"<button type='submit' id='submit' name='action' value='pay'>{button}</button></form>"
+        "<p class='muted'>Test mode: use 4000 0000 0000 0002 to see a decline, 4000 0025 0000 3155 for 3-D Secure.</p>"
+        "</div></div>"
+    )
+    return page("Checkout", body)
+
+
+# ------------------------------------------------------------------ trigger
+
+@trigger("checkout.session.completed")
+def _t_completed(emulator: Any) -> dict[str, Any]:
+    from .catalog import _create_price
+
+    with emulator.store.lock, using(emulator):
+        req = internal_request(emulator)
+        price = _create_price(req, {"currency": "usd", "unit_amount": 3000, "product_data": {"name": "T-shirt"}})
+        req.params = {"mode": "payment", "line_items": [{"price": price["id"], "quantity": 1}],
+                      "success_url": "https://example.com/success"}
+        session = create_session(req)
+        complete_session(req, session, {"email": "jenny.rosen@example.com"})
+        return {"checkout_session": session["id"], "payment_intent": session["payment_intent"]}
+
+
+__all__ = ["create_session", "complete_session", "render_page", "quote", "Decimal", "ROUND_HALF_UP", "diff"]
