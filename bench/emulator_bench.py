@@ -41,9 +41,43 @@ def bench_payment_intent_confirm(client: stripe.StripeClient, n: int) -> list[fl
     return timings
 
 
+def bench_checkout_completion(client: stripe.StripeClient, n: int) -> list[float]:
+    """(EMU-B) A full Checkout: create the session, complete it through the control endpoint the hosted page
+    posts to (card 4242, PaymentIntent + charge + events + 303), retrieve it. Three requests per operation."""
+    import urllib.request
+
+    base = client._requestor.base_addresses["api"]  # type: ignore[attr-defined]
+    price = client.v1.prices.create(params={"currency": "usd", "unit_amount": 1500, "product_data": {"name": "Bench"}})
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return None
+
+    opener = urllib.request.build_opener(_NoRedirect)
+    timings = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        session = client.v1.checkout.sessions.create(params={
+            "mode": "payment", "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://example.com/ok?s={CHECKOUT_SESSION_ID}", "customer_email": "bench@example.com"})
+        req = urllib.request.Request(f"{base}/_emulator/checkout_sessions/{session.id}/complete",
+                                     data=b"card_number=4242424242424242", method="POST")
+        try:
+            opener.open(req, timeout=10)
+        except urllib.error.HTTPError as exc:  # the 303 to success_url
+            if exc.code != 303:
+                raise
+        done = client.v1.checkout.sessions.retrieve(session.id)
+        timings.append(time.perf_counter() - t0)
+        if done.status != "complete":
+            raise RuntimeError(f"checkout {session.id} did not complete: {done.status}")
+    return timings
+
+
 BENCHMARKS: dict[str, Callable[[stripe.StripeClient, int], list[float]]] = {
     "customer create": bench_customer_create,
     "payment intent create+confirm": bench_payment_intent_confirm,
+    "checkout create+complete+retrieve": bench_checkout_completion,
 }
 
 

@@ -293,6 +293,50 @@ if STRIPE_SECRET_KEY == "sk_test_emulator_secret_key":
 if STRIPE_PUBLISHABLE_KEY == "pk_test_emulator_publishable_key":
     STRIPE_PUBLISHABLE_KEY = "pk_test_emulator000000000000000000000000"
 
+# --- usage (added by USAGE) ---------------------------------------------------------------------------------------
+from celery.schedules import crontab  # noqa: E402
+
+# Redis for metering (rate limits, live period counters, the call-event buffer). Unset: in-process token bucket and
+# synchronous event inserts (the embedded default).
+USAGE_REDIS_URL = env.str("USAGE_REDIS_URL", default=REDIS_URL)
+USAGE_REDIS_PREFIX = env.str("USAGE_REDIS_PREFIX", default="usage:")
+# How long a process trusts its cached copy of a team's plan limits and spend cap (seconds).
+USAGE_POLICY_CACHE_SECONDS = env.int("USAGE_POLICY_CACHE_SECONDS", default=30)
+# Credits a free-plan call costs once the included amount is used up, per unit of the metric.
+USAGE_CREDITS_PER_OVERAGE_UNIT = env.int("USAGE_CREDITS_PER_OVERAGE_UNIT", default=1)
+# Credits the premium demo endpoint costs per call, on every plan.
+USAGE_PREMIUM_CREDITS_PER_CALL = env.int("USAGE_PREMIUM_CREDITS_PER_CALL", default=1)
+# Ingested events may be this old / this far ahead of the server clock (seconds).
+USAGE_EVENT_MAX_AGE_SECONDS = env.int("USAGE_EVENT_MAX_AGE_SECONDS", default=3 * 24 * 3600)
+USAGE_EVENT_MAX_FUTURE_SECONDS = env.int("USAGE_EVENT_MAX_FUTURE_SECONDS", default=300)
+# Buffer flush: events per batch, batches per task run, and when an unfinished batch counts as abandoned.
+USAGE_FLUSH_BATCH_SIZE = env.int("USAGE_FLUSH_BATCH_SIZE", default=1000)
+USAGE_FLUSH_MAX_BATCHES = env.int("USAGE_FLUSH_MAX_BATCHES", default=50)
+USAGE_BUFFER_STALE_SECONDS = env.int("USAGE_BUFFER_STALE_SECONDS", default=300)
+# Overage reporting to Stripe meters: meter events per task run, and how far back the drift check stops
+# (Stripe aggregates meter events asynchronously; recent minutes are not final yet).
+USAGE_METER_REPORT_BATCH_SIZE = env.int("USAGE_METER_REPORT_BATCH_SIZE", default=100)
+USAGE_METER_DRIFT_SETTLE_SECONDS = env.int("USAGE_METER_DRIFT_SETTLE_SECONDS", default=3600)
+# Purchased credits expire after this many days; unset/0: never (the default).
+USAGE_CREDIT_EXPIRY_DAYS = env.int("USAGE_CREDIT_EXPIRY_DAYS", default=0)
+# Alert thresholds (percent of the included amount); each alert goes to the owner once per period.
+USAGE_ALERT_THRESHOLDS = (80, 100)
+CELERY_BEAT_SCHEDULE["usage-buffer-flush"] = {"task": "usage.tasks.usage_buffer_flush_task", "schedule": 5.0}
+CELERY_BEAT_SCHEDULE["usage-overage-report"] = {"task": "usage.tasks.usage_overage_report_task", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["usage-alerts"] = {"task": "usage.tasks.usage_alerts_task", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["usage-meter-drift-check"] = {
+    "task": "usage.tasks.usage_meter_drift_check_task",
+    "schedule": crontab(hour=3, minute=17),
+}
+CELERY_BEAT_SCHEDULE["usage-period-rollover"] = {
+    "task": "usage.tasks.usage_period_rollover_task",
+    "schedule": crontab(day_of_month=1, hour=0, minute=20),
+}
+CELERY_BEAT_SCHEDULE["usage-credits-expire"] = {
+    "task": "usage.tasks.usage_credits_expire_task",
+    "schedule": crontab(hour=2, minute=41),
+}
+
 # --- backoffice (added by BO) -----------------------------------------------------------------------------------
 # Support may grant this many credits in one action; more needs `billing.grant_credits_unlimited` (Finance).
 BACKOFFICE_SUPPORT_CREDIT_LIMIT = env.int("BACKOFFICE_SUPPORT_CREDIT_LIMIT", default=100)

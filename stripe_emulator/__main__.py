@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator.webhooks.stop()
         emulator.save_state()
         httpd.server_close()
+        httpd.close_connections()
     return 0
 
 

@@ -87,7 +87,7 @@ def empty_list(url: str) -> dict[str, Any]:
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<and>AND\b) | (?P<or>OR\b) |
-        (?P<neg>-)?(?P<field>[a-zA-Z_][a-zA-Z0-9_.]*(?:\[\s*'[^']*'\s*\])?)\s*
+        (?P<neg>-)?(?P<field>[a-zA-Z_][a-zA-Z0-9_.]*(?:\[\s*(?:'[^']*'|"[^"]*")\s*\])?)\s*
         (?P<op>:|~|>=|<=|>|<)\s*
         (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s]+)
     )""",
@@ -119,7 +119,8 @@ def parse_query(query: str) -> tuple[str, list[tuple[bool, str, str, str]]]:
         value = m.group("value")
         if value[0] in "'\"":
             value = value[1:-1].replace("\\'", "'").replace('\\"', '"')
-        clauses.append((bool(m.group("neg")), m.group("field").replace(" ", ""), m.group("op"), value))
+        field = re.sub(r"\s*\]$", "]", re.sub(r"\[\s*", "[", m.group("field"), count=1))
+        clauses.append((bool(m.group("neg")), field, m.group("op"), value))
         expect_clause = False
         if pos < len(query) and query[pos:].strip() == "":
             break
@@ -135,9 +136,9 @@ def _bad_query(query: str, pos: int) -> StripeError:
 
 
 def _field_value(obj: dict[str, Any], field: str) -> Any:
-    m = re.match(r"^metadata\['([^']*)'\]$", field)
+    m = re.match(r"""^metadata\[(?:'([^']*)'|"([^"]*)")\]$""", field)
     if m:
-        return (obj.get("metadata") or {}).get(m.group(1))
+        return (obj.get("metadata") or {}).get(m.group(1) if m.group(1) is not None else m.group(2))
     cur: Any = obj
     for part in field.split("."):
         if not isinstance(cur, dict):

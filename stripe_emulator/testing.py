@@ -32,6 +32,7 @@ class RunningEmulator:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.close_connections()
         self.emulator.webhooks.stop()
         self.emulator.save_state()
         self.thread.join(timeout=5)

@@ -1,3 +1,9 @@
+from django.urls import path
+
+from . import views
+
 app_name = "usage"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("usage/", views.overview, name="overview"),
+]

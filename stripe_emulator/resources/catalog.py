@@ -358,3 +358,12 @@ def search_prices(req: Request) -> dict[str, Any]:
 
 
 __all__ = ["price_amount_for", "no_such"]
+
+
+# dj-stripe lists a product's entitlement features when syncing it. Entitlements are not emulated, so a
+# product never has any: the list is served (validated like Stripe's) and always empty.
+@route("GET", "/v1/products/{product}/features", "ProductFeatureListParams", returns="product_feature")
+def list_product_features(req: Request) -> dict[str, Any]:
+    prod_id = req.path_params["product"]
+    get_or_404(req, prod_id, "product")
+    return list_response(req, [], f"/v1/products/{prod_id}/features")

@@ -185,7 +185,7 @@ def create_session(req: Request) -> dict[str, Any]:
                         "terms_of_service_acceptance": None},
         "customer": cus["id"] if cus else None,
         "customer_account": None,
-        "customer_creation": None if cus else ("always" if mode == "subscription" else p.get("customer_creation", "if_required")),
+        "customer_creation": None if (cus or mode == "subscription") else p.get("customer_creation", "if_required"),
         "customer_details": {"address": None, "business_name": None, "email": cus.get("email") if cus else p.get("customer_email"),
                              "individual_name": None, "name": None, "phone": None, "tax_exempt": "none", "tax_ids": None}
         if (cus or p.get("customer_email")) else None,

@@ -9,7 +9,7 @@ from ..errors import StripeError, no_such
 from ..events import diff, emit
 from ..helpers import apply_metadata, get_or_404, ref_or_400
 from ..listing import created_filter, list_response
-from ..registry import Request, object_type, route
+from ..registry import Request, includable, object_type, route
 from ..state import random_token
 
 object_type("coupon")
@@ -209,3 +209,9 @@ def list_promotion_codes(req: Request) -> dict[str, Any]:
         objs = [o for o in objs if o.get("customer") == p["customer"]]
     objs = created_filter(objs, p.get("created"))
     return list_response(req, objs, "/v1/promotion_codes")
+
+
+@includable("coupon", "applies_to")
+def _applies_to(store: Any, coupon: dict[str, Any]) -> dict[str, Any] | None:
+    products = store.private.get(coupon["id"], {}).get("applies_to")
+    return {"products": list(products)} if products else None

@@ -8,7 +8,7 @@ from ..errors import StripeError, no_such
 from ..events import diff, emit
 from ..helpers import address, apply_metadata, get_or_404, merged, ref_or_400
 from ..listing import created_filter, list_response, search_response
-from ..registry import Request, object_type, route, trigger
+from ..registry import Request, includable, object_type, route, trigger
 from ..state import new_id, random_token
 
 object_type("customer")
@@ -216,3 +216,37 @@ def _internal_request(emulator: Any) -> Request:
     from ..internal import internal_request
 
     return internal_request(emulator)
+
+
+# Stripe's "includable" customer fields (returned only with expand[]); dj-stripe asks for `sources`.
+@includable("customer", "sources")
+def _sources(store: Any, cus: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "list", "data": [], "has_more": False, "url": f"/v1/customers/{cus['id']}/sources"}
+
+
+@includable("customer", "subscriptions")
+def _subscriptions(store: Any, cus: dict[str, Any]) -> dict[str, Any]:
+    subs = [copy.deepcopy(s) for s in store.all("subscription")
+            if s.get("customer") == cus["id"] and s.get("status") != "canceled"]
+    return {"object": "list", "data": subs[:10], "has_more": len(subs) > 10,
+            "url": f"/v1/customers/{cus['id']}/subscriptions"}
+
+
+@includable("customer", "tax_ids")
+def _tax_ids(store: Any, cus: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "list", "data": [], "has_more": False, "url": f"/v1/customers/{cus['id']}/tax_ids"}
+
+
+@includable("customer", "tax")
+def _tax(store: Any, cus: dict[str, Any]) -> dict[str, Any]:
+    return {"automatic_tax": "unrecognized_location", "ip_address": None, "location": None, "provider": "stripe"}
+
+
+@includable("customer", "cash_balance")
+def _cash_balance(store: Any, cus: dict[str, Any]) -> None:
+    return None
+
+
+@includable("customer", "invoice_credit_balance")
+def _invoice_credit_balance(store: Any, cus: dict[str, Any]) -> dict[str, Any]:
+    return {}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from urllib.parse import urlsplit
 from typing import Any
 
 from ..errors import StripeError, no_such
@@ -51,6 +52,13 @@ def list_events(req: Request) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ webhook endpoints
 
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise StripeError(f"Invalid URL: {url}. URLs must begin with http:// or https://", param="url",
+                          code="url_invalid")
+
+
 def _check_events(events: list[str]) -> None:
     for e in events:
         if e != "*" and ("." not in e or " " in e):
@@ -61,6 +69,7 @@ def _check_events(events: list[str]) -> None:
 def create_webhook_endpoint(req: Request) -> dict[str, Any]:
     p = req.params
     _check_events(p["enabled_events"])
+    _check_url(p["url"])
     ep = {
         "id": new_id("we"),
         "object": "webhook_endpoint",
@@ -96,6 +105,7 @@ def update_webhook_endpoint(req: Request) -> dict[str, Any]:
         _check_events(p["enabled_events"])
         ep["enabled_events"] = list(p["enabled_events"])
     if "url" in p:
+        _check_url(p["url"])
         ep["url"] = p["url"]
     if "description" in p:
         ep["description"] = p["description"] or None

@@ -43,12 +43,15 @@ UPCOMING_DAYS = 7
 
 
 def billing_settings(emulator: Any) -> dict[str, Any]:
-    """Per-emulator billing settings (changeable at runtime through POST /_emulator/billing_settings)."""
-    settings = getattr(emulator, "billing_settings", None)
+    """Per-emulator billing settings (POST /_emulator/billing_settings). Kept with the state, so a reset
+    restores the defaults and a state file keeps them."""
+    settings = emulator.store.private.get(_SETTINGS)
     if settings is None:
-        settings = {"after_final_failure": "cancel"}
-        emulator.billing_settings = settings
+        settings = emulator.store.private[_SETTINGS] = {"after_final_failure": "cancel"}
     return settings
+
+
+_SETTINGS = "__emu_b_billing_settings__"
 
 
 # ------------------------------------------------------------------ helpers
@@ -1229,7 +1232,7 @@ def _t_invoice_payment_succeeded(emulator: Any) -> dict[str, Any]:
 
 @trigger("invoice.payment_failed")
 def _t_invoice_payment_failed(emulator: Any) -> dict[str, Any]:
-    return _trigger_subscription(emulator, "pm_card_chargeDeclined")
+    return _trigger_subscription(emulator, "pm_card_chargeCustomerFail")
 
 
 @trigger("invoice.created")

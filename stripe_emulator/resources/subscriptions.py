@@ -318,7 +318,7 @@ def create_subscription(
     elif payment_behavior == "default_incomplete":
         sub["status"] = "incomplete"
     else:
-        sub["status"] = "active" if (charge_pm and card_behaviour(req, charge_pm) in ("ok", "dispute", "3ds_setup")
+        sub["status"] = "active" if (charge_pm and card_behaviour(req, charge_pm) in ("ok", "dispute")
                                      and inv["total"] > 0) or inv["total"] <= 0 else "incomplete"
     _sync_items(req, sub)
     # Stripe's order: customer.subscription.created, then invoice.created, invoice.finalized, payment events.
@@ -385,6 +385,22 @@ def create_route(req: Request) -> dict[str, Any]:
         raise StripeError("Missing required param: days_until_due.", code="parameter_missing", param="days_until_due")
     discounts = inv_mod._discounts_param(req, p.get("discounts"), customer=cus["id"])
     off = p.get("off_session", False)
+    if p.get("cancel_at") is not None and not isinstance(p["cancel_at"], int):
+        p = dict(p)
+        p.pop("cancel_at")  # max_period_end / min_period_end: the first period end, set below
+        p["cancel_at_period_end"] = True
+    sub = _create_from_params(req, p, cus, te, discounts, off)
+    if isinstance(p.get("cancel_at"), int):
+        if p["cancel_at"] <= now:
+            raise StripeError("cancel_at must be in the future.", param="cancel_at")
+        sub["cancel_at"] = p["cancel_at"]
+        sub["canceled_at"] = now
+        sub["cancel_at_period_end"] = p["cancel_at"] == period_of(req, sub)[1]
+    return sub
+
+
+def _create_from_params(req: Any, p: dict[str, Any], cus: dict[str, Any], te: int | None, discounts: list[str],
+                        off: Any) -> dict[str, Any]:
     return create_subscription(
         req, customer=cus, items=p.get("items") or [], currency=(p.get("currency") or "").lower() or None,
         trial_end=te, default_payment_method=p.get("default_payment_method"), metadata=p.get("metadata"),
@@ -449,7 +465,7 @@ def proration_lines_for_change(
         amount = -prorate(full, remaining, length)
         if amount:
             out.append({"amount": amount, "price": price, "quantity": qty, "item": item["id"] if item else None,
-                        "description": f"Unused time on {qty} × {inv_mod.product_name(store, price)} after {when}",
+                        "description": f"Unused time on {_qty_label(qty)}{inv_mod.product_name(store, price)} after {when}",
                         "period": (proration_date, end)})
     if new is not None and not _is_metered(new[0]) and new[1]:
         price, qty = new
@@ -457,9 +473,13 @@ def proration_lines_for_change(
         amount = prorate(full, remaining, length)
         if amount:
             out.append({"amount": amount, "price": price, "quantity": qty, "item": item["id"] if item else None,
-                        "description": f"Remaining time on {qty} × {inv_mod.product_name(store, price)} after {when}",
+                        "description": f"Remaining time on {_qty_label(qty)}{inv_mod.product_name(store, price)} after {when}",
                         "period": (proration_date, end)})
     return out
+
+
+def _qty_label(qty: int) -> str:
+    return f"{qty} × " if qty != 1 else ""
 
 
 def _plan_item_changes(req: Any, sub: dict[str, Any], items_param: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -504,6 +524,19 @@ def _proration_records(req: Any, sub: dict[str, Any], changes: list[dict[str, An
     return out
 
 
+def _update_records(req: Any, sub: dict[str, Any], changes: list[dict[str, Any]], when: int, behavior: str,
+                    interval_change: bool) -> list[dict[str, Any]]:
+    """Proration records of an update (shared by the update itself and create_preview)."""
+    if behavior == "none":
+        return []
+    if interval_change:
+        # the new price is billed in full for the new cycle: only the unused time of the old one is credited
+        credit_only = [dict(ch, new=None) for ch in changes if ch["old"] is not None
+                       and (ch["new"] is None or ch["new"] != ch["old"])]
+        return _proration_records(req, sub, credit_only, when)
+    return _proration_records(req, sub, changes, when)
+
+
 def _proration_line(req: Any, sub: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
     item = req.store.get(rec["item"], "subscription_item") if rec["item"] else {"id": None, "price": rec["price"], "quantity": rec["quantity"]}
     return inv_mod.subscription_item_line(
@@ -530,7 +563,9 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
     behavior = p.get("proration_behavior", "create_prorations")
     proration_date = p.get("proration_date", now)
     changes = _plan_item_changes(req, sub, p.get("items") or [])
-    interval_change = any(ch.get("interval_change") for ch in changes)
+    # A new billing interval, or billing_cycle_anchor=now, restarts the cycle now and bills it at once.
+    interval_change = any(ch.get("interval_change") for ch in changes) or (
+        p.get("billing_cycle_anchor") == "now" and sub["status"] in ("active", "past_due"))
     payment_behavior = p.get("payment_behavior", "allow_incomplete")
     if payment_behavior == "error_if_incomplete" and (behavior == "always_invoice" or interval_change):
         pm = inv_mod.payment_method_for(req, {"default_payment_method": None, "customer": sub["customer"],
@@ -539,7 +574,7 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
             fields = inv_mod.payments_core.decline_error_fields(card_behaviour(req, pm) if pm else "decline")
             raise StripeError(fields["message"], status=402, type="card_error", code=fields["code"],
                               decline_code=fields.get("decline_code") or None)
-    records = _proration_records(req, sub, changes, proration_date) if behavior != "none" else []
+    records = _update_records(req, sub, changes, proration_date, behavior, interval_change)
     # apply item changes
     for ch in changes:
         it = ch["param"]
@@ -960,11 +995,12 @@ def _renew(req: Any, sub: dict[str, Any], when: int, *, from_trial: bool) -> Non
 # ------------------------------------------------------------------ create_preview
 
 def _preview_for(req: Any, sub: dict[str, Any], *, records: list[dict[str, Any]], next_period: bool,
-                 planned: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 planned: list[dict[str, Any]] | None = None,
+                 extra_lines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     store = req.store
     cus = store.objects[sub["customer"]]
     start, end = period_of(req, sub)
-    lines = [_proration_line(req, sub, rec) for rec in records]
+    lines = [_proration_line(req, sub, rec) for rec in records] + list(extra_lines or [])
     # pending invoice items of the customer (not yet on an invoice)
     for ii in reversed(store.all("invoiceitem")):
         if ii["customer"] == sub["customer"] and ii["invoice"] is None and ii["currency"] == sub["currency"]:
@@ -1017,7 +1053,23 @@ def preview_invoice(req: Request) -> dict[str, Any]:
         when = sd.get("proration_date", now)
         behavior = sd.get("proration_behavior", "create_prorations")
         changes = _plan_item_changes(req, sub, sd.get("items") or [])
-        records = _proration_records(req, sub, changes, when) if behavior != "none" else []
+        interval_change = any(ch.get("interval_change") for ch in changes) or (
+            sd.get("billing_cycle_anchor") == "now" and sub["status"] in ("active", "past_due"))
+        records = _update_records(req, sub, changes, when, behavior, interval_change)
+        if interval_change:
+            # what the update invoices at once: the credit, then the new items for a whole new cycle
+            prices = {i["id"]: (_item_price(req.store, i), i["quantity"]) for i in _items(req, sub)}
+            for ch in changes:
+                if ch["item"] is not None and ch["new"] is None:
+                    prices.pop(ch["item"]["id"], None)
+                else:
+                    prices[ch["item"]["id"] if ch["item"] else new_id("si", 14)] = ch["new"]
+            first = next(iter(prices.values()))[0]["recurring"]
+            end = add_interval(when, first["interval"], first["interval_count"])
+            extra = [inv_mod.subscription_item_line(req.store, sub=sub, item={"id": k, "price": pr, "quantity": q},
+                                                    currency=sub["currency"], period=(when, end))
+                     for k, (pr, q) in prices.items() if not _is_metered(pr)]
+            return _preview_for(req, sub, records=records, next_period=False, extra_lines=extra)
         if sd.get("cancel_now"):
             records = []
             for item in _items(req, sub):

@@ -106,6 +106,8 @@ def test_search_query_syntax(fresh_client: stripe.StripeClient) -> None:
     c.v1.customers.create(params={"email": "cid@example.com", "metadata": {"team_id": "7"}})
     res = c.v1.customers.search(params={"query": "metadata['team_id']:'42'"})
     assert res.object == "search_result" and {x.id for x in res.data} == {a.id, b.id} and res.next_page is None
+    res = c.v1.customers.search(params={"query": 'metadata["team_id"]:"42" AND -email:"ann@example.com"'})
+    assert [x.id for x in res.data] == [b.id]
     res = c.v1.customers.search(params={"query": "metadata['team_id']:'42' AND email:'bob@example.com'"})
     assert [x.id for x in res.data] == [b.id]
     res = c.v1.customers.search(params={"query": "email:'ann@example.com' OR email:'bob@example.com'"})

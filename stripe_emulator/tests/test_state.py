@@ -90,3 +90,12 @@ def test_keep_alive_connection_reused(path: str) -> None:
             resp = conn.getresponse()
             assert resp.status == 200 and json.loads(resp.read())["email"] == "k@example.com"
         conn.close()
+
+
+def test_stopped_emulator_stops_answering_keep_alive_clients() -> None:
+    emu = start_emulator()
+    client = make_client(emu)
+    client.v1.customers.create()  # opens a pooled keep-alive connection
+    emu.stop()
+    with pytest.raises(stripe.APIConnectionError):
+        client.v1.customers.create()

@@ -25,6 +25,9 @@ def test_secret_is_returned_only_on_create(fresh_client: stripe.StripeClient, re
     assert [e.id for e in listed] == [ep.id] and "secret" not in listed[0]
     upd = fresh_client.v1.webhook_endpoints.update(ep.id, params={"enabled_events": ["*"], "disabled": True})
     assert upd.status == "disabled" and upd.enabled_events == ["*"]
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        fresh_client.v1.webhook_endpoints.update(ep.id, params={"url": "ftp://example.com/hook"})
+    assert exc.value.param == "url"
     assert fresh_client.v1.webhook_endpoints.delete(ep.id).deleted is True
     with pytest.raises(stripe.InvalidRequestError):
         fresh_client.v1.webhook_endpoints.retrieve(ep.id)

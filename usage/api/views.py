@@ -1,0 +1,124 @@
+"""Usage API: ingest events, read the period summary, the credit ledger, the spend cap; demo metered endpoints."""
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api.mixins import TeamScopedAPIMixin, request_membership, request_team
+
+from .. import selectors, services
+from ..metering import metered
+from ..models import TeamUsagePolicy
+from .serializers import (CreditLedgerEntrySerializer, SpendCapInputSerializer, SpendCapOutputSerializer,
+                          UsageEventBatchInputSerializer, UsageEventBatchOutputSerializer,
+                          UsageEventOutputSerializer, UsageSummarySerializer)
+
+
+class UsageSummaryAPI(TeamScopedAPIMixin, APIView):
+    @extend_schema(responses=UsageSummarySerializer,
+                   description="This period per metric (used, included, remaining, overage), credits, daily series "
+                               "and a per-API-key breakdown.")
+    def get(self, request):
+        return Response(selectors.usage_period_summary(team=self.team))
+
+
+class UsageEventIngestAPI(TeamScopedAPIMixin, APIView):
+    @extend_schema(
+        request=UsageEventBatchInputSerializer,
+        responses={201: UsageEventBatchOutputSerializer, 200: UsageEventBatchOutputSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                     description="Required for a single event (a body without `events`).")],
+        description=(
+            "Record usage: one event (`{metric, quantity, occurred_at}` + `Idempotency-Key` header) or a batch "
+            "(`{events: [{idempotency_key, metric, quantity, occurred_at}, ...]}`, at most 1,000). All or nothing: "
+            "an invalid event answers 400 with its index and reason and nothing is stored. A repeated key counts "
+            "once and answers with the original event (`duplicate: true`). 201 when something new was stored, "
+            "200 when everything was a repeat."
+        ),
+    )
+    def post(self, request):
+        data = request.data
+        api_key = getattr(request, "api_key", None)
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        if isinstance(data, dict) and "events" in data:
+            result = services.usage_events_ingest(team=self.team, events=data["events"], api_key=api_key, user=user)
+            body = {"events": result.events, "created": result.created, "duplicates": result.duplicates}
+            return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        key = request.headers.get("Idempotency-Key", "")
+        result = services.usage_events_ingest(team=self.team, events=[data], api_key=api_key, user=user,
+                                              single_key=key)
+        return Response(result.events[0], status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class CreditsPagination(PageNumberPagination):
+    page_size = 25
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class CreditsAPI(TeamScopedAPIMixin, generics.ListAPIView):
+    """`{"balance": int, "count", "next", "previous", "results": [ledger entries, newest first]}`."""
+
+    serializer_class = CreditLedgerEntrySerializer
+    pagination_class = CreditsPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        queryset = selectors.credit_ledger(team=self.team)
+        reason = self.request.query_params.get("reason")
+        return queryset.filter(reason=reason) if reason else queryset
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        response.data = {"balance": selectors.credits_balance(team=self.team), **response.data}
+        return response
+
+
+class SpendCapAPI(TeamScopedAPIMixin, APIView):
+    @extend_schema(responses=SpendCapOutputSerializer)
+    def get(self, request):
+        policy = TeamUsagePolicy.objects.filter(team=self.team).first()
+        return Response({"spend_cap_minor": policy.spend_cap_minor if policy else None,
+                         "currency": policy.currency if policy else "usd"})
+
+    @extend_schema(request=SpendCapInputSerializer, responses=SpendCapOutputSerializer,
+                   description="Owner only (signed in; API keys cannot change it).")
+    def put(self, request):
+        payload = SpendCapInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        membership = request_membership(request)
+        if membership is None:
+            from billing_site.errors import PermissionDeniedError
+
+            raise PermissionDeniedError("forbidden", "Only the team's owner, signed in, can change the spend cap.")
+        policy = services.team_spend_cap_set(team=self.team, set_by=request.user, **payload.validated_data)
+        return Response({"spend_cap_minor": policy.spend_cap_minor, "currency": policy.currency})
+
+
+class DemoPingAPI(APIView):
+    """Unmetered trivial view (the baseline of the metering benchmark)."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response({"ok": True})
+
+
+class DemoMeteredPingAPI(APIView):
+    """The same trivial view, metered as one `api_call`."""
+
+    @extend_schema(responses={200: dict})
+    @metered("api_call")
+    def get(self, request):
+        return Response({"ok": True})
+
+
+class DemoPremiumAPI(APIView):
+    """A premium operation: costs USAGE_PREMIUM_CREDITS_PER_CALL credits per call on every plan (402 without)."""
+
+    @extend_schema(request=None, responses={200: dict})
+    @metered("api_call", credits=settings.USAGE_PREMIUM_CREDITS_PER_CALL)
+    def post(self, request):
+        return Response({"ok": True, "result": "premium answer",
+                         "credits_balance": selectors.credits_balance(team=request_team(request))})

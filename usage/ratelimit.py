@@ -1,0 +1,178 @@
+"""
+Redis access for metering, and the local-memory token bucket used when REDIS_URL is unset.
+
+The Redis side (token bucket + period counter + event buffer) is one Lua script so that admitting a call is one
+round trip and atomic: see usage/metering.py for how the results are used and docs/usage.md for the design.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+_redis_clients: dict[str, object] = {}
+_redis_lock = threading.Lock()
+
+
+def redis_client():
+    """A redis-py client for USAGE_REDIS_URL (defaults to REDIS_URL), one connection pool per URL and process."""
+    import redis
+
+    url = settings.USAGE_REDIS_URL
+    client = _redis_clients.get(url)
+    if client is None:
+        with _redis_lock:
+            client = _redis_clients.get(url)
+            if client is None:
+                client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
+                                              health_check_interval=30)
+                _redis_clients[url] = client
+    return client
+
+
+def redis_key(*parts) -> str:
+    return settings.USAGE_REDIS_PREFIX + ":".join(str(p) for p in parts)
+
+
+# Status codes shared by the Lua script and Python.
+ADMITTED = 1  # counted and the event buffered
+RATE_LIMITED = 0
+NEEDS_PAYMENT = 2  # within rate and cap, but credits must be taken first: nothing counted yet
+SPEND_CAP = 3
+COUNTER_MISSING = 4  # the period counter is not in Redis: seed it from the database and call again
+
+# KEYS: 1 token bucket hash, 2 period counter, 3 event buffer list
+# ARGV: 1 rate (tokens/s), 2 burst, 3 quantity, 4 included, 5 hard limit (-1: none), 6 defer (1: never record
+#       here, the caller pays credits first), 7 credits mode (1: past `included` needs payment), 8 event JSON,
+#       9 counter TTL seconds
+# Returns {status, remaining tokens, retry after ms, reset ms, used (after, when admitted)}
+ADMIT_LUA = """
+local used = redis.call('GET', KEYS[2])
+if not used then return {4, 0, 0, 0, 0} end
+used = tonumber(used)
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local quantity = tonumber(ARGV[3])
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(bucket[1])
+local ts = tonumber(bucket[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now_ms
+end
+if now_ms > ts then
+  tokens = math.min(burst, tokens + (now_ms - ts) * rate / 1000)
+end
+local bucket_ttl = math.ceil(burst * 1000 / rate) + 1000
+if tokens < 1 then
+  local retry_ms = math.ceil((1 - tokens) * 1000 / rate)
+  local reset_ms = math.ceil((burst - tokens) * 1000 / rate)
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now_ms)
+  redis.call('PEXPIRE', KEYS[1], bucket_ttl)
+  return {0, 0, retry_ms, reset_ms, used}
+end
+tokens = tokens - 1
+local reset_ms = math.ceil((burst - tokens) * 1000 / rate)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now_ms)
+redis.call('PEXPIRE', KEYS[1], bucket_ttl)
+local remaining = math.floor(tokens)
+local after = used + quantity
+local hard_limit = tonumber(ARGV[5])
+if hard_limit >= 0 and after > hard_limit then return {3, remaining, 0, reset_ms, used} end
+if tonumber(ARGV[6]) == 1 or (tonumber(ARGV[7]) == 1 and after > tonumber(ARGV[4])) then
+  return {2, remaining, 0, reset_ms, used}
+end
+redis.call('INCRBY', KEYS[2], quantity)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[9]))
+redis.call('RPUSH', KEYS[3], ARGV[8])
+return {1, remaining, 0, reset_ms, after}
+"""
+
+# After credits were taken for a NEEDS_PAYMENT call: count it and buffer its event, atomically.
+# KEYS: 1 period counter, 2 event buffer. ARGV: 1 quantity, 2 event JSON, 3 counter TTL. Returns used after.
+RECORD_LUA = """
+local after = redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return after
+"""
+
+# Ingested events move the live counter only when it exists (else it is seeded from the database later anyway).
+# KEYS: 1 period counter. ARGV: 1 quantity.
+COUNTER_ADD_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], tonumber(ARGV[1])) end
+return -1
+"""
+
+# Move up to N buffered events into a batch list of their own and note the batch as in flight, atomically.
+# KEYS: 1 buffer, 2 batch list, 3 in-flight sorted set. ARGV: 1 max items, 2 batch id. Returns items moved.
+CLAIM_LUA = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items == 0 then return 0 end
+redis.call('LTRIM', KEYS[1], #items, -1)
+for i = 1, #items, 500 do
+  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 499, #items)))
+end
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[3], tonumber(t[1]), ARGV[2])
+return #items
+"""
+
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def script(source: str):
+    client = redis_client()
+    key = (id(client), source)
+    registered = _scripts.get(key)
+    if registered is None:
+        # redis-py's Script sends EVALSHA and falls back to EVAL (loading it) on NOSCRIPT: still one round trip.
+        registered = client.register_script(source)
+        _scripts[key] = registered
+    return registered
+
+
+@dataclass(frozen=True)
+class BucketResult:
+    allowed: bool
+    remaining: int
+    retry_after_ms: int
+    reset_ms: int
+
+
+class LocalTokenBucket:
+    """
+    In-process token bucket for the embedded default (no Redis). Limits per process, not per deployment: with
+    several gunicorn workers each enforces the rate on its own. Good for development; production sets REDIS_URL.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, *, key: str, rate: float, burst: float) -> BucketResult:
+        now = time.monotonic()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (burst, now))
+            tokens = min(burst, tokens + max(0.0, now - stamp) * rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return BucketResult(False, 0, math.ceil((1 - tokens) * 1000 / rate),
+                                    math.ceil((burst - tokens) * 1000 / rate))
+            tokens -= 1
+            self._buckets[key] = (tokens, now)
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()  # bound memory; a cleared bucket only starts full again
+            return BucketResult(True, math.floor(tokens), 0, math.ceil((burst - tokens) * 1000 / rate))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+
+local_bucket = LocalTokenBucket()

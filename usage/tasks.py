@@ -1,0 +1,77 @@
+"""Celery tasks for usage. Each calls a service, takes ids, and is safe to run twice (see each service)."""
+import logging
+
+from celery import shared_task
+
+from accounts.models import Team
+
+from . import services
+from .metering import buffer_flush
+
+logger = logging.getLogger(__name__)
+
+_RETRY = {"autoretry_for": (Exception,), "retry_backoff": 5, "retry_backoff_max": 300, "max_retries": 8,
+          "acks_late": True}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def usage_buffer_flush_task() -> dict:
+    result = buffer_flush()
+    return {"events_read": result.events_read, "inserted": result.events_inserted, "batches": result.batches}
+
+
+@shared_task(ignore_result=True, **_RETRY)
+def usage_overage_report_task() -> dict:
+    buffer_flush()
+    prepared = services.meter_reports_prepare_all()
+    sent = services.meter_reports_send()
+    if sent.failed:
+        # Let Celery retry with backoff; the rows stay PENDING so nothing is lost in the meantime.
+        raise RuntimeError(f"meter reporting stopped after {sent.sent} sent: {sent.errors}")
+    return {"prepared": len(prepared), "sent": sent.sent, "remaining": sent.remaining}
+
+
+@shared_task(ignore_result=True, **_RETRY)
+def usage_meter_drift_check_task() -> int:
+    return len(services.meter_drift_check_all())
+
+
+@shared_task(ignore_result=True, **_RETRY)
+def usage_alerts_task() -> int:
+    from .periods import period_for
+    from .selectors import period_totals_by_team
+
+    sent = 0
+    for team_id in sorted({team_id for team_id, _m, _u in period_totals_by_team(period=period_for())}):
+        team = Team.objects.filter(pk=team_id).first()
+        if team is not None:
+            sent += len(services.usage_alerts_check(team=team))
+    return sent
+
+
+@shared_task(ignore_result=True, **_RETRY)
+def usage_alert_credits_exhausted_task(team_id: int) -> bool:
+    team = Team.objects.filter(pk=team_id).first()
+    return bool(team and services.usage_alert_credits_exhausted(team=team))
+
+
+@shared_task(ignore_result=True, **_RETRY)
+def usage_period_rollover_task() -> int:
+    return len(services.usage_period_rollover())
+
+
+@shared_task(ignore_result=True, **_RETRY)
+def usage_credits_expire_task() -> int:
+    from django.conf import settings
+
+    from .models import CreditLedgerEntry
+
+    if not settings.USAGE_CREDIT_EXPIRY_DAYS:
+        return 0
+    expired = 0
+    team_ids = (CreditLedgerEntry.objects.filter(reason=CreditLedgerEntry.Reason.PURCHASE)
+                .values_list("team_id", flat=True).distinct())
+    for team in Team.objects.filter(pk__in=team_ids):
+        if services.credits_expire(team=team):
+            expired += 1
+    return expired
