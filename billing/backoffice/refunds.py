@@ -539,7 +539,7 @@ def _clawback_credits(refund_request: RefundRequest) -> int:
                            reference=f"refund_request:{refund_request.pk}",
                            note=f"Refund of {refund_request.amount_display} on {refund_request.stripe_charge_id}",
                            allow_partial=True)
-    removed = abs(int(getattr(entry, "amount", to_remove) or 0))
+    removed = abs(int(entry.delta))
     audit_record(staff=StaffContext.system(), action=AuditEntry.Action.CREDITS_CLAWED_BACK, target_type="team",
                  target_id=team.pk, team=team, before={"credits_to_remove": to_remove},
                  after={"credits_removed": removed, "shortfall": to_remove - removed},

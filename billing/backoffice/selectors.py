@@ -13,7 +13,7 @@ from billing_site.money import format_money
 
 logger = logging.getLogger("billing.backoffice")
 
-STRIPE_ID = re.compile(r"^(cus|sub|in|ch|py|pi|re|evt)_[A-Za-z0-9]+$")
+STRIPE_ID = re.compile(r"^(cus|sub|in|ch|py|pi|re|evt)_[A-Za-z0-9_]+$")
 
 
 def webhook_event_model():

@@ -87,3 +87,4 @@ def charge_resend_receipt(*, charge_id: str, receipt_email: str, idempotency_key
     """Stripe sends a receipt again whenever a charge's receipt_email is updated."""
     return to_dict(client().v1.charges.update(
         charge_id, params={"receipt_email": receipt_email}, options=write_options(idempotency_key)))
+

@@ -90,3 +90,33 @@ def paying_team(bo_stripe):
     customer = make_customer(team)
     charge = make_payment(customer.id)
     return team, owner, charge
+
+
+def make_subscription(customer_id: str, *, trial_days: int | None = 7):
+    """A monthly subscription (in trial by default) with its first invoice, mirrored. Returns (subscription, invoice)."""
+    c = client().v1
+    n = next(_counter)
+    product = c.products.create(params={"name": f"Pro {n}"}, options=write_options(f"test_product:{n}")).to_dict()
+    price = c.prices.create(params={"product": product["id"], "unit_amount": 9900, "currency": "usd",
+                                    "recurring": {"interval": "month"}},
+                            options=write_options(f"test_price:{n}")).to_dict()
+    pm = c.payment_methods.attach("pm_card_visa", params={"customer": customer_id}).to_dict()
+    params = {"customer": customer_id, "items": [{"price": price["id"]}], "default_payment_method": pm["id"]}
+    if trial_days:
+        params["trial_period_days"] = trial_days
+    sub = c.subscriptions.create(params=params, options=write_options(f"test_subscription:{n}")).to_dict()
+    subscription = mirror_store(kind="subscription", data=sub)
+    invoice = mirror_store(kind="invoice", data=c.invoices.retrieve(sub["latest_invoice"]).to_dict())
+    return subscription, invoice
+
+
+def make_webhook_event(*, stripe_event_id: str, event_type: str, obj: dict, status: str = "processed"):
+    from billing.models import WebhookEvent
+
+    return WebhookEvent.objects.create(
+        stripe_event_id=stripe_event_id, type=event_type, status=status,
+        payload={"id": stripe_event_id, "object": "event", "type": event_type, "data": {"object": obj}},
+        stripe_object_id=obj.get("id", ""), stripe_customer_id=obj.get("customer") or "",
+        attempts=5 if status == "parked" else 1, last_error="Traceback...\nRuntimeError: boom" if status in (
+            "failed", "parked") else "",
+    )
