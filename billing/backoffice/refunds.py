@@ -577,3 +577,29 @@ def refund_requests_stuck(*, older_than_minutes: int = 15):
     cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
     return RefundRequest.objects.filter(status__in=[Status.PROCESSING, Status.APPROVED], stripe_refund_id__isnull=True,
                                         updated__lt=cutoff)
+
+
+def refund_requests_close_for_dispute(*, charge_id: str, dispute_id: str) -> int:
+    """Cancel requests of a now disputed charge that never reached Stripe (the dispute decides the money)."""
+    closed = 0
+    try:
+        mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=charge_id))
+    except BillingError:
+        logger.warning("charge %s mirror not refreshed after dispute %s", charge_id, dispute_id)
+    pending = RefundRequest.objects.filter(stripe_charge_id=charge_id, status__in=[Status.REQUESTED, Status.APPROVED],
+                                           stripe_refund_id__isnull=True)
+    for refund_request_id in pending.values_list("pk", flat=True):
+        with transaction.atomic():
+            refund_request = RefundRequest.objects.select_for_update().get(pk=refund_request_id)
+            if refund_request.status not in (Status.REQUESTED, Status.APPROVED) or refund_request.execution_started_at:
+                continue
+            before = _snapshot(refund_request)
+            refund_request.status = Status.CANCELED
+            refund_request.decision_note = f"Charge disputed ({dispute_id}): refunds are decided by the dispute."
+            refund_request.completed_at = timezone.now()
+            refund_request.save(update_fields=["status", "decision_note", "completed_at", "updated"])
+            audit_record(staff=StaffContext.system(), action=AuditEntry.Action.REFUND_CANCELED,
+                         target_type="refund_request", target_id=refund_request.pk, team=refund_request.team,
+                         before=before, after=_snapshot(refund_request), reason=refund_request.decision_note)
+            closed += 1
+    return closed

@@ -269,3 +269,17 @@ def test_two_requests_racing_never_exceed_the_paid_amount(paying_team, finance_u
     assert sorted(outcomes) == ["amount_above_refundable", "created"]
     refunds = emulator_refunds(bo_stripe, charge.id)
     assert sum(r["amount"] for r in refunds) == 6000 <= 9900
+
+
+def test_dispute_closes_pending_requests(paying_team, support_user, bo_stripe):
+    _team, _owner, charge = paying_team
+    rr = services.refund_request_create(staff=staff(support_user), charge_id=charge.id, amount_minor=1000,
+                                        currency="usd", reason="requested_by_customer")
+    with bo_stripe.store.lock:
+        bo_stripe.store.get(charge.id, "charge")["disputed"] = True
+    for handler in handlers_for("charge.dispute.created"):
+        handler(event={"id": "evt_dp", "type": "charge.dispute.created",
+                       "data": {"object": {"id": "dp_1", "object": "dispute", "charge": charge.id}}})
+    rr.refresh_from_db()
+    assert rr.status == Status.CANCELED and "dp_1" in rr.decision_note
+    assert refund_posts(bo_stripe) == 0

@@ -45,3 +45,16 @@ def refund_requests_on_charge_refunded(*, event: dict) -> None:
         mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=charge["id"]))
     except BillingError:
         logger.warning("charge %s mirror not refreshed after charge.refunded", charge["id"])
+
+
+@webhook_handler("charge.dispute.created")
+def refund_requests_on_dispute(*, event: dict) -> None:
+    """A disputed charge cannot be refunded: close the requests that have not reached Stripe (audited)."""
+    from billing.backoffice.refunds import refund_requests_close_for_dispute
+
+    dispute = event["data"]["object"]
+    charge_id = dispute.get("charge")
+    if isinstance(charge_id, dict):
+        charge_id = charge_id.get("id")
+    if charge_id:
+        refund_requests_close_for_dispute(charge_id=charge_id, dispute_id=dispute.get("id", ""))
