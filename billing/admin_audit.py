@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.models import User
+from billing.admin_mixins import ExactIdSearchMixin
 from billing.backoffice.audit import StaffContext, audit_chain_verify, audit_record, staff_require
 from billing.models import AuditEntry
 
@@ -40,12 +41,12 @@ class _Echo:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     list_display = ["id", "created", "actor_email", "action", "outcome", "target", "team_link", "short_reason"]
     list_filter = [ActorFilter, "action", "outcome", ("created", admin.DateFieldListFilter)]
-    search_fields = ["=target_id", "=request_id", "=actor_email"]
+    search_fields = ["=target_id"]  # the search box; the lookups are `exact_search`
+    exact_search = [("target_id", None), ("request_id", None), ("actor_email__iexact", None)]
     list_select_related = ["team"]
-    show_full_result_count = False
     list_per_page = 100
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
     change_list_template = "admin/billing/auditentry/change_list.html"

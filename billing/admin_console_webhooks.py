@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from billing.admin_mixins import ExactIdSearchMixin
 from billing.backoffice.audit import StaffContext
 from billing.backoffice.support import webhook_events_replay
 from billing.models import WebhookEvent
@@ -33,13 +34,13 @@ class EventTypeFilter(admin.SimpleListFilter):
         return queryset.filter(type=self.value()) if self.value() else queryset
 
 
-class WebhookConsoleAdmin(admin.ModelAdmin):
+class WebhookConsoleAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     list_display = ["stripe_event_id", "type", "object_id", "status_badge", "attempts", "short_error", "received_at",
                     "processed_at", "customer_link"]
     list_filter = ["status", EventTypeFilter, "source", "livemode"]
-    search_fields = ["=stripe_event_id", "=stripe_object_id", "=stripe_customer_id"]
+    search_fields = ["=stripe_event_id"]  # the search box; the lookups are `exact_search`
+    exact_search = [("stripe_event_id", ("evt_",)), ("stripe_customer_id", ("cus_",)), ("stripe_object_id", None)]
     search_help_text = "Exact evt_, object id (ch_, in_, sub_…) or cus_ id."
-    show_full_result_count = False
     list_per_page = 50
     ordering = ["-received_at", "-id"]
     actions = ["replay_selected"]

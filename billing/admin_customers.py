@@ -19,6 +19,7 @@ from billing.admin_forms import (
     ReplayEventsForm,
     ResendReceiptForm,
 )
+from billing.admin_mixins import FastListMixin
 from billing.backoffice import selectors, support
 from billing.backoffice.audit import StaffContext
 from billing.models import CustomerAccount
@@ -26,12 +27,11 @@ from billing_site.errors import ApplicationError, PermissionDeniedError
 
 
 @admin.register(CustomerAccount)
-class CustomerAccountAdmin(admin.ModelAdmin):
+class CustomerAccountAdmin(FastListMixin, admin.ModelAdmin):
     list_display = ["name", "billing_email", "stripe_customer", "created", "open_360"]
     search_fields = ["name"]
     search_help_text = ("Team name, billing or member email, or any Stripe id: cus_, sub_, in_, ch_, pi_, re_, evt_ "
                         "(exact).")
-    show_full_result_count = False
     list_per_page = 50
     ordering = ["-id"]
     change_form_template = "admin/billing/customeraccount/customer_360.html"

@@ -4,14 +4,14 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from billing.admin_mixins import FastListMixin
 from billing.backoffice.audit import StaffContext
 from billing.backoffice.reconciliation import reconciliation_drift_repair
 from billing.models import ReconciliationDrift, ReconciliationRun
 from billing_site.errors import ApplicationError, PermissionDeniedError
 
 
-class _ReadOnly:
-    show_full_result_count = False
+class _ReadOnly(FastListMixin):
 
     def has_add_permission(self, request):
         return False

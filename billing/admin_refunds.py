@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from billing.admin_forms import DecisionForm, RefundRequestForm
+from billing.admin_mixins import ExactIdSearchMixin
 from billing.backoffice import refunds as refund_services
 from billing.backoffice.audit import StaffContext
 from billing.models import RefundRequest
@@ -22,14 +23,15 @@ DECISIONS = {
 
 
 @admin.register(RefundRequest)
-class RefundRequestAdmin(admin.ModelAdmin):
+class RefundRequestAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     list_display = ["id", "team_link", "charge_link", "amount", "status_badge", "reason", "requested_by",
                     "approved_by", "created"]
     list_filter = ["status", "reason", "currency"]
-    search_fields = ["=stripe_charge_id", "=stripe_refund_id", "=stripe_payment_intent_id", "=stripe_customer_id",
-                     "team__name"]
+    search_fields = ["=stripe_charge_id"]  # the search box; the lookups are `exact_search`
+    exact_search = [("stripe_charge_id", ("ch_", "py_")), ("stripe_refund_id", ("re_",)),
+                    ("stripe_payment_intent_id", ("pi_",)), ("stripe_customer_id", ("cus_",)),
+                    ("team__name__icontains", None)]
     list_select_related = ["team", "requested_by", "approved_by"]
-    show_full_result_count = False
     list_per_page = 50
     actions = ["approve_selected", "reject_selected", "retry_selected"]
     change_form_template = "admin/billing/refundrequest/detail.html"

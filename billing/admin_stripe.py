@@ -9,12 +9,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 from djstripe import models as djstripe_models
 
+from billing.admin_mixins import ExactIdSearchMixin, FastListMixin
 from billing.backoffice.selectors import payment_rows
 from billing_site.money import format_money
 
 
-class ReadOnlyMirrorMixin:
-    show_full_result_count = False
+class ReadOnlyMirrorMixin(FastListMixin):
     list_per_page = 50
 
     def has_add_permission(self, request, obj=None):
@@ -46,9 +46,9 @@ def _team_link(customer) -> str:
                                                       args=[customer.subscriber_id]), customer.subscriber.name)
 
 
-class MirrorAdmin(ReadOnlyMirrorMixin, admin.ModelAdmin):
+class MirrorAdmin(ExactIdSearchMixin, ReadOnlyMirrorMixin, admin.ModelAdmin):
     ordering = ["-created", "-djstripe_id"]
-    search_fields = ["=id"]
+    search_fields = ["=id"]  # the search box; the lookups are `exact_search`
     list_filter = ["livemode"]
     search_help_text = "Exact Stripe id."
 
@@ -57,7 +57,8 @@ class ChargeAdmin(MirrorAdmin):
     list_display = ["id", "created", "amount_display", "refunded_display", "status", "disputed_flag", "team",
                     "payment_intent_id", "refund_button"]
     list_filter = ["status", "livemode"]
-    search_fields = ["=id", "=payment_intent__id", "=customer__id"]
+    exact_search = [("id", ("ch_", "py_")), ("payment_intent_id", ("pi_",)), ("customer_id", ("cus_",))]
+    search_help_text = "Exact ch_, pi_ or cus_ id."
     list_select_related = ["customer__subscriber"]
 
     @admin.display(description="Amount")
@@ -87,7 +88,8 @@ class ChargeAdmin(MirrorAdmin):
 
 class CustomerAdmin(MirrorAdmin):
     list_display = ["id", "created", "email", "team"]
-    search_fields = ["=id", "email"]
+    exact_search = [("id", ("cus_",)), ("email__iexact", None)]
+    search_help_text = "Exact cus_ id or email."
     list_select_related = ["subscriber"]
 
     @admin.display(description="Team (360)")
@@ -97,6 +99,7 @@ class CustomerAdmin(MirrorAdmin):
 
 class PaymentIntentAdmin(MirrorAdmin):
     list_display = ["id", "created", "amount_display", "status_display", "customer_id"]
+    exact_search = [("id", ("pi_",)), ("customer_id", ("cus_",))]
 
     @admin.display(description="Amount")
     def amount_display(self, obj):
@@ -109,7 +112,7 @@ class PaymentIntentAdmin(MirrorAdmin):
 
 class InvoiceAdmin(MirrorAdmin):
     list_display = ["id", "created", "status_display", "total_display", "customer_id", "subscription_id"]
-    search_fields = ["=id", "=customer__id"]
+    exact_search = [("id", ("in_",)), ("customer_id", ("cus_",)), ("subscription_id", ("sub_",))]
 
     @admin.display(description="Status")
     def status_display(self, obj):
@@ -122,7 +125,7 @@ class InvoiceAdmin(MirrorAdmin):
 
 class SubscriptionAdmin(MirrorAdmin):
     list_display = ["id", "created", "status_display", "team", "cancel_at_period_end_display"]
-    search_fields = ["=id", "=customer__id"]
+    exact_search = [("id", ("sub_",)), ("customer_id", ("cus_",))]
     list_select_related = ["customer__subscriber"]
 
     @admin.display(description="Status")
@@ -140,7 +143,7 @@ class SubscriptionAdmin(MirrorAdmin):
 
 class RefundAdmin(MirrorAdmin):
     list_display = ["id", "created", "amount_display", "status_display", "charge_id", "reason_display"]
-    search_fields = ["=id", "=charge__id"]
+    exact_search = [("id", ("re_", "pyr_")), ("charge_id", ("ch_", "py_"))]
 
     @admin.display(description="Amount")
     def amount_display(self, obj):
@@ -158,7 +161,7 @@ class RefundAdmin(MirrorAdmin):
 class EventAdmin(MirrorAdmin):
     list_display = ["id", "created", "type", "object_id"]
     list_filter = ["livemode"]
-    search_fields = ["=id", "=type"]
+    exact_search = [("id", ("evt_",)), ("type", None)]
     exclude = []
 
     @admin.display(description="Object")
