@@ -32,15 +32,23 @@ def stripe_emulator(stripe_emulator_server, settings):
 
 @pytest.fixture(autouse=True)
 def _celery_eager_unless_worker(request):
-    """Tasks run in-process in tests, except tests marked `celery_worker`, which run a real worker on the broker."""
+    """
+    Tasks run in-process in tests, except tests marked `celery_worker`, which run a real worker on the broker.
+
+    Celery reads the namespaced key (CELERY_TASK_ALWAYS_EAGER, from Django settings) before the plain one, so both
+    are set: with REDIS_URL set the settings say "not eager" and the plain key alone would be ignored.
+    """
     from billing_site.celery import app
 
     eager = "celery_worker" not in request.keywords
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = eager
-    app.conf.task_eager_propagates = False
+    keys = ("task_always_eager", "CELERY_TASK_ALWAYS_EAGER", "task_eager_propagates", "CELERY_TASK_EAGER_PROPAGATES")
+    previous = {key: app.conf.get(key) for key in keys}
+    app.conf.task_always_eager = app.conf.CELERY_TASK_ALWAYS_EAGER = eager
+    # Like a worker: a task's exception is recorded on its result, not raised into the caller.
+    app.conf.task_eager_propagates = app.conf.CELERY_TASK_EAGER_PROPAGATES = False
     yield
-    app.conf.task_always_eager = previous
+    for key, value in previous.items():
+        app.conf[key] = value
 
 
 @pytest.fixture(autouse=True)

@@ -7,5 +7,31 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        from djstripe.models import Session
+
         from . import admin_webhooks  # noqa: F401  (WebhookEvent admin; BO owns admin.py)
         from .webhooks import handlers  # noqa: F401  (registers the project's webhook handlers)
+
+        # dj-stripe re-retrieves Checkout Sessions with `expand[]=total_details.breakdown`, which the offline
+        # emulator rejects. The project never reads the discount breakdown, so the mirror does without it.
+        # Same for `line_items.data.discounts`.
+        Session.expand_fields = [
+            f for f in Session.expand_fields if f not in ("total_details.breakdown", "line_items.data.discounts")
+        ]
+        _json_fields_accept_decimals()
+
+
+def _json_fields_accept_decimals() -> None:
+    """
+    stripe 15 turns decimal strings (`unit_amount_decimal` of metered prices) into Decimal, and dj-stripe stores the
+    raw object in JSON columns with the plain encoder, which refuses Decimal. Django's encoder writes it as a string,
+    exactly as Stripe sent it.
+    """
+    from django.apps import apps
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.db.models import JSONField
+
+    for model in apps.get_app_config("djstripe").get_models():
+        for field in model._meta.concrete_fields:
+            if isinstance(field, JSONField) and field.encoder is None:
+                field.encoder = DjangoJSONEncoder

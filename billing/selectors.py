@@ -114,3 +114,154 @@ def team_plan_limits(*, team: Team) -> PlanLimits:
         included=dict(plan.included),
         overage=plan.overage,
     )
+
+
+def team_has_had_subscription(*, team: Team) -> bool:
+    """Trials are for first-time subscribers only: any earlier subscription, even canceled, counts."""
+    from djstripe.models import Subscription
+
+    customer_id = team_stripe_customer_id(team=team)
+    return bool(customer_id) and Subscription.objects.filter(customer_id=customer_id).exists()
+
+
+def price_id_for_lookup_key(lookup_key: str) -> str:
+    """The active Stripe price for a lookup key, from the mirror billing_setup filled (Stripe when missing)."""
+    from djstripe.models import Price
+
+    price = Price.objects.filter(lookup_key=lookup_key, active=True).order_by("-created").first()
+    if price is not None:
+        return price.id
+    from .stripe_gateway.products import price_list
+
+    found = price_list(lookup_keys=[lookup_key])
+    if not found:
+        from billing_site.errors import NotFoundError
+
+        raise NotFoundError("unknown_lookup_key", f"There is no price with the lookup key “{lookup_key}”.")
+    return found[0]["id"]
+
+
+# -- pages -----------------------------------------------------------------------------------------------------------
+def _price_amounts(lookup_key: str) -> dict[str, int]:
+    """Amounts per currency of the live price (mirror), falling back to the catalog before billing_setup ran."""
+    from djstripe.models import Price
+
+    price = Price.objects.filter(lookup_key=lookup_key, active=True).order_by("-created").first()
+    if price is None:
+        return {}
+    data = price.stripe_data or {}
+    amounts = {data.get("currency", ""): data.get("unit_amount")}
+    for currency, option in (data.get("currency_options") or {}).items():
+        amounts[currency] = option.get("unit_amount")
+    return {k: v for k, v in amounts.items() if v is not None}
+
+
+def pricing_table(*, currency: str, language: str | None = None) -> dict:
+    from billing_site.money import format_money
+
+    catalog = load_catalog()
+    plans = []
+    for plan in catalog.plans:
+        prices = []
+        for price in plan.prices:
+            amount = _price_amounts(price.lookup_key).get(currency, price.amounts.get(currency))
+            prices.append({"lookup_key": price.lookup_key, "interval": price.interval, "amount": amount,
+                           "amount_text": format_money(amount, currency, language) if amount is not None else ""})
+        plans.append({"plan": plan, "prices": prices, "included": plan.included.get("api_call", 0)})
+    packs = []
+    for pack in catalog.credit_packs:
+        amount = _price_amounts(pack.lookup_key).get(currency, pack.amounts.get(currency))
+        packs.append({"pack": pack, "amount": amount, "amount_text": format_money(amount, currency, language)})
+    return {"plans": plans, "credit_packs": packs}
+
+
+def _ts(value) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=dt_timezone.utc) if value else None
+
+
+def team_invoices(*, team: Team, limit: int | None = None) -> list[dict]:
+    """The team's invoices from the mirror, newest first, as plain dicts (number, period, total, status, URLs)."""
+    from djstripe.models import Invoice
+
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id:
+        return []
+    rows = Invoice.objects.filter(stripe_data__customer=customer_id).order_by("-created")
+    if limit:
+        rows = rows[:limit]
+    out = []
+    for invoice in rows:
+        data = invoice.stripe_data or {}
+        out.append({
+            "id": invoice.id, "number": data.get("number") or "", "status": data.get("status") or "",
+            "total": data.get("total") or 0, "amount_paid": data.get("amount_paid") or 0,
+            "currency": data.get("currency") or "usd",
+            "period_start": _ts(data.get("period_start")), "period_end": _ts(data.get("period_end")),
+            "created": invoice.created, "hosted_invoice_url": data.get("hosted_invoice_url") or "",
+            "invoice_pdf": data.get("invoice_pdf") or "",
+        })
+    return out
+
+
+def team_saved_cards(*, team: Team) -> list[dict]:
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id:
+        return []
+    from .stripe_gateway.customers import customer_payment_methods
+
+    return [
+        {"id": pm["id"], "brand": (pm.get("card") or {}).get("brand", ""), "last4": (pm.get("card") or {}).get("last4", ""),
+         "exp": f"{(pm.get('card') or {}).get('exp_month', '')}/{(pm.get('card') or {}).get('exp_year', '')}"}
+        for pm in customer_payment_methods(customer_id=customer_id)
+    ]
+
+
+def subscription_summary(subscription) -> dict | None:
+    if subscription is None:
+        return None
+    data = subscription.stripe_data or {}
+    found = subscription_plan_and_price(subscription)
+    plan, price = found if found else (None, {})
+    return {
+        "id": subscription.id, "status": data.get("status") or "",
+        "plan": plan, "lookup_key": (price or {}).get("lookup_key") or "",
+        "interval": ((price or {}).get("recurring") or {}).get("interval") or "",
+        "currency": data.get("currency") or "usd",
+        "current_period_start": subscription_period_start(subscription),
+        "current_period_end": subscription_period_end(subscription),
+        "cancel_at_period_end": bool(data.get("cancel_at_period_end")),
+        "cancel_at": _ts(data.get("cancel_at")),
+        "trial_end": _ts(data.get("trial_end")) if data.get("status") == "trialing" else None,
+        "default_payment_method": data.get("default_payment_method"),
+    }
+
+
+def billing_overview(*, team: Team, language: str | None = None) -> dict:
+    from billing_site.money import format_money
+
+    subscription = team_subscription(team=team) or team_subscription(team=team, include_ended=True)
+    summary = subscription_summary(subscription)
+    invoices = team_invoices(team=team, limit=12)
+    for invoice in invoices:
+        invoice["total_text"] = format_money(invoice["total"], invoice["currency"], language)
+    payment_method = None
+    pm_id = (summary or {}).get("default_payment_method")
+    if pm_id:
+        from djstripe.models import PaymentMethod
+
+        pm = PaymentMethod.objects.filter(id=pm_id).first()
+        card = ((pm.stripe_data if pm else {}) or {}).get("card") or {}
+        if card:
+            payment_method = {"brand": card.get("brand", ""), "last4": card.get("last4", ""),
+                              "exp": f"{card.get('exp_month')}/{card.get('exp_year')}"}
+    catalog = load_catalog()
+    other_prices = [
+        {"lookup_key": p.lookup_key, "plan": plan.name, "interval": p.interval}
+        for plan in catalog.plans for p in plan.prices
+        if not summary or p.lookup_key != summary["lookup_key"]
+    ]
+    return {
+        "plan": team_plan(team=team), "subscription": summary, "invoices": invoices,
+        "payment_method": payment_method, "other_prices": other_prices, "credit_packs": catalog.credit_packs,
+        "has_customer": bool(team_stripe_customer_id(team=team)),
+    }

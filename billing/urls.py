@@ -8,6 +8,15 @@ app_name = "billing"
 urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
     path("billing/", views.overview, name="overview"),
+    path("billing/checkout/success/", views.checkout_success, name="checkout_success"),
+    path("billing/checkout/cancel/", views.checkout_cancel, name="checkout_cancel"),
+    path("billing/checkout/<str:lookup_key>/", views.checkout_start, name="checkout"),
+    path("billing/change/<str:lookup_key>/", views.change_plan, name="change_plan"),
+    path("billing/subscription/cancel/", views.subscription_cancel, name="subscription_cancel"),
+    path("billing/subscription/resume/", views.subscription_resume, name="subscription_resume"),
+    path("billing/portal/", views.portal, name="portal"),
+    path("billing/pay/return/", views.payment_return, name="payment_return"),
+    path("billing/pay/<str:lookup_key>/", views.pay_credit_pack, name="pay_credit_pack"),
     # dj-stripe's URL scheme (`<uuid>` is WebhookEndpoint.djstripe_uuid), served by the project's own view.
     path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe_webhook"),
 ]

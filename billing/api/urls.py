@@ -1,1 +1,14 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("plans/", views.PlansApi.as_view(), name="billing-plans"),
+    path("subscription/", views.SubscriptionApi.as_view(), name="billing-subscription"),
+    path("subscription/resume/", views.SubscriptionResumeApi.as_view(), name="billing-subscription-resume"),
+    path("checkout-sessions/", views.CheckoutSessionApi.as_view(), name="billing-checkout-sessions"),
+    path("portal-sessions/", views.PortalSessionApi.as_view(), name="billing-portal-sessions"),
+    path("invoices/", views.InvoiceListApi.as_view(), name="billing-invoices"),
+    path("payments/", views.PaymentListApi.as_view(), name="billing-payments"),
+    path("payments/<str:payment_id>/", views.PaymentDetailApi.as_view(), name="billing-payment-detail"),
+]

@@ -3,6 +3,7 @@ The local mirror of Stripe objects is dj-stripe's tables. Every write to it goes
 retrieved from Stripe (never from an event's possibly stale snapshot when the object's current state matters).
 """
 import logging
+from decimal import Decimal
 
 from ..stripe_gateway import configure_module_sdk
 from ..stripe_gateway.sync import object_retrieve, retrievable_types
@@ -32,17 +33,38 @@ def _model_for(object_type: str):
     }.get(object_type)
 
 
+def _jsonable(value):
+    """The SDK (v15) turns decimal strings such as `unit_amount_decimal` into Decimal; JSON columns need strings."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# Objects with nested lists (subscription items, invoice lines, session line items) must reach dj-stripe as SDK
+# objects (it pages through them); they are re-retrieved through dj-stripe's own retrieve, with its expansions.
+_RETRIEVE_FOR_SYNC = {"subscription", "invoice", "checkout.session", "customer", "charge", "payment_intent"}
+
+
 def mirror_sync_object(*, data: dict):
     """Write one Stripe object (already fetched) into dj-stripe's tables. Returns the model instance or None."""
-    model = _model_for(data.get("object", ""))
+    object_type = data.get("object", "")
+    model = _model_for(object_type)
     if model is None:
         return None
     configure_module_sdk()  # dj-stripe fetches related objects with the module-level SDK
-    return model.sync_from_stripe_data(data)
+    if object_type in _RETRIEVE_FOR_SYNC and not data.get("deleted"):
+        return model.sync_from_stripe_data(model(id=data["id"]).api_retrieve())
+    return model.sync_from_stripe_data(_jsonable(data))
 
 
 def mirror_resync(*, object_type: str, object_id: str):
     """Re-retrieve an object from Stripe and mirror its current state (out-of-order events converge on it)."""
+    if object_type in _RETRIEVE_FOR_SYNC:
+        return mirror_sync_object(data={"object": object_type, "id": object_id})
     if object_type not in retrievable_types():
         return None
     return mirror_sync_object(data=object_retrieve(object_type=object_type, object_id=object_id))

@@ -23,3 +23,15 @@ def customer_search_by_team(*, team_id: int) -> list[dict]:
 @stripe_operation("customer_update")
 def customer_update(*, customer_id: str, params: dict, idempotency_key: str) -> dict:
     return to_dict(client().v1.customers.update(customer_id, params=params, options=write_options(idempotency_key)))
+
+
+@stripe_operation("customer_payment_methods")
+def customer_payment_methods(*, customer_id: str) -> list[dict]:
+    page = client().v1.customers.payment_methods.list(customer_id, params={"limit": 20})
+    return [to_dict(pm) for pm in page.data]
+
+
+@stripe_operation("payment_method_attach")
+def payment_method_attach(*, payment_method_id: str, customer_id: str, idempotency_key: str) -> dict:
+    return to_dict(client().v1.payment_methods.attach(
+        payment_method_id, params={"customer": customer_id}, options=write_options(idempotency_key)))

@@ -12,3 +12,61 @@ def team(db):
 def emulator_requests(emulator, method: str | None = None, path_prefix: str = "/v1/") -> list[dict]:
     query = f"/_emulator/requests?path_prefix={path_prefix}" + (f"&method={method}" if method else "")
     return emulator.control("GET", query)["data"]
+
+
+# ---- Stripe world helpers: catalog pushed, events fetched from the emulator and delivered signed ----------------
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import requests  # noqa: E402
+
+
+@pytest.fixture
+def billing_world(stripe_emulator, settings, db):
+    """The catalog pushed to a clean emulator and the webhook endpoint registered (its secret stored)."""
+    from djstripe.models import WebhookEndpoint
+
+    from billing.services.setup import catalog_push
+    from billing.webhooks import views
+
+    # Nothing listens here: the emulator's own deliveries fail fast; tests deliver events themselves.
+    settings.SITE_URL = "http://127.0.0.1:9"
+    views._ENDPOINT_CACHE.clear()
+    catalog_push(out=lambda line: None)
+    return WebhookEndpoint.objects.get()
+
+
+def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def deliver(client, endpoint, event: dict, *, timestamp: int | None = None, secret: str | None = None,
+            body: str | None = None):
+    from django.test import TestCase
+
+    body = json.dumps(event) if body is None else body
+    # The view enqueues processing on commit; inside a test transaction, run those callbacks as a commit would.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(
+            f"/stripe/webhook/{endpoint.djstripe_uuid}/", data=body, content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=sign(body, secret or endpoint.secret, timestamp),
+        )
+
+
+def stripe_events(types: set[str] | None = None) -> list[dict]:
+    """Every event the emulator created, oldest first (optionally only some types)."""
+    from billing.stripe_gateway.events import event_iter
+
+    events = list(event_iter(created_gte=0))
+    events.reverse()
+    return [e for e in events if types is None or e["type"] in types]
+
+
+def complete_checkout(emulator, session_id: str, card: str = "4242424242424242") -> requests.Response:
+    """Pay on the emulator's hosted Checkout page, as the browser form does (no redirect followed)."""
+    return requests.post(f"{emulator.url}/_emulator/checkout_sessions/{session_id}/complete",
+                         data={"card_number": card}, allow_redirects=False, timeout=10)

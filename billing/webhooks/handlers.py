@@ -218,3 +218,26 @@ def customer_deleted(*, event: dict) -> None:
     from ..services.customers import customer_unlink
 
     customer_unlink(stripe_customer_id=_obj(event)["id"])
+
+
+@webhook_handler("payment_intent.succeeded")
+def payment_intent_succeeded(*, event: dict) -> None:
+    """Credit packs bought outside Checkout (card + 3-D Secure on our page): granted once per payment intent."""
+    from ..stripe_gateway.payments import payment_intent_retrieve
+
+    intent = _obj(event)
+    metadata = intent.get("metadata") or {}
+    if metadata.get("kind") != "credit_pack":
+        return
+    intent = payment_intent_retrieve(payment_intent_id=intent["id"])  # current state, not the snapshot
+    if intent.get("status") != "succeeded":
+        return
+    team = _team_for_customer(intent.get("customer"))
+    if team is None:
+        logger.warning("payment intent %s has no known team; ignored", intent["id"])
+        return
+    credits_grant_for_purchase(team=team, amount=int(metadata.get("credits") or 0), reference=intent["id"])
+    send_team_email(team=team, template="payment_receipt", context={
+        "amount": format_money(intent.get("amount_received") or intent.get("amount") or 0, intent.get("currency") or "usd"),
+        "number": "", "hosted_invoice_url": "", "invoice_pdf": "",
+    })

@@ -28,6 +28,22 @@ def _usage_isolation(settings):
             client.delete(*keys)
 
 
+@pytest.fixture(autouse=True)
+def _celery_really_eager(request):
+    """
+    With REDIS_URL set, settings.CELERY_TASK_ALWAYS_EAGER is False and Celery reads the namespaced key
+    (CELERY_TASK_ALWAYS_EAGER) before the plain one, so the root conftest's `app.conf.task_always_eager = True` has
+    no effect. Set the namespaced key too (reported to the lead for the root conftest).
+    """
+    from billing_site.celery import app
+
+    eager = "celery_worker" not in request.keywords
+    previous = app.conf.get("CELERY_TASK_ALWAYS_EAGER")
+    app.conf.CELERY_TASK_ALWAYS_EAGER = eager
+    yield
+    app.conf.CELERY_TASK_ALWAYS_EAGER = previous
+
+
 @pytest.fixture
 def no_redis(settings):
     settings.USAGE_REDIS_URL = ""

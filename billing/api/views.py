@@ -1,0 +1,174 @@
+"""Billing API: plans, the team's subscription, Checkout and portal sessions, invoices and payments."""
+import django_filters
+from django.db.models import BigIntegerField, Q
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api.mixins import TeamScopedAPIMixin
+from billing_site.errors import ApplicationError, NotFoundError
+
+from .. import selectors
+from ..catalog import load_catalog
+from ..services import checkout as checkout_services
+from ..services import subscriptions as subscription_services
+from . import serializers as s
+
+
+def _subscription_payload(team) -> dict:
+    summary = selectors.subscription_summary(selectors.team_subscription(team=team))
+    if summary is None:
+        raise NotFoundError("no_subscription", "Your team has no active subscription.")
+    plan = summary.pop("plan")
+    summary["plan"] = {"key": plan.key if plan else "", "name": plan.name if plan else "",
+                       "lookup_key": summary.pop("lookup_key"), "interval": summary.pop("interval")}
+    summary.pop("default_payment_method", None)
+    return s.SubscriptionOutputSerializer(summary).data
+
+
+class PlansApi(APIView):
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        currency = checkout_services.currency_validate(request.query_params.get("currency"))
+        table = selectors.pricing_table(currency=currency)
+        results = []
+        for row in table["plans"]:
+            plan = row["plan"]
+            results.append(s.PlanSerializer({
+                "key": plan.key, "name": plan.name, "description": plan.description, "seats": plan.seats,
+                "rate_limit_per_second": plan.rate_limit_per_second, "included": plan.included,
+                "overage": plan.overage, "contact_sales": plan.contact_sales,
+                "prices": [{"lookup_key": p["lookup_key"], "interval": p["interval"], "amount": p["amount"],
+                            "currency": currency} for p in row["prices"]],
+            }).data)
+        packs = [{"lookup_key": r["pack"].lookup_key, "name": r["pack"].name, "credits": r["pack"].credits,
+                  "amount": r["amount"], "currency": currency} for r in table["credit_packs"]]
+        return Response({"count": len(results), "next": None, "previous": None, "results": results,
+                         "credit_packs": packs})
+
+
+class SubscriptionApi(TeamScopedAPIMixin, APIView):
+    def get(self, request):
+        return Response(_subscription_payload(self.team))
+
+    def patch(self, request):
+        """Without proration_date: the preview. With the preview's proration_date: the change, charged as shown."""
+        self.require_team_manager()
+        data = s.SubscriptionChangeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if "proration_date" not in data.validated_data:
+            preview = subscription_services.subscription_change_preview(
+                team=self.team, lookup_key=data.validated_data["lookup_key"])
+            return Response({"preview": {"lookup_key": preview.lookup_key, "amount_due": preview.amount_due,
+                                         "currency": preview.currency, "proration_date": preview.proration_date,
+                                         "lines": preview.lines}})
+        subscription_services.subscription_change(team=self.team, **data.validated_data)
+        return Response(_subscription_payload(self.team))
+
+    def delete(self, request):
+        self.require_team_manager()
+        subscription_services.subscription_cancel_at_period_end(team=self.team)
+        return Response(_subscription_payload(self.team))
+
+
+class SubscriptionResumeApi(TeamScopedAPIMixin, APIView):
+    def post(self, request):
+        self.require_team_manager()
+        subscription_services.subscription_resume(team=self.team)
+        return Response(_subscription_payload(self.team))
+
+
+class CheckoutSessionApi(TeamScopedAPIMixin, APIView):
+    def post(self, request):
+        self.require_team_manager()
+        data = s.CheckoutSessionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        try:
+            start = checkout_services.checkout_session_start(
+                team=self.team, user=user, request_token=request.headers.get("Idempotency-Key", ""),
+                **data.validated_data,
+            )
+        except NotFoundError as error:
+            # An unknown lookup key is a bad request for the API (the page answers 404).
+            raise ApplicationError(error.code, error.user_message, http_status=400) from error
+        return Response(s.CheckoutSessionOutputSerializer({"id": start.id, "url": start.url}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class PortalSessionApi(TeamScopedAPIMixin, APIView):
+    def post(self, request):
+        self.require_team_manager()
+        url = subscription_services.portal_session_start(team=self.team)
+        return Response(s.PortalSessionOutputSerializer({"url": url}).data, status=status.HTTP_201_CREATED)
+
+
+class InvoiceListApi(TeamScopedAPIMixin, APIView):
+    def get(self, request):
+        from rest_framework.pagination import PageNumberPagination
+
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(selectors.team_invoices(team=self.team), request, view=self)
+        return paginator.get_paginated_response(s.InvoiceOutputSerializer(page, many=True).data)
+
+
+class PaymentFilter(django_filters.FilterSet):
+    status = django_filters.CharFilter(field_name="status")
+    created_gte = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
+    created_lte = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lte")
+
+
+def _payment_row(charge) -> dict:
+    data = charge.stripe_data or {}
+    return {
+        "id": charge.id, "payment_intent": data.get("payment_intent"), "status": data.get("status") or "",
+        "amount": data.get("amount") or 0, "amount_refunded": data.get("amount_refunded") or 0,
+        "currency": data.get("currency") or "", "description": data.get("description"),
+        "receipt_url": data.get("receipt_url"), "invoice": data.get("invoice"), "created": charge.created,
+    }
+
+
+class PaymentQuerysetMixin(TeamScopedAPIMixin):
+    def get_queryset(self):
+        from djstripe.models import Charge
+
+        customer_id = selectors.team_stripe_customer_id(team=self.team)
+        return (Charge.objects.filter(customer_id=customer_id) if customer_id else Charge.objects.none()).annotate(
+            amount_minor=Cast(KeyTextTransform("amount", "stripe_data"), BigIntegerField())
+        )
+
+
+class PaymentListApi(PaymentQuerysetMixin, generics.ListAPIView):
+    """The team's charges (one per payment attempt), newest first; ?status=&created_gte=&created_lte=&ordering=."""
+    filterset_class = PaymentFilter
+    ordering_fields = {"created": "created", "amount": "amount_minor"}
+    ordering = ["-created"]
+
+    def get_ordering_fields(self):  # pragma: no cover - drf reads the attribute
+        return self.ordering_fields
+
+    def list(self, request, *args, **kwargs):
+        ordering = request.query_params.get("ordering", "-created")
+        field = ordering.lstrip("-")
+        if field not in ("created", "amount"):
+            raise ValidationError({"ordering": "Order by created or amount (prefix - for descending)."})
+        queryset = self.filter_queryset_only(self.get_queryset()).order_by(
+            ("-" if ordering.startswith("-") else "") + ("amount_minor" if field == "amount" else "created"), "id")
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(s.PaymentOutputSerializer([_payment_row(c) for c in page], many=True).data)
+
+    def filter_queryset_only(self, queryset):
+        return PaymentFilter(self.request.query_params, queryset=queryset).qs
+
+
+class PaymentDetailApi(PaymentQuerysetMixin, APIView):
+    def get(self, request, payment_id: str):
+        charge = self.get_queryset().filter(Q(id=payment_id) | Q(payment_intent_id=payment_id)).first()
+        if charge is None:
+            raise NotFoundError("not_found", "Payment not found.")
+        return Response(s.PaymentOutputSerializer(_payment_row(charge)).data)

@@ -1,0 +1,144 @@
+"""Checkout: subscriptions for plan lookup keys, one-time payment for credit packs. Stripe hosts the card form."""
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.urls import reverse
+
+from accounts.models import Team, User
+from billing_site.errors import ApplicationError, NotFoundError
+
+from ..catalog import load_catalog
+from ..selectors import price_id_for_lookup_key, team_has_had_subscription, team_subscription
+from ..stripe_gateway import checkout as checkout_gateway
+from .customers import customer_get_or_create
+
+logger = logging.getLogger(__name__)
+
+STRIPE_LOCALES = {"pt-br": "pt-BR", "en": "en"}
+
+
+@dataclass(frozen=True)
+class CheckoutStart:
+    id: str
+    url: str
+
+
+def currency_validate(currency: str | None) -> str:
+    catalog = load_catalog()
+    currency = (currency or catalog.default_currency).lower()
+    if currency not in catalog.currencies:
+        raise ApplicationError("unknown_currency", f"Currency {currency.upper()} is not offered.")
+    return currency
+
+
+def checkout_request_key(*, team: Team, lookup_key: str, currency: str, quantity: int, token: str = "") -> str:
+    """
+    The idempotency key of a checkout: `checkout:<team>:<token>` with the form's one-time token (or the API's
+    Idempotency-Key header), so a double submit or a retry after a timeout returns the same session.
+    """
+    token = token or hashlib.sha256(f"{lookup_key}:{currency}:{quantity}".encode()).hexdigest()[:16]
+    return f"checkout:{team.pk}:{token}"
+
+
+def checkout_session_start(
+    *, team: Team, user: User | None, lookup_key: str, currency: str | None = None, quantity: int = 1,
+    request_token: str = "",
+) -> CheckoutStart:
+    catalog = load_catalog()
+    currency = currency_validate(currency)
+    plan_and_price = catalog.plan_for_lookup_key(lookup_key)
+    pack = catalog.credit_pack_for_lookup_key(lookup_key)
+    if plan_and_price is None and pack is None:
+        raise NotFoundError("unknown_lookup_key", f"There is no price with the lookup key “{lookup_key}”.")
+    if not 1 <= int(quantity) <= 100:
+        raise ApplicationError("invalid_quantity", "Quantity must be between 1 and 100.")
+    price_id = price_id_for_lookup_key(lookup_key)
+    success_url = settings.SITE_URL + reverse("billing:checkout_success") + "?session_id={CHECKOUT_SESSION_ID}"
+    cancel_url = settings.SITE_URL + reverse("billing:checkout_cancel") + f"?lookup_key={lookup_key}"
+    metadata = {"team_id": str(team.pk), "lookup_key": lookup_key, "quantity": str(quantity)}
+    params: dict = {
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "client_reference_id": str(team.pk),
+        "currency": currency,
+        "allow_promotion_codes": True,
+        "locale": STRIPE_LOCALES.get(getattr(user, "language", "en"), "auto"),
+    }
+    if plan_and_price is not None:
+        plan, _price = plan_and_price
+        current = team_subscription(team=team)
+        if current is not None:
+            # One subscription per team: a second checkout would double-bill. Plan changes go through proration.
+            raise ApplicationError(
+                "already_subscribed",
+                f"Your team already has a subscription ({plan.name if _current_lookup(current) == lookup_key else 'another plan'}). "
+                "Change the plan from the billing page instead.",
+                http_status=409, extra={"change_url": reverse("billing:change_plan", args=[lookup_key])},
+            )
+        subscription_data: dict = {"metadata": {"team_id": str(team.pk), "plan_key": plan.key}}
+        if settings.TRIAL_PERIOD_DAYS and not team_has_had_subscription(team=team):
+            subscription_data["trial_period_days"] = settings.TRIAL_PERIOD_DAYS
+        metadata["kind"] = "subscription"
+        params.update(mode="subscription", line_items=[{"price": price_id, "quantity": 1}],
+                      subscription_data=subscription_data)
+    else:
+        metadata.update(kind="credit_pack", credits=str(pack.credits * int(quantity)))
+        params.update(mode="payment", line_items=[{"price": price_id, "quantity": int(quantity)}],
+                      # Not kind=credit_pack: Checkout grants by session id; only direct payments grant by intent.
+                      payment_intent_data={"metadata": {"team_id": str(team.pk), "source": "checkout",
+                                                        "lookup_key": lookup_key}})
+    params["metadata"] = metadata
+    params["customer"] = customer_get_or_create(team=team)
+    session = checkout_gateway.checkout_session_create(
+        params=params,
+        idempotency_key=checkout_request_key(team=team, lookup_key=lookup_key, currency=currency,
+                                             quantity=int(quantity), token=request_token),
+    )
+    logger.info("checkout session %s for team %s (%s, %s)", session["id"], team.pk, lookup_key, currency)
+    return CheckoutStart(id=session["id"], url=session["url"])
+
+
+def _current_lookup(subscription) -> str:
+    from ..selectors import subscription_plan_and_price
+
+    found = subscription_plan_and_price(subscription)
+    return (found[1].get("lookup_key") or "") if found else ""
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    session_id: str
+    status: str
+    payment_status: str
+    mode: str
+    description: str
+    amount_total: int
+    currency: str
+
+
+def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
+    """What the success page shows: read from the session itself (not from the webhook, which may lag)."""
+    from ..selectors import team_stripe_customer_id
+
+    session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
+    if session.get("customer") != team_stripe_customer_id(team=team):
+        raise NotFoundError("not_found", "This checkout session does not belong to your team.")
+    items = ((session.get("line_items") or {}).get("data")) or []
+    description = ", ".join(
+        f"{i.get('quantity', 1)} × {i.get('description') or (i.get('price') or {}).get('lookup_key') or ''}"
+        for i in items
+    )
+    if session.get("status") == "complete" and session.get("mode") == "subscription" and session.get("subscription"):
+        # Show the plan at once: mirror the subscription now rather than waiting for its webhook.
+        from .mirror import mirror_sync_object
+
+        subscription = session["subscription"]
+        if isinstance(subscription, dict):
+            mirror_sync_object(data=subscription)
+    return CheckoutResult(
+        session_id=session["id"], status=session.get("status") or "", payment_status=session.get("payment_status") or "",
+        mode=session.get("mode") or "", description=description, amount_total=session.get("amount_total") or 0,
+        currency=session.get("currency") or "usd",
+    )

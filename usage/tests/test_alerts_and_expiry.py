@@ -1,0 +1,104 @@
+"""Alerts to the owner at 80 %, 100 % and when credits run out, once per period; optional credit expiry."""
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from usage import selectors, services, tasks
+from usage.models import CreditLedgerEntry, UsageAlert, UsageEvent
+from usage.periods import period_for
+from usage.services import EventRow
+
+pytestmark = pytest.mark.django_db
+Reason = CreditLedgerEntry.Reason
+
+
+def use(team, quantity, key):
+    services.usage_events_store(rows=[EventRow(team_id=team.pk, metric="api_call", quantity=quantity,
+                                               occurred_at=timezone.now(), idempotency_key=key,
+                                               source=UsageEvent.Source.INGEST)])
+
+
+def test_quota_alerts_are_sent_once_each_per_period(team_and_owner, set_plan):
+    team, owner = team_and_owner
+    set_plan(team, "pro", included=100)
+    use(team, 79, "a")
+    assert tasks.usage_alerts_task() == 0 and mail.outbox == []
+    use(team, 1, "b")
+    assert tasks.usage_alerts_task() == 1
+    assert tasks.usage_alerts_task() == 0
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == [owner.email]
+    assert "80%" in mail.outbox[0].subject and "80 of the 100" in mail.outbox[0].body
+    use(team, 500, "c")
+    assert tasks.usage_alerts_task() == 1
+    assert tasks.usage_alerts_task() == 0
+    assert len(mail.outbox) == 2 and "used up" in mail.outbox[1].subject
+    assert "billed per unit" in mail.outbox[1].body
+    assert set(UsageAlert.objects.values_list("kind", flat=True)) == {"quota_80", "quota_100"}
+    # A new period has its own alerts.
+    next_period = period_for(period_for().end)
+    assert services.usage_alert_send(team=team, kind=UsageAlert.Kind.QUOTA_80, metric="api_call",
+                                     period_start=next_period.start, context={"used": 1, "included": 1,
+                                                                               "threshold": 80})
+    assert len(mail.outbox) == 3
+
+
+def test_alert_email_in_the_owners_language(team_and_owner, set_plan):
+    team, owner = team_and_owner
+    owner.language = "pt-br"
+    owner.save()
+    set_plan(team, "free", included=10)
+    use(team, 10, "a")
+    assert tasks.usage_alerts_task() == 2  # 80 % and 100 % crossed at once
+    assert {m.to[0] for m in mail.outbox} == {owner.email}
+
+
+def test_credits_exhausted_alert_once_per_period(team_and_owner, django_capture_on_commit_callbacks):
+    team, owner = team_and_owner
+    with django_capture_on_commit_callbacks(execute=True):
+        services.credits_remove(team=team, amount=2, reason=Reason.USAGE, reference="c1")
+    assert mail.outbox == []
+    with django_capture_on_commit_callbacks(execute=True):
+        services.credits_remove(team=team, amount=1, reason=Reason.USAGE, reference="c2")
+    assert len(mail.outbox) == 1 and "no credits left" in mail.outbox[0].subject
+    services.credits_grant(team=team, amount=1, reason=Reason.PURCHASE, reference="cs_1")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.credits_remove(team=team, amount=1, reason=Reason.USAGE, reference="c3")
+    assert len(mail.outbox) == 1
+    assert UsageAlert.objects.filter(kind="credits_exhausted").count() == 1
+
+
+def test_failed_email_is_retried_later(team_and_owner, set_plan, monkeypatch):
+    team, owner = team_and_owner
+    set_plan(team, "pro", included=10)
+    use(team, 8, "a")
+
+    def smtp_down(*args, **kwargs):
+        raise OSError("SMTP down")
+
+    monkeypatch.setattr("django.core.mail.send_mail", smtp_down)
+    with pytest.raises(OSError):
+        services.usage_alerts_check(team=team)
+    assert not UsageAlert.objects.exists()
+    monkeypatch.undo()
+    set_plan(team, "pro", included=10)
+    assert len(services.usage_alerts_check(team=team)) == 1
+
+
+def test_credit_expiry_is_off_by_default_and_expires_only_old_unspent_purchases(team_and_owner, settings):
+    team, owner = team_and_owner
+    old = services.credits_grant(team=team, amount=10, reason=Reason.PURCHASE, reference="cs_old")
+    CreditLedgerEntry.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(days=400))
+    services.credits_grant(team=team, amount=5, reason=Reason.PURCHASE, reference="cs_new")
+    services.credits_remove(team=team, amount=4, reason=Reason.USAGE, reference="u1")
+    assert services.credits_expire(team=team) is None  # USAGE_CREDIT_EXPIRY_DAYS unset
+    settings.USAGE_CREDIT_EXPIRY_DAYS = 365
+    # Oldest first: the 4 spent came out of the old purchase (the signup grant is newer here), 6 of it remain.
+    entry = services.credits_expire(team=team)
+    assert entry.delta == -6 and entry.reason == Reason.EXPIRY
+    assert selectors.credits_balance(team=team) == 3 + 5 + 10 - 4 - 6
+    # Nothing old is left unspent: a second run (or the daily task) expires nothing more.
+    assert services.credits_expire(team=team) is None
+    assert tasks.usage_credits_expire_task() == 0
+    assert selectors.credits_balance(team=team) == 8
