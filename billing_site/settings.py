@@ -317,6 +317,11 @@ USAGE_BUFFER_STALE_SECONDS = env.int("USAGE_BUFFER_STALE_SECONDS", default=300)
 # (Stripe aggregates meter events asynchronously; recent minutes are not final yet).
 USAGE_METER_REPORT_BATCH_SIZE = env.int("USAGE_METER_REPORT_BATCH_SIZE", default=100)
 USAGE_METER_DRIFT_SETTLE_SECONDS = env.int("USAGE_METER_DRIFT_SETTLE_SECONDS", default=3600)
+# Per-call usage debits (reason "usage") commit with synchronous_commit=off on PostgreSQL: the balance row is
+# released without waiting for the WAL flush (x10 debits/s on one team). A database crash can lose the last
+# fraction of a second of such debits (those calls go uncharged); it can never make a balance negative or split a
+# debit from its ledger row. Purchases, grants, clawbacks and staff actions always commit synchronously.
+USAGE_ASYNC_COMMIT_USAGE_DEBITS = env.bool("USAGE_ASYNC_COMMIT_USAGE_DEBITS", default=True)
 # Purchased credits expire after this many days; unset/0: never (the default).
 USAGE_CREDIT_EXPIRY_DAYS = env.int("USAGE_CREDIT_EXPIRY_DAYS", default=0)
 # Alert thresholds (percent of the included amount); each alert goes to the owner once per period.

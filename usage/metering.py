@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -254,7 +255,15 @@ def meter_request(*, request: Request, metric: str, quantity: int = 1, credits: 
                       user_id=user.pk if user is not None and user.is_authenticated else None,
                       metadata={"path": request.path[:200]})
     backend = get_backend()
-    admission = backend.admit(policy=policy, event=event, period=period, defer=credits > 0)
+    try:
+        admission = backend.admit(policy=policy, event=event, period=period, defer=credits > 0)
+    except RedisError:
+        # Fail closed: an unmetered call would be unbilled and unlimited. Programs retry on 503 + Retry-After.
+        logger.exception("metering unavailable (Redis) for team %s", team.pk, extra={"team_id": team.pk})
+        return MeteringOutcome(Admission(status=ratelimit.RATE_LIMITED, limit=policy.rate_limit_per_second,
+                                         remaining=0), error_response(
+            "metering_unavailable", "Usage metering is briefly unavailable. Please retry in a few seconds.", 503,
+            headers={"Retry-After": "5"}))
     if admission.status == ratelimit.RATE_LIMITED:
         retry_after = max(1, math.ceil(admission.retry_after_ms / 1000))
         return MeteringOutcome(admission, _deny(

@@ -47,7 +47,7 @@ COUNTER_MISSING = 4  # the period counter is not in Redis: seed it from the data
 # KEYS: 1 token bucket hash, 2 period counter, 3 event buffer list
 # ARGV: 1 rate (tokens/s), 2 burst, 3 quantity, 4 included, 5 hard limit (-1: none), 6 defer (1: never record
 #       here, the caller pays credits first), 7 credits mode (1: past `included` needs payment), 8 event JSON,
-#       9 counter TTL seconds
+#       9 counter TTL seconds (unused here: set when the counter is seeded)
 # Returns {status, remaining tokens, retry after ms, reset ms, used (after, when admitted)}
 ADMIT_LUA = """
 local used = redis.call('GET', KEYS[2])
@@ -87,8 +87,8 @@ if hard_limit >= 0 and after > hard_limit then return {3, remaining, 0, reset_ms
 if tonumber(ARGV[6]) == 1 or (tonumber(ARGV[7]) == 1 and after > tonumber(ARGV[4])) then
   return {2, remaining, 0, reset_ms, used}
 end
+-- The counter keeps the TTL it was seeded with (INCRBY does not touch it): no EXPIRE on the hot path.
 redis.call('INCRBY', KEYS[2], quantity)
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[9]))
 redis.call('RPUSH', KEYS[3], ARGV[8])
 return {1, remaining, 0, reset_ms, after}
 """

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+import json
+from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
@@ -168,10 +169,13 @@ def credits_remove(*, team: Team, amount: int, reason: str, reference: str, crea
     Idempotent on (team, reason, reference) like credits_grant.
     """
     _validate_credit_args(amount=amount, reason=reason, reference=reference)
-    now_db = CreditBalance._meta.get_field("updated").get_db_prep_save(timezone.now(), connection)
+    now_db = timezone.now() if connection.vendor == "postgresql" else \
+        CreditBalance._meta.get_field("updated").get_db_prep_save(timezone.now(), connection)
+    # Per-call usage debits only: see USAGE_ASYNC_COMMIT_USAGE_DEBITS in settings and docs/usage.md.
+    async_commit = settings.USAGE_ASYNC_COMMIT_USAGE_DEBITS and reason == CreditLedgerEntry.Reason.USAGE
     try:
-        with transaction.atomic():
-            if allow_partial:
+        if allow_partial:
+            with transaction.atomic():
                 balance_row = CreditBalance.objects.select_for_update().filter(team=team).first()
                 current = balance_row.balance if balance_row else 0
                 take = min(current, amount)
@@ -181,26 +185,21 @@ def credits_remove(*, team: Team, amount: int, reason: str, reference: str, crea
                 entry = _insert_entry(team=team, delta=-take, balance_after=current - take, reason=reason,
                                       reference=reference, created_by=created_by, note=note, metadata=metadata)
                 balance_after = current - take
-            else:
-                # The conditional UPDATE is the whole concurrency story: see the module docstring.
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"UPDATE {_BALANCE_TABLE} SET balance = balance - %s, updated = %s "
-                        f"WHERE team_id = %s AND balance >= %s RETURNING balance",
-                        [amount, now_db, team.pk, amount],
-                    )
-                    row = cursor.fetchone()
-                if row is None:
-                    raise InsufficientCreditsError(balance=credits_balance_of(team_id=team.pk), required=amount)
-                balance_after = row[0]
-                entry = _insert_entry(team=team, delta=-amount, balance_after=balance_after, reason=reason,
-                                      reference=reference, created_by=created_by, note=note, metadata={})
+        elif connection.vendor == "postgresql":
+            # One statement: its own transaction in autocommit, or part of the caller's transaction.
+            balance_after, entry = _debit(team=team, amount=amount, reason=reason, reference=reference,
+                                          created_by=created_by, note=note, now_db=now_db, async_commit=async_commit)
+        else:
+            with transaction.atomic():
+                balance_after, entry = _debit(team=team, amount=amount, reason=reason, reference=reference,
+                                              created_by=created_by, note=note, now_db=now_db)
     except _DuplicateEntry:
         return _existing_entry(team=team, reason=reason, reference=reference)
     except InsufficientCreditsError:
-        existing = _existing_entry(team=team, reason=reason, reference=reference)
-        if existing is not None:
-            return existing  # a replay of a removal that succeeded earlier
+        if allow_partial or connection.vendor != "postgresql":  # usage_credit_debit checked for a replay already
+            existing = _existing_entry(team=team, reason=reason, reference=reference)
+            if existing is not None:
+                return existing  # a replay of a removal that succeeded earlier
         raise
     if balance_after == 0 and entry.delta != 0:
         from .tasks import usage_alert_credits_exhausted_task
@@ -208,6 +207,48 @@ def credits_remove(*, team: Team, amount: int, reason: str, reference: str, crea
         team_id = team.pk
         transaction.on_commit(lambda: usage_alert_credits_exhausted_task.delay(team_id))
     return entry
+
+
+def _debit(*, team: Team, amount: int, reason: str, reference: str, created_by: User | None, note: str,
+           now_db, async_commit: bool = False) -> tuple[int, CreditLedgerEntry]:
+    """
+    The conditional debit: `UPDATE balance SET balance = balance - n WHERE team = t AND balance >= n` plus the
+    ledger insert. The conditional UPDATE is the whole concurrency story (see the module docstring). On PostgreSQL
+    both run server-side in the function `usage_credit_debit` (migration 0002): one round trip, and the balance row
+    is locked only while the server runs it. SQLite (one writer at a time anyway) runs the two statements here.
+    Raises InsufficientCreditsError or _DuplicateEntry (the caller's atomic block then rolls the UPDATE back).
+    """
+    entry = CreditLedgerEntry(team=team, delta=-amount, balance_after=0, reason=reason, reference=reference,
+                              created_by=created_by, note=note[:500], metadata={}, created=timezone.now())
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_BALANCE_TABLE} SET balance = balance - %s, updated = %s "
+                f"WHERE team_id = %s AND balance >= %s RETURNING balance",
+                [amount, now_db, team.pk, amount],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            raise InsufficientCreditsError(balance=credits_balance_of(team_id=team.pk), required=amount)
+        inserted = _insert_entry(team=team, delta=-amount, balance_after=row[0], reason=reason, reference=reference,
+                                 created_by=created_by, note=note, metadata={})
+        return row[0], inserted
+    metadata_db = CreditLedgerEntry._meta.get_field("metadata").get_db_prep_save({}, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT outcome, balance_after, entry_id FROM usage_credit_debit(%s::bigint, %s::bigint, %s::text, "
+            "%s::text, %s::bigint, %s::text, %s::jsonb, %s::timestamptz, %s::boolean)",
+            [team.pk, amount, reason, reference, created_by.pk if created_by else None, note[:500], metadata_db,
+             entry.created, async_commit],
+        )
+        outcome, balance_after, entry_id = cursor.fetchone()
+    if outcome == "insufficient":
+        raise InsufficientCreditsError(balance=balance_after, required=amount)
+    if outcome == "duplicate":
+        raise _DuplicateEntry()
+    entry.pk = entry_id
+    entry.balance_after = balance_after
+    return balance_after, entry
 
 
 def credits_balance_of(*, team_id: int) -> int:
@@ -276,31 +317,60 @@ def usage_events_store(*, rows: list[EventRow]) -> list[EventRow]:
     daily totals in the same transaction. Returns the rows that were new. Call inside transaction.atomic() when more
     must commit with them; it opens its own otherwise.
     """
+    new_rows, _ids = usage_events_store_with_ids(rows=rows)
+    return new_rows
+
+
+def usage_events_store_with_ids(*, rows: list[EventRow]) -> tuple[list[EventRow], dict[tuple[int, str], int]]:
+    """usage_events_store, also answering the new rows' ids by (team_id, idempotency_key)."""
     if not rows:
-        return []
+        return [], {}
     now = timezone.now()
-    inserted: set[tuple[int, str]] = set()
+    inserted: dict[tuple[int, str], int] = {}
     with transaction.atomic():
-        for start in range(0, len(rows), _EVENT_CHUNK):
-            chunk = rows[start:start + _EVENT_CHUNK]
-            params: list = []
-            for row in chunk:
-                event = UsageEvent(team_id=row.team_id, api_key_id=row.api_key_id, user_id=row.user_id,
-                                   metric=row.metric, quantity=row.quantity, occurred_at=row.occurred_at,
-                                   idempotency_key=row.idempotency_key, source=row.source,
-                                   metadata=row.metadata or {}, created=now)
-                params.extend(f.get_db_prep_save(getattr(event, f.attname), connection) for f in _EVENT_FIELDS)
-            values = ", ".join(["(" + ", ".join(["%s"] * len(_EVENT_FIELDS)) + ")"] * len(chunk))
+        chunk_size = 5000 if connection.vendor == "postgresql" else _EVENT_CHUNK  # arrays have no placeholder limit
+        for start in range(0, len(rows), chunk_size):
+            chunk = rows[start:start + chunk_size]
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {UsageEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES {values} "
-                    f"ON CONFLICT (team_id, idempotency_key) DO NOTHING RETURNING team_id, idempotency_key",
-                    params,
-                )
-                inserted.update((team_id, key) for team_id, key in cursor.fetchall())
+                if connection.vendor == "postgresql":
+                    _insert_events_postgres(cursor, chunk, now)
+                else:
+                    _insert_events_generic(cursor, chunk, now)
+                inserted.update(((team_id, key), pk) for pk, team_id, key in cursor.fetchall())
         new_rows = [row for row in rows if (row.team_id, row.idempotency_key) in inserted]
         _daily_totals_add(rows=new_rows)
-    return new_rows
+    return new_rows, inserted
+
+
+_INSERT_TAIL = "ON CONFLICT (team_id, idempotency_key) DO NOTHING RETURNING id, team_id, idempotency_key"
+
+
+def _insert_events_postgres(cursor, chunk: list[EventRow], now: datetime) -> None:
+    # One array per column and unnest(): a short statement with 10 parameters, however many rows (a VALUES list
+    # of 500 rows has 5,000 placeholders that the driver must parse and adapt one by one).
+    cursor.execute(
+        f"INSERT INTO {UsageEvent._meta.db_table} (team_id, api_key_id, user_id, metric, quantity, occurred_at, "
+        f"idempotency_key, source, metadata, created) "
+        f"SELECT t, a, u, m, q, o, k, s, d::jsonb, %s FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
+        f"%s::text[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[]) "
+        f"AS x(t, a, u, m, q, o, k, s, d) {_INSERT_TAIL}",
+        [now, [r.team_id for r in chunk], [r.api_key_id for r in chunk], [r.user_id for r in chunk],
+         [r.metric for r in chunk], [r.quantity for r in chunk], [r.occurred_at for r in chunk],
+         [r.idempotency_key for r in chunk], [r.source for r in chunk],
+         [json.dumps(r.metadata or {}, separators=(",", ":")) for r in chunk]],
+    )
+
+
+def _insert_events_generic(cursor, chunk: list[EventRow], now: datetime) -> None:
+    params: list = []
+    for row in chunk:
+        event = UsageEvent(team_id=row.team_id, api_key_id=row.api_key_id, user_id=row.user_id, metric=row.metric,
+                           quantity=row.quantity, occurred_at=row.occurred_at, idempotency_key=row.idempotency_key,
+                           source=row.source, metadata=row.metadata or {}, created=now)
+        params.extend(f.get_db_prep_save(getattr(event, f.attname), connection) for f in _EVENT_FIELDS)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(_EVENT_FIELDS)) + ")"] * len(chunk))
+    cursor.execute(
+        f"INSERT INTO {UsageEvent._meta.db_table} ({_EVENT_COLUMNS}) VALUES {values} {_INSERT_TAIL}", params)
 
 
 def _daily_totals_add(*, rows: list[EventRow]) -> None:
@@ -423,7 +493,7 @@ def usage_events_ingest(*, team: Team, events: list, api_key: APIKey | None = No
                              api_key_id=api_key.pk if api_key else None, user_id=user.pk if user else None,
                              metadata=metadata))
     with transaction.atomic():
-        new_rows = usage_events_store(rows=rows)
+        new_rows, new_ids = usage_events_store_with_ids(rows=rows)
         _charge_ingested_overage(team=team, new_rows=new_rows, period_start=current.start, period_end=current.end)
     if new_rows:
         from .metering import get_backend
@@ -433,26 +503,36 @@ def usage_events_ingest(*, team: Team, events: list, api_key: APIKey | None = No
             if current.contains(row.occurred_at):
                 added[row.metric] += row.quantity
         transaction.on_commit(lambda: get_backend().counters_add(team_id=team.pk, period=current, added=dict(added)))
-    stored = {
-        e.idempotency_key: e
-        for e in UsageEvent.objects.filter(team=team, idempotency_key__in=[r.idempotency_key for r in rows])
-    }
-    new_keys = {row.idempotency_key for row in new_rows}
-    payload = [usage_event_as_dict(stored[row.idempotency_key], duplicate=row.idempotency_key not in new_keys)
-               for row in rows]
+    # New events are answered from what we inserted; only repeats are read back (the original wins).
+    repeated_keys = [row.idempotency_key for row in rows if (team.pk, row.idempotency_key) not in new_ids]
+    originals = {
+        values["idempotency_key"]: values
+        for values in UsageEvent.objects.filter(team=team, idempotency_key__in=repeated_keys).values(
+            "id", "idempotency_key", "metric", "quantity", "occurred_at", "source", "api_key_id", "metadata")
+    } if repeated_keys else {}
+    payload = []
+    for row in rows:
+        new_id = new_ids.get((team.pk, row.idempotency_key))
+        if new_id is not None:
+            payload.append(_event_payload(new_id, row.idempotency_key, row.metric, row.quantity, row.occurred_at,
+                                          row.source, row.api_key_id, row.metadata or {}, False))
+        else:
+            o = originals[row.idempotency_key]
+            payload.append(_event_payload(o["id"], o["idempotency_key"], o["metric"], o["quantity"],
+                                          o["occurred_at"], o["source"], o["api_key_id"], o["metadata"], True))
     return IngestResult(events=payload, created=len(new_rows), duplicates=len(rows) - len(new_rows))
 
 
-def usage_event_as_dict(event: UsageEvent, *, duplicate: bool = False) -> dict:
+def _event_payload(pk, key, metric, quantity, occurred_at, source, api_key_id, metadata, duplicate) -> dict:
     return {
-        "id": event.pk,
-        "idempotency_key": event.idempotency_key,
-        "metric": event.metric,
-        "quantity": event.quantity,
-        "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
-        "source": event.source,
-        "api_key_id": event.api_key_id,
-        "metadata": event.metadata,
+        "id": pk,
+        "idempotency_key": key,
+        "metric": metric,
+        "quantity": quantity,
+        "occurred_at": occurred_at.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z"),
+        "source": source,
+        "api_key_id": api_key_id,
+        "metadata": metadata,
         "duplicate": duplicate,
     }
 

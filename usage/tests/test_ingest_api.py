@@ -181,3 +181,19 @@ def test_usage_page_renders_an_svg_chart(team_and_owner, client):
     assert "<svg" in html and html.count('class="usage-bar"') == len(period_for().days)
     assert "8 of 1,000 api_call included" in html
     assert "3 credits left" in html
+
+
+def test_admin_lists_usage_records(admin_client, api_key_client):
+    services.usage_events_ingest(team=api_key_client.team, events=batch(2)["events"])
+    for name in ["creditledgerentry", "creditbalance", "usageevent", "meterreport", "meterdriftcheck", "usagealert",
+                 "usageperiodclose", "teamusagepolicy"]:
+        response = admin_client.get(reverse(f"admin:usage_{name}_changelist"))
+        assert response.status_code == 200, name
+    assert admin_client.get(reverse("admin:usage_creditledgerentry_add")).status_code == 403
+
+
+def test_usage_run_command_flushes(api_key_client, capsys):
+    from django.core.management import call_command
+
+    call_command("usage_run", "flush")
+    assert "flushed" in capsys.readouterr().out

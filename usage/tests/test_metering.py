@@ -160,3 +160,16 @@ def test_flush_survives_a_worker_dying_mid_batch(api_key_client, needs_redis, se
     assert UsageEvent.objects.filter(team=team).count() == 4
     assert sum(UsageDailyTotal.objects.filter(team=team).values_list("quantity", flat=True)) == 4
     assert client.zcard(keys[2]) == 0 and metering.buffer_length() == 0
+
+
+def test_metering_fails_closed_with_503_when_redis_is_down(api_key_client, needs_redis, settings):
+    from usage import ratelimit as rl
+
+    settings.USAGE_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    try:
+        response = api_key_client.get(PING)
+    finally:
+        rl._redis_clients.pop("redis://127.0.0.1:1/0", None)
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "metering_unavailable"
+    assert api_key_client.get(reverse("api:demo-ping")).status_code == 200
