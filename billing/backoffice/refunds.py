@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Sum
-from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 from djstripe import models as djstripe_models
 
-from accounts.models import Membership, Team
+from accounts.models import Team
 from billing.models import AuditEntry, RefundRequest
 from billing.stripe_gateway import refunds as refund_gateway
 from billing_site.errors import ApplicationError, BillingError, NotFoundError, PermissionDeniedError
@@ -435,7 +433,6 @@ def refund_request_apply_stripe_refund(*, refund: dict, refund_request_id: int |
             return None  # a refund made elsewhere (Stripe dashboard): nothing of ours to move
         refund_request_id = match
     stripe_status = refund.get("status") or ""
-    notify = False
     with transaction.atomic():
         refund_request = RefundRequest.objects.select_for_update().filter(pk=refund_request_id).first()
         if refund_request is None:
@@ -460,7 +457,6 @@ def refund_request_apply_stripe_refund(*, refund: dict, refund_request_id: int |
                          before=before, after=_snapshot(refund_request))
         if stripe_status == "succeeded" and refund_request.status == Status.PROCESSING:
             _complete_locked(refund_request)
-            notify = True
         elif stripe_status in ("failed", "canceled") and refund_request.status in (Status.PROCESSING,
                                                                                    Status.SUCCEEDED):
             before = _snapshot(refund_request)
@@ -472,8 +468,6 @@ def refund_request_apply_stripe_refund(*, refund: dict, refund_request_id: int |
             audit_record(staff=StaffContext.system(), action=AuditEntry.Action.REFUND_FAILED,
                          target_type="refund_request", target_id=refund_request.pk, team=refund_request.team,
                          before=before, after=_snapshot(refund_request) | {"error": refund_request.last_error})
-        if notify:
-            transaction.on_commit(lambda: refund_request_notify_customer(refund_request_id=refund_request.pk))
     return refund_request
 
 
@@ -545,31 +539,6 @@ def _clawback_credits(refund_request: RefundRequest) -> int:
                  after={"credits_removed": removed, "shortfall": to_remove - removed},
                  reason=f"refund_request:{refund_request.pk}")
     return removed
-
-
-# --------------------------------------------------------------------------------------------------- email
-
-def refund_request_notify_customer(*, refund_request_id: int) -> bool:
-    """Email the team's billing address that the refund is on its way (once; in the owner's language)."""
-    with transaction.atomic():
-        refund_request = RefundRequest.objects.select_for_update(of=("self",)).select_related("team").get(pk=refund_request_id)
-        if refund_request.customer_notified_at or refund_request.team is None:
-            return False
-        refund_request.customer_notified_at = timezone.now()
-        refund_request.save(update_fields=["customer_notified_at", "updated"])
-    team = refund_request.team
-    owner = (Membership.objects.filter(team=team, role=Membership.Role.OWNER).select_related("user")
-             .order_by("created").first())
-    language = owner.user.language if owner else settings.LANGUAGE_CODE
-    with translation.override(language):
-        context = {"team": team, "refund_request": refund_request,
-                   "amount": format_money(refund_request.amount_minor, refund_request.currency,
-                                          language=language)}
-        subject = render_to_string("billing/email/refund_succeeded_subject.txt", context).strip()
-        body = render_to_string("billing/email/refund_succeeded.txt", context)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [team.billing_email])
-    logger.info("refund email sent for refund request %s to team %s", refund_request.pk, team.pk)
-    return True
 
 
 def refund_requests_stuck(*, older_than_minutes: int = 15):

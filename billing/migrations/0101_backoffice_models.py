@@ -121,7 +121,6 @@ class Migration(migrations.Migration):
                 ('last_error', models.TextField(blank=True, default='', help_text='Last Stripe error, shown to staff.')),
                 ('last_error_code', models.CharField(blank=True, default='', max_length=64)),
                 ('credits_clawed_back', models.BigIntegerField(default=0, help_text='Credits removed because of this refund.')),
-                ('customer_notified_at', models.DateTimeField(blank=True, null=True)),
                 ('created', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
                 ('updated', models.DateTimeField(auto_now=True)),
                 ('approved_at', models.DateTimeField(blank=True, null=True)),

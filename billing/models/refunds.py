@@ -69,7 +69,6 @@ class RefundRequest(models.Model):
     last_error_code = models.CharField(max_length=64, blank=True, default="")
 
     credits_clawed_back = models.BigIntegerField(default=0, help_text="Credits removed because of this refund.")
-    customer_notified_at = models.DateTimeField(null=True, blank=True)
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
     updated = models.DateTimeField(auto_now=True)
