@@ -551,12 +551,10 @@ def refund_requests_stuck(*, older_than_minutes: int = 15):
 def refund_requests_close_for_dispute(*, charge_id: str, dispute_id: str) -> int:
     """Cancel requests of a now disputed charge that never reached Stripe (the dispute decides the money)."""
     closed = 0
-    try:
-        mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=charge_id))
-    except BillingError:
-        logger.warning("charge %s mirror not refreshed after dispute %s", charge_id, dispute_id)
     pending = RefundRequest.objects.filter(stripe_charge_id=charge_id, status__in=[Status.REQUESTED, Status.APPROVED],
                                            stripe_refund_id__isnull=True)
+    if not pending.exists():
+        return 0
     for refund_request_id in pending.values_list("pk", flat=True):
         with transaction.atomic():
             refund_request = RefundRequest.objects.select_for_update().get(pk=refund_request_id)

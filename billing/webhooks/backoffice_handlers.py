@@ -27,8 +27,13 @@ def _current_refund(snapshot: dict) -> dict:
 
 @webhook_handler("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 def refund_requests_on_refund_event(*, event: dict) -> None:
-    refund = _current_refund(event["data"]["object"])
-    refund_request_apply_stripe_refund(refund=refund)
+    snapshot = event["data"]["object"]
+    meta_id = str((snapshot.get("metadata") or {}).get("refund_request_id") or "")
+    ours = RefundRequest.objects.filter(stripe_refund_id=snapshot["id"]).exists() or (
+        meta_id.isdigit() and RefundRequest.objects.filter(pk=int(meta_id)).exists())
+    if not ours:
+        return  # a refund made elsewhere (Stripe dashboard): no request of ours to move, no Stripe call
+    refund_request_apply_stripe_refund(refund=_current_refund(snapshot))
 
 
 @webhook_handler("charge.refunded")
