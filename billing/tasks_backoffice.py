@@ -39,9 +39,17 @@ def refund_requests_resume_stuck_task() -> int:
 
 @shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900)
 def reconcile_task(since_iso: str | None = None) -> int:
+    """Scheduled reconciliation: objects created in the last BACKOFFICE_RECONCILE_LOOKBACK_DAYS (the command does
+    everything, or `--since`)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
     from django.utils.dateparse import parse_datetime
 
     from billing.backoffice.reconciliation import reconciliation_run
 
-    run = reconciliation_run(since=parse_datetime(since_iso) if since_iso else None, triggered_by="schedule")
+    since = parse_datetime(since_iso) if since_iso else (
+        timezone.now() - timedelta(days=settings.BACKOFFICE_RECONCILE_LOOKBACK_DAYS))
+    run = reconciliation_run(since=since, triggered_by="schedule")
     return run.drift_count

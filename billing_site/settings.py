@@ -350,6 +350,8 @@ BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS = env.int("BACKOFFICE_MAX_TRIAL_EXTENSION_DA
 BACKOFFICE_REFUND_STUCK_MINUTES = env.int("BACKOFFICE_REFUND_STUCK_MINUTES", default=60)
 # The back office's tasks live in billing/tasks_backoffice.py, which autodiscovery (tasks.py only) does not see.
 CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "billing.tasks_backoffice"]
+# The scheduled run compares objects created in the last N days (the command compares everything, or --since).
+BACKOFFICE_RECONCILE_LOOKBACK_DAYS = env.int("BACKOFFICE_RECONCILE_LOOKBACK_DAYS", default=35)
 CELERY_BEAT_SCHEDULE["backoffice-reconcile"] = {
     "task": "billing.tasks_backoffice.reconcile_task",
     "schedule": env.int("BACKOFFICE_RECONCILE_EVERY_SECONDS", default=6 * 3600),

@@ -192,10 +192,18 @@ def reconciliation_drift_repair(*, staff: StaffContext, drift_id: int) -> Reconc
     if drift.status != ReconciliationDrift.Status.OPEN:
         return drift
     if drift.kind == Kind.REFUND_STUCK:
-        from .refunds import refund_request_execute
+        from billing.stripe_gateway.refunds import refund_retrieve
 
-        refund_request_execute(refund_request_id=int(drift.object_id))
-        result = RefundRequest.objects.get(pk=int(drift.object_id)).status
+        from .refunds import refund_request_apply_stripe_refund, refund_request_execute
+
+        refund_request = RefundRequest.objects.get(pk=int(drift.object_id))
+        if refund_request.stripe_refund_id:
+            # Stripe answered but the end state never arrived (lost webhook): ask Stripe for it.
+            refund_request_apply_stripe_refund(refund=refund_retrieve(refund_id=refund_request.stripe_refund_id),
+                                               refund_request_id=refund_request.pk)
+        else:
+            refund_request_execute(refund_request_id=refund_request.pk)
+        result = RefundRequest.objects.get(pk=refund_request.pk).status
     elif drift.object_type in MIRROR:
         mirror_refresh(kind=drift.object_type, object_id=drift.object_id)
         result = "resynced"

@@ -169,3 +169,22 @@ def test_reconciliation_detects_and_repairs_injected_drift(admin_client, paying_
     assert AuditEntry.objects.filter(action="reconciliation.repaired", target_id=charge.id).exists()
     call_command("reconcile", since="2000-01-01")
     assert not ReconciliationDrift.objects.filter(kind="charge_refunded", status="open").exists()
+
+
+def test_stuck_refund_with_a_lost_webhook_is_repaired_from_stripe(admin_client, paying_team, finance_user,
+                                                                  bo_stripe, monkeypatch):
+    from billing.tasks_backoffice import reconcile_task
+
+    _team, _owner, charge = paying_team
+    real_create = refund_services.refund_gateway.refund_create
+    monkeypatch.setattr(refund_services.refund_gateway, "refund_create",
+                        lambda **kw: {**real_create(**kw), "status": "pending"})
+    rr = refund_services.refund_request_create(staff=staff(finance_user), charge_id=charge.id, amount_minor=800,
+                                               currency="usd", reason="requested_by_customer")
+    RefundRequest.objects.filter(pk=rr.pk).update(updated="2000-01-01T00:00:00Z")
+    reconcile_task.delay()  # the scheduled run (eager in tests)
+    drift = ReconciliationDrift.objects.get(kind="refund_stuck", object_id=str(rr.pk))
+    admin_client.post(reverse("admin:billing_reconciliationdrift_repair", args=[drift.pk]))
+    rr.refresh_from_db()
+    assert rr.status == RefundRequest.Status.SUCCEEDED
+    assert len([r for r in bo_stripe.store.all("refund") if r["charge"] == charge.id]) == 1
