@@ -19,6 +19,11 @@ class BillingConfig(AppConfig):
             f for f in Session.expand_fields if f not in ("total_details.breakdown", "line_items.data.discounts")
         ]
         _json_fields_accept_decimals()
+        # dj-stripe (its admin actions, its stock view, BO's code) calls the module-level SDK: point it where the
+        # gateway points (api base, pinned version, key, retries) from the start, not only after a gateway call.
+        from .stripe_gateway import configure_module_sdk
+
+        configure_module_sdk()
 
 
 def _json_fields_accept_decimals() -> None:

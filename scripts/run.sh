@@ -31,6 +31,9 @@ if "$PY" manage.py help billing_setup >/dev/null 2>&1; then
   "$PY" manage.py billing_setup
 fi
 "$PY" manage.py demo_setup
+if "$PY" manage.py help billing_demo >/dev/null 2>&1; then
+  "$PY" manage.py billing_demo
+fi
 
 if [ -n "${REDIS_URL:-}" ]; then
   echo "REDIS_URL is set: starting a Celery worker and beat (logs in ${RUN_DIR}/)"

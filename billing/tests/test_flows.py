@@ -173,3 +173,41 @@ def test_renewal_through_a_test_clock_pays_and_emails_a_receipt(billing_world, o
     assert any("Receipt" in m.subject and "$99.00" in m.subject for m in mail.outbox)
     assert team_plan(team=team).key == "pro"
     assert not WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED).exists()
+
+
+@pytest.mark.django_db
+def test_subscription_api_404_without_one_and_invoices_api_lists_pdf_links(billing_world, owner_client, team, stripe_emulator, settings):
+    assert owner_client.get("/api/v1/subscription/").status_code == 404
+    settings.TRIAL_PERIOD_DAYS = 0
+    subscribe(owner_client, stripe_emulator)
+    deliver_new(owner_client, billing_world, set())
+    body = owner_client.get("/api/v1/subscription/").json()
+    assert body["status"] == "active" and body["plan"]["lookup_key"] == "pro_monthly"
+    invoices = owner_client.get("/api/v1/invoices/").json()
+    assert invoices["count"] == 1
+    first = invoices["results"][0]
+    assert first["total"] == 9900 and first["status"] == "paid" and first["invoice_pdf"] and first["hosted_invoice_url"]
+    page = owner_client.get(reverse("billing:overview")).content.decode()
+    assert first["invoice_pdf"] in page and "$99.00" in page
+    plans = owner_client.get("/api/v1/plans/?currency=brl").json()
+    pro = next(p for p in plans["results"] if p["key"] == "pro")
+    assert {"lookup_key": "pro_monthly", "interval": "month", "amount": 49900, "currency": "brl"} in pro["prices"]
+
+
+@pytest.mark.django_db
+def test_webhook_event_admin_lists_and_replays(billing_world, client, team):
+    from accounts.tests.factories import UserFactory
+
+    from .test_webhooks import _event
+
+    admin_user = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(admin_user)
+    deliver(client, billing_world, _event("evt_admin_1", "radar.early_fraud_warning.created",
+                                          {"id": "x", "object": "radar.early_fraud_warning"}))
+    assert client.get("/admin/billing/webhookevent/").status_code == 200
+    assert client.get("/admin/billing/webhookevent/?q=evt_admin_1").status_code == 200
+    stored = WebhookEvent.objects.get(stripe_event_id="evt_admin_1")
+    response = client.post("/admin/billing/webhookevent/", {"action": "replay_selected", "_selected_action": [stored.pk]})
+    assert response.status_code == 302
+    stored.refresh_from_db()
+    assert stored.status == WebhookEvent.Status.PROCESSED and stored.attempts == 1

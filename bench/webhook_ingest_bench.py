@@ -1,0 +1,78 @@
+"""
+Webhook ingest: the same N signed events posted to (a) the project's endpoint (verify, store, enqueue, 2xx) and
+(b) dj-stripe's stock synchronous view (verify, then process inline: it re-retrieves each object from Stripe),
+both under gunicorn with the same workers, same machine, same run. Prints acks/s, p50/p99 and the ratio, then the
+project's endpoint paced at 200 events/s (the p99 target). No assertions: figures only.
+
+Needs DATABASE_URL (PostgreSQL) and REDIS_URL; uses the offline emulator as Stripe. `-n` events (default 1000).
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _webhook_common as common  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+        print("webhook_ingest_bench: set DATABASE_URL (PostgreSQL) and REDIS_URL; skipped.")
+        return 0
+    from stripe_emulator.testing import start_emulator
+
+    emulator = start_emulator(port=0)
+    os.environ["STRIPE_API_BASE"] = emulator.url
+    common.django_setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from billing.models import WebhookEvent
+    from billing.stripe_gateway._core import client
+    from billing_site.celery import app
+
+    sdk = client()
+    customers = [sdk.v1.customers.create(params={"email": f"bench{i}@example.com"}).to_dict() for i in range(50)]
+    port = common.free_port()
+    base = f"http://127.0.0.1:{port}"
+    endpoint = common.endpoint_row(base)
+    env = {"STRIPE_API_BASE": emulator.url}
+    server = common.start_gunicorn(port, env, workers=args.workers)
+    try:
+        run = os.urandom(4).hex()
+        print(f"webhook ingest: {args.n} signed customer.updated events, gunicorn {args.workers} workers x 4 threads, "
+              f"{args.concurrency} concurrent senders")
+        ours = [common.event_body(f"evt_ours_{run}_{i}", "customer.updated", customers[i % 50]) for i in range(args.n)]
+        stock = [common.event_body(f"evt_stock_{run}_{i}", "customer.updated", customers[i % 50]) for i in range(args.n)]
+        # Warm both paths (connections, imports, caches) before measuring.
+        warm = [common.event_body(f"evt_warm_{run}_{i}", "customer.updated", customers[i % 50]) for i in range(40)]
+        common.post_all(f"{base}/stripe/webhook/{endpoint.djstripe_uuid}/", warm[:20], args.concurrency)
+        common.post_all(f"{base}/djstripe/webhook/{endpoint.djstripe_uuid}/", warm[20:], args.concurrency)
+        a = common.summary("project endpoint (async)", *common.post_all(
+            f"{base}/stripe/webhook/{endpoint.djstripe_uuid}/", ours, args.concurrency))
+        b = common.summary("dj-stripe stock view (sync)", *common.post_all(
+            f"{base}/djstripe/webhook/{endpoint.djstripe_uuid}/", stock, args.concurrency))
+        print(f"  ratio (acks/s ours / stock): {a['acks_per_s'] / b['acks_per_s']:.1f}x   "
+              f"(p99 ours {a['p99_ms']:.1f} ms vs stock {b['p99_ms']:.1f} ms)")
+        paced = [common.event_body(f"evt_paced_{run}_{i}", "customer.updated", customers[i % 50])
+                 for i in range(min(args.n, 2000))]
+        common.summary("project endpoint @200/s", *common.post_all(
+            f"{base}/stripe/webhook/{endpoint.djstripe_uuid}/", paced, args.concurrency, rate=200.0))
+    finally:
+        server.terminate()
+        server.wait(10)
+        app.control.purge()  # the enqueued processing tasks are not part of this benchmark
+        WebhookEvent.objects.filter(stripe_event_id__startswith="evt_").filter(
+            stripe_event_id__contains="_" + run + "_").delete()
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
