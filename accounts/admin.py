@@ -1,8 +1,22 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.utils.translation import gettext_lazy as _
 
+from . import services
 from .models import APIKey, Invitation, Membership, Team, User
+
+
+class EmailUserCreationForm(AdminUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("email",)
+
+
+class EmailUserChangeForm(UserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
 
 
 class MembershipInline(admin.TabularInline):
@@ -15,6 +29,8 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = EmailUserChangeForm
+    add_form = EmailUserCreationForm
     ordering = ["email"]
     list_display = ["email", "full_name", "is_staff", "is_active", "date_joined"]
     list_filter = ["is_staff", "is_superuser", "is_active", "groups", "language"]
@@ -26,7 +42,7 @@ class UserAdmin(DjangoUserAdmin):
         (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
 
 
 @admin.register(Team)
@@ -57,6 +73,7 @@ class InvitationAdmin(admin.ModelAdmin):
     list_select_related = ["team"]
     exclude = ["token_hash"]
     readonly_fields = ["team", "email", "role", "status", "invited_by", "created", "accepted_at"]
+    show_full_result_count = False
 
     def has_add_permission(self, request):
         return False  # invitations are sent by team admins from the site, with a token only they receive
@@ -70,9 +87,19 @@ class APIKeyAdmin(admin.ModelAdmin):
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created"]
     search_fields = ["name", "prefix", "team__name", "created_by__email"]
     list_select_related = ["team", "created_by"]
+    # Everything is read-only: revocation goes through the action below (a service call, logged).
     fields = ["name", "prefix", "team", "created_by", "created", "last_used_at", "expires_at", "revoked_at"]
-    readonly_fields = ["name", "prefix", "team", "created_by", "created", "last_used_at"]
+    readonly_fields = fields
+    actions = ["revoke_selected"]
     show_full_result_count = False
 
     def has_add_permission(self, request):
         return False  # keys are created by the team (secret shown once to them), never by staff
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        count = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            services.api_key_revoke_by_staff(api_key=api_key, staff_user=request.user)
+            count += 1
+        self.message_user(request, _("%(count)d key(s) revoked.") % {"count": count}, messages.SUCCESS)

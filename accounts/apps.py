@@ -5,3 +5,7 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "accounts"
     verbose_name = "Accounts and teams"
+
+    def ready(self) -> None:
+        # Registers the OpenAPI description of API-key authentication with drf-spectacular.
+        from .api import schema  # noqa: F401

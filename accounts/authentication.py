@@ -10,6 +10,7 @@ from .services import api_key_hash, api_key_touch
 # One message for every failure so that a caller learns nothing about whether a key exists.
 INVALID_KEY_MESSAGE = "Invalid API key. Create a new key on the API keys page."
 
+
 class APIKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -18,7 +19,8 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         parts = header.split()
-        if parts[0] != self.keyword:
+        # The scheme is case-insensitive (RFC 9110); other schemes are left to other authenticators.
+        if not parts or parts[0].lower() != self.keyword.lower():
             return None
         if len(parts) != 2 or not parts[1].startswith("sk_") or "." not in parts[1]:
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE, code="invalid_api_key")

@@ -1,16 +1,32 @@
 from django import forms
 from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from .models import Membership, User
 
 
+class EmailAuthenticationForm(AuthenticationForm):
+    """Django's login form with an email input (the username is the email address)."""
+
+    def __init__(self, request=None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        self.fields["username"].label = _("Email")
+        self.fields["username"].widget = forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+        self.fields["password"].label = _("Password")
+
+
 class SignupForm(forms.Form):
     email = forms.EmailField(label=_("Email"), widget=forms.EmailInput(attrs={"autocomplete": "email"}))
     password = forms.CharField(
-        label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label=_("Password"), strip=False, help_text=_("At least 8 characters, not only digits, not a common password."),
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
-    team_name = forms.CharField(label=_("Team name"), max_length=120, required=False)
+    team_name = forms.CharField(
+        label=_("Team name"), max_length=120, required=False,
+        help_text=_("You can invite colleagues to this team later."),
+        widget=forms.TextInput(attrs={"autocomplete": "organization"}),
+    )
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
@@ -30,7 +46,7 @@ class SignupForm(forms.Form):
 
 
 class InvitationForm(forms.Form):
-    email = forms.EmailField(label=_("Email"))
+    email = forms.EmailField(label=_("Email"), widget=forms.EmailInput(attrs={"autocomplete": "off"}))
     role = forms.ChoiceField(
         label=_("Role"),
         choices=[(Membership.Role.MEMBER, _("Member")), (Membership.Role.ADMIN, _("Admin"))],
@@ -41,5 +57,6 @@ class InvitationForm(forms.Form):
 class APIKeyForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=100)
     expires_at = forms.DateTimeField(
-        label=_("Expires (optional)"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        label=_("Expires"), required=False, help_text=_("Date and time in UTC. Leave empty for no expiry."),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -28,6 +29,10 @@ class UserManager(BaseUserManager):
         extra_fields["is_superuser"] = True
         return self._create_user(email, password, **extra_fields)
 
+    def get_by_natural_key(self, username: str):
+        # Emails are stored lower case, so "Ana@Example.com" logs in as ana@example.com.
+        return self.get(**{self.model.USERNAME_FIELD: (username or "").strip().lower()})
+
 
 class User(AbstractBaseUser, PermissionsMixin):
     """A person. Email is the login; there is no username."""
@@ -53,9 +58,17 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["email"]
+        constraints = [
+            # Case-insensitive uniqueness in the database too, whatever path a row takes (admin, shell, import).
+            models.UniqueConstraint(Lower("email"), name="unique_user_email_case_insensitive"),
+        ]
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = (self.email or "").strip().lower()
 
     def get_full_name(self) -> str:
         return self.full_name or self.email
@@ -132,6 +145,10 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} → {self.team}"
+
+    @property
+    def is_expired(self) -> bool:
+        return (timezone.now() - self.created).total_seconds() > settings.INVITATION_MAX_AGE_SECONDS
 
 
 class APIKey(models.Model):

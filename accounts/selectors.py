@@ -1,9 +1,10 @@
 """Reads for accounts and teams."""
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from billing_site.errors import NotFoundError
 
-from .models import APIKey, Membership, Team, User
+from .models import APIKey, Invitation, Membership, Team, User
 
 
 def user_teams(*, user: User) -> QuerySet[Membership]:
@@ -18,11 +19,33 @@ def user_current_membership(*, user: User, team_id: int | None = None) -> Member
     return memberships.first()
 
 
+SESSION_TEAM_KEY = "team_id"
+
+
+def user_session_membership(*, user: User, session) -> Membership | None:
+    """
+    The membership the signed-in user's pages act through: the team chosen with the team switcher while the user
+    still belongs to it, else their first team. A stale choice (removed from that team) falls back instead of
+    locking the user out with 404s.
+    """
+    team_id = session.get(SESSION_TEAM_KEY)
+    membership = user_current_membership(user=user, team_id=team_id) if team_id is not None else None
+    if membership is None:
+        if team_id is not None:
+            session.pop(SESSION_TEAM_KEY, None)
+        membership = user_current_membership(user=user)
+    return membership
+
+
+def team_pending_invitations(*, team: Team) -> QuerySet[Invitation]:
+    return team.invitations.filter(status=Invitation.Status.PENDING).order_by("created")
+
+
 def team_get_for_user(*, user: User, team_id: int) -> Team:
     """A team the user belongs to; any other id is 404, never 403, so ids do not leak."""
     membership = user_current_membership(user=user, team_id=team_id)
     if membership is None:
-        raise NotFoundError("not_found", "Team not found.")
+        raise NotFoundError("not_found", _("Team not found."))
     return membership.team
 
 

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from billing_site.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
@@ -39,11 +40,11 @@ def user_signup(*, email: str, password: str, team_name: str = "", language: str
     """Create a user, their personal team and the owner membership, all or nothing."""
     email = email.strip().lower()
     if User.objects.filter(email__iexact=email).exists():
-        raise ApplicationError("email_taken", "An account with this email already exists.")
+        raise ApplicationError("email_taken", _("An account with this email already exists."))
     try:
         user = User.objects.create_user(email=email, password=password, language=language)
     except (IntegrityError, ValidationError) as exc:
-        raise ApplicationError("email_taken", "An account with this email already exists.") from exc
+        raise ApplicationError("email_taken", _("An account with this email already exists.")) from exc
     team = team_create(name=team_name or f"{email.split('@')[0]}'s team", billing_email=email, owner=user)
     logger.info("user signed up", extra={"user_id": user.pk, "team_id": team.pk})
     return user
@@ -67,16 +68,18 @@ def team_may_add_seat(*, team: Team) -> bool:
     limit = team_seat_limit(team=team)
     if limit is None:
         return True
-    used = team.memberships.count() + team.invitations.filter(status=Invitation.Status.PENDING).count()
-    return used < limit
+    # A pending invitation holds a seat until it is accepted, cancelled or expired.
+    valid_since = timezone.now() - timedelta(seconds=settings.INVITATION_MAX_AGE_SECONDS)
+    held = team.invitations.filter(status=Invitation.Status.PENDING, created__gt=valid_since).count()
+    return team.memberships.count() + held < limit
 
 
 def _require_manager(*, team: Team, user: User) -> Membership:
     membership = Membership.objects.filter(team=team, user=user).first()
     if membership is None:
-        raise NotFoundError("not_found", "Team not found.")
+        raise NotFoundError("not_found", _("Team not found."))
     if not membership.can_manage:
-        raise PermissionDeniedError("forbidden", "Only the team's owner or an admin can do this.")
+        raise PermissionDeniedError("forbidden", _("Only the team's owner or an admin can do this."))
     return membership
 
 
@@ -86,15 +89,28 @@ def _hash_token(token: str) -> str:
 
 @transaction.atomic
 def invitation_create(*, team: Team, email: str, role: str, invited_by: User) -> tuple[Invitation, str]:
-    """Invite an email address to the team. Returns the invitation and the accept URL (the token is not stored)."""
+    """
+    Invite an email address to the team. Returns the invitation and the accept URL (the token is not stored).
+
+    Inviting an address that already has a pending invitation replaces it: the old link stops working and a new
+    one is sent. That is how a lost or expired link is re-sent, and an expired invitation never blocks a new one.
+    """
     _require_manager(team=team, user=invited_by)
     email = email.strip().lower()
-    if role == Membership.Role.OWNER:
-        raise ApplicationError("invalid_role", "Invite as admin or member; ownership is not transferable by invite.")
+    if role not in (Membership.Role.ADMIN, Membership.Role.MEMBER):
+        raise ApplicationError(
+            "invalid_role", _("Invite as admin or member; ownership is not transferable by invite.")
+        )
+    # Lock the team row (lock order: team, then invitations) so that two invitations sent at once cannot both take
+    # the last free seat.
+    Team.objects.select_for_update().filter(pk=team.pk).first()
     if team.memberships.filter(user__email__iexact=email).exists():
-        raise ApplicationError("already_member", "This person is already a member of the team.")
+        raise ApplicationError("already_member", _("This person is already a member of the team."))
+    team.invitations.filter(email=email, status=Invitation.Status.PENDING).update(status=Invitation.Status.REVOKED)
     if not team_may_add_seat(team=team):
-        raise ApplicationError("seat_limit", "Your plan has no free seat. Upgrade to add more members.")
+        raise ApplicationError(
+            "seat_limit", _("Your plan has no free seat. Upgrade to add more members."), http_status=402
+        )
     token = secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
@@ -102,37 +118,69 @@ def invitation_create(*, team: Team, email: str, role: str, invited_by: User) ->
                 team=team, email=email, role=role, token_hash=_hash_token(token), invited_by=invited_by
             )
     except IntegrityError as exc:
-        raise ApplicationError("already_invited", "This address already has a pending invitation.") from exc
+        raise ApplicationError("already_invited", _("This address already has a pending invitation.")) from exc
     accept_url = settings.SITE_URL + reverse("accounts:invitation_accept", args=[token])
+    # The invitee's language is unknown; the inviter's is the best guess (they usually share one).
     with translation.override(invited_by.language):
+        subject = _("You are invited to %(team)s") % {"team": team.name}
         body = render_to_string(
             "accounts/email/invitation.txt", {"team": team, "invited_by": invited_by, "accept_url": accept_url}
         )
-    transaction.on_commit(
-        lambda: send_mail(f"You are invited to {team.name}", body, settings.DEFAULT_FROM_EMAIL, [email])
-    )
+    transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email]))
+    logger.info("invitation created", extra={"team_id": team.pk, "invitation_id": invitation.pk})
     return invitation, accept_url
 
 
 @transaction.atomic
 def invitation_accept(*, token: str, user: User) -> Membership:
+    # Lock order, here and in invitation_create: the team row, then its invitations. The team lock also makes the
+    # seat check below exact when two invitees accept at once.
+    team_id = Invitation.objects.filter(token_hash=_hash_token(token)).values_list("team_id", flat=True).first()
+    if team_id is not None:
+        Team.objects.select_for_update().filter(pk=team_id).first()
     invitation = (
         Invitation.objects.select_for_update().filter(token_hash=_hash_token(token)).select_related("team").first()
     )
     if invitation is None or invitation.status != Invitation.Status.PENDING:
-        raise NotFoundError("invitation_invalid", "This invitation link is invalid or was already used.")
-    age = (timezone.now() - invitation.created).total_seconds()
-    if age > settings.INVITATION_MAX_AGE_SECONDS:
-        raise ApplicationError("invitation_expired", "This invitation has expired. Ask for a new one.")
+        raise NotFoundError("invitation_invalid", _("This invitation link is invalid or was already used."))
+    if invitation.is_expired:
+        raise ApplicationError("invitation_expired", _("This invitation has expired. Ask for a new one."))
     if invitation.email != user.email.lower():
-        raise PermissionDeniedError("invitation_other_email", "This invitation was sent to another email address.")
-    membership, _ = Membership.objects.get_or_create(
-        user=user, team=invitation.team, defaults={"role": invitation.role}
+        raise PermissionDeniedError(
+            "invitation_other_email", _("This invitation was sent to another email address.")
+        )
+    already_member = Membership.objects.filter(user=user, team=invitation.team).first()
+    if already_member is None:
+        # The pending invitation held a seat; the plan may have shrunk since it was sent.
+        from .selectors import team_seat_limit
+
+        limit = team_seat_limit(team=invitation.team)
+        if limit is not None and invitation.team.memberships.count() >= limit:
+            raise ApplicationError(
+                "seat_limit", _("This team has no free seat left. Ask its owner to upgrade the plan."),
+                http_status=402,
+            )
+    membership = already_member or Membership.objects.create(
+        user=user, team=invitation.team, role=invitation.role
     )
     invitation.status = Invitation.Status.ACCEPTED
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["status", "accepted_at"])
+    logger.info("invitation accepted", extra={"team_id": invitation.team_id, "invitation_id": invitation.pk,
+                                              "user_id": user.pk})
     return membership
+
+
+@transaction.atomic
+def invitation_revoke(*, team: Team, invitation_id: int, revoked_by: User) -> Invitation:
+    _require_manager(team=team, user=revoked_by)
+    invitation = team.invitations.select_for_update().filter(pk=invitation_id).first()
+    if invitation is None:
+        raise NotFoundError("not_found", _("Invitation not found."))
+    if invitation.status == Invitation.Status.PENDING:
+        invitation.status = Invitation.Status.REVOKED
+        invitation.save(update_fields=["status"])
+    return invitation
 
 
 @transaction.atomic
@@ -140,10 +188,11 @@ def membership_remove(*, team: Team, user_id: int, removed_by: User) -> None:
     _require_manager(team=team, user=removed_by)
     membership = Membership.objects.filter(team=team, user_id=user_id).first()
     if membership is None:
-        raise NotFoundError("not_found", "Member not found.")
+        raise NotFoundError("not_found", _("Member not found."))
     if membership.role == Membership.Role.OWNER:
-        raise ApplicationError("owner_required", "The team's owner cannot be removed.")
+        raise ApplicationError("owner_required", _("The team's owner cannot be removed."))
     membership.delete()
+    logger.info("member removed", extra={"team_id": team.pk, "user_id": user_id, "removed_by": removed_by.pk})
 
 
 # --- API keys ---------------------------------------------------------------------------------------------------
@@ -164,7 +213,7 @@ def api_key_create(
 ) -> CreatedAPIKey:
     _require_manager(team=team, user=created_by)
     if expires_at is not None and expires_at <= timezone.now():
-        raise ApplicationError("invalid_expiry", "The expiry date must be in the future.")
+        raise ApplicationError("invalid_expiry", _("The expiry date must be in the future."))
     prefix = secrets.token_hex(API_KEY_PREFIX_BYTES)
     raw_key = f"sk_{prefix}.{secrets.token_urlsafe(API_KEY_SECRET_BYTES)}"
     api_key = APIKey(team=team, name=name, prefix=prefix, hashed_key=api_key_hash(raw_key), created_by=created_by,
@@ -181,6 +230,18 @@ def api_key_revoke(*, api_key: APIKey, revoked_by: User) -> APIKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
         logger.info("api key revoked", extra={"team_id": api_key.team_id, "api_key_id": api_key.pk})
+    return api_key
+
+
+def api_key_revoke_by_staff(*, api_key: APIKey, staff_user: User) -> APIKey:
+    """Back-office revocation (a leaked key reported to support): no team role needed, staff only."""
+    if not staff_user.is_staff:
+        raise PermissionDeniedError("forbidden", _("Only staff can revoke keys from the back office."))
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        logger.info("api key revoked by staff", extra={"team_id": api_key.team_id, "api_key_id": api_key.pk,
+                                                       "staff_user_id": staff_user.pk})
     return api_key
 
 

@@ -2,12 +2,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from . import views
+from .forms import EmailAuthenticationForm
 
 app_name = "accounts"
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", auth_views.LoginView.as_view(
+            redirect_authenticated_user=True, authentication_form=EmailAuthenticationForm
+        ), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "password-reset/",
@@ -26,6 +29,7 @@ urlpatterns = [
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("team/members/", views.members, name="members"),
     path("team/members/<int:user_id>/remove/", views.member_remove, name="member_remove"),
+    path("team/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
     path("team/switch/<int:team_id>/", views.switch_team, name="switch_team"),
     path("team/api-keys/", views.api_keys, name="api_keys"),
     path("team/api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),

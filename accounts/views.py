@@ -3,6 +3,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language, gettext as _
 from django.views.decorators.http import require_POST
 
@@ -10,6 +11,19 @@ from billing_site.errors import ApplicationError
 
 from . import selectors, services
 from .forms import APIKeyForm, InvitationForm, SignupForm
+
+# One-time values (a new key's secret, a new invitation link) travel from the POST to the following GET in the
+# session and are removed when shown: Post/Redirect/Get, so reloading the page never creates a second key.
+SESSION_NEW_API_KEY = "new_api_key"
+SESSION_NEW_INVITE_URL = "new_invite_url"
+
+
+def _safe_next(request, fallback: str) -> str:
+    """The `next` parameter when it points back into this site; anything else would be an open redirect."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
 
 
 def signup(request):
@@ -29,31 +43,29 @@ def signup(request):
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, _("Welcome! Your team is ready."))
-            return redirect(request.GET.get("next") or "billing:overview")
-    return render(request, "accounts/signup.html", {"form": form})
+            return redirect(_safe_next(request, "billing:overview"))
+    return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request, "")})
 
 
 def _current_membership(request):
-    membership = selectors.user_current_membership(user=request.user, team_id=request.session.get("team_id"))
+    membership = selectors.user_session_membership(user=request.user, session=request.session)
     if membership is None:
         raise Http404
     return membership
 
 
 @login_required
+@require_POST
 def switch_team(request, team_id: int):
-    team = selectors.team_get_for_user(user=request.user, team_id=team_id) if request.method == "POST" else None
-    if team is None:
-        return redirect("accounts:members")
-    request.session["team_id"] = team.id
-    return redirect(request.POST.get("next") or "billing:overview")
+    team = selectors.team_get_for_user(user=request.user, team_id=team_id)  # someone else's team: 404
+    request.session[selectors.SESSION_TEAM_KEY] = team.id
+    return redirect(_safe_next(request, "billing:overview"))
 
 
 @login_required
 def members(request):
     membership = _current_membership(request)
     form = InvitationForm(request.POST or None)
-    invite_url = None
     if request.method == "POST" and form.is_valid():
         try:
             _invitation, invite_url = services.invitation_create(
@@ -63,16 +75,22 @@ def members(request):
             form.add_error(None, error.user_message)
         else:
             messages.success(request, _("Invitation sent to %(email)s.") % {"email": form.cleaned_data["email"]})
-            form = InvitationForm()
+            request.session[SESSION_NEW_INVITE_URL] = invite_url
+            return redirect("accounts:members")
+    invite_url = request.session.pop(SESSION_NEW_INVITE_URL, None) if request.method == "GET" else None
     context = {
         "membership": membership,
         "members": selectors.team_members(team=membership.team),
-        "invitations": membership.team.invitations.filter(status="pending"),
+        "invitations": selectors.team_pending_invitations(team=membership.team),
         "form": form,
         "invite_url": invite_url,
         "may_add_seat": services.team_may_add_seat(team=membership.team),
+        "seat_limit": selectors.team_seat_limit(team=membership.team),
     }
-    return render(request, "accounts/members.html", context)
+    response = render(request, "accounts/members.html", context)
+    if invite_url:
+        response["Cache-Control"] = "no-store"  # the page shows a one-time invitation link
+    return response
 
 
 @login_required
@@ -89,14 +107,33 @@ def member_remove(request, user_id: int):
 
 
 @login_required
+@require_POST
+def invitation_revoke(request, invitation_id: int):
+    membership = _current_membership(request)
+    try:
+        services.invitation_revoke(team=membership.team, invitation_id=invitation_id, revoked_by=request.user)
+    except ApplicationError as error:
+        if error.http_status == 404:
+            raise Http404 from error
+        messages.error(request, error.user_message)
+    else:
+        messages.success(request, _("Invitation cancelled."))
+    return redirect("accounts:members")
+
+
 def invitation_accept(request, token: str):
+    """Anyone with the link sees this page; accepting needs the account of the invited address."""
+    if not request.user.is_authenticated:
+        return render(request, "accounts/invitation_accept.html", {"token": token, "next": request.path})
     if request.method == "POST":
         try:
             membership = services.invitation_accept(token=token, user=request.user)
         except ApplicationError as error:
-            messages.error(request, error.user_message)
-            return render(request, "accounts/invitation_accept.html", {"token": token}, status=error.http_status)
-        request.session["team_id"] = membership.team_id
+            return render(
+                request, "accounts/invitation_accept.html", {"token": token, "error": error.user_message},
+                status=error.http_status,
+            )
+        request.session[selectors.SESSION_TEAM_KEY] = membership.team_id
         messages.success(request, _("You joined %(team)s.") % {"team": membership.team.name})
         return redirect("billing:overview")
     return render(request, "accounts/invitation_accept.html", {"token": token})
@@ -106,14 +143,19 @@ def invitation_accept(request, token: str):
 def api_keys(request):
     membership = _current_membership(request)
     form = APIKeyForm(request.POST or None)
-    created = None
     if request.method == "POST" and form.is_valid():
         try:
             created = services.api_key_create(team=membership.team, created_by=request.user, **form.cleaned_data)
         except ApplicationError as error:
-            form.add_error(None, error.user_message)
+            # Members see no form (they cannot create keys), so their refusal goes to the page's messages.
+            if membership.can_manage:
+                form.add_error(None, error.user_message)
+            else:
+                messages.error(request, error.user_message)
         else:
-            form = APIKeyForm()
+            request.session[SESSION_NEW_API_KEY] = {"id": created.api_key.pk, "raw_key": created.raw_key}
+            return redirect("accounts:api_keys")
+    created = request.session.pop(SESSION_NEW_API_KEY, None) if request.method == "GET" else None
     response = render(
         request,
         "accounts/api_keys.html",

@@ -1,8 +1,9 @@
 """
 Credits: debits per second under 64 concurrent threads on PostgreSQL, all against ONE team's balance (the worst
 case: every debit serialises on the same row), with the exact final balance checked.
-The 64 threads run in 4 processes x 16 threads, as they would in 4 gunicorn workers (one Python process would
-measure its own GIL rather than the database). Set USAGE_BENCH_PROCESSES=1 for one process of 64 threads.
+The 64 threads run in 2 processes x 32 threads, as in the 2 gunicorn workers of `make run` (one Python process would
+measure its own GIL rather than the database; more processes than cores measure the scheduler).
+USAGE_BENCH_PROCESSES=1 or 4 for other splits.
 Target: >= 2,000 debits/s on the 2-core machine. Run: DATABASE_URL=postgres://... python bench/usage_credits.py
 """
 import multiprocessing
@@ -10,15 +11,16 @@ import os
 import threading
 import time
 
-from _usage_common import django_setup, make_team, migrate, require_postgres_and_redis
+from usage_support.common import apply_bench_env, django_setup, make_team, migrate, require_postgres_and_redis
 
 THREADS = 64
-PROCESSES = int(os.environ.get("USAGE_BENCH_PROCESSES", "4"))
+PROCESSES = int(os.environ.get("USAGE_BENCH_PROCESSES", "2"))
 START_BALANCE = 20_000
 ATTEMPTS_PER_THREAD = 400  # 25,600 attempts: the balance runs out part-way, so refusals are measured too
 
 
 def run_process(index: int, team_id: int, threads: int, go, results) -> None:
+    apply_bench_env()  # production-like: DEBUG off (no query log)
     django_setup()
     from django.db import connection
 
@@ -69,6 +71,7 @@ def run_process(index: int, team_id: int, threads: int, go, results) -> None:
 
 
 def main() -> None:
+    apply_bench_env()
     django_setup()
     if not require_postgres_and_redis(need_redis=False):
         return

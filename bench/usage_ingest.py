@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 
-from _usage_common import (apply_bench_env, django_setup, free_port, make_team, migrate,
+from usage_support.common import (apply_bench_env, django_setup, free_port, make_team, migrate,
                            require_postgres_and_redis, start_gunicorn, stop_process)
 
 BATCH = 1000

@@ -32,7 +32,9 @@ def error_response(code: str, message: str, http_status: int, details=None, head
 def exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         details = exc.extra or None
-        return error_response(exc.code, exc.user_message, exc.http_status, details)
+        # An error may carry response headers (e.g. Retry-After on 429) as an optional `headers` attribute.
+        headers = getattr(exc, "headers", None)
+        return error_response(exc.code, exc.user_message, exc.http_status, details, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):

@@ -1,9 +1,16 @@
-"""Liveness and readiness probes."""
+"""
+Liveness and readiness probes, and the Prometheus endpoint.
+
+Readiness covers what every request needs (the database; Redis when configured, as cache, broker and rate-limit
+store). Stripe is deliberately not a readiness check: a Stripe outage must not take every web process out of the
+load balancer; billing calls fail on their own with a BillingError the user can read.
+"""
+import hmac
 import logging
 
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
 logger = logging.getLogger(__name__)
@@ -42,7 +49,7 @@ def readyz(request):
         try:
             check()
         except Exception as exc:  # any failure means not ready; the reason goes to the log, not the world
-            logger.warning("readiness check failed", extra={"check": name, "error": repr(exc)})
+            logger.warning("readiness check failed: %s", name, extra={"check": name, "error": repr(exc)})
             results[name] = "unavailable"
             failed.append(name)
         else:
@@ -50,3 +57,20 @@ def readyz(request):
     status = 503 if failed else 200
     return JsonResponse({"status": "unavailable" if failed else "ok", "checks": results, "failed": failed},
                         status=status)
+
+
+@never_cache
+def metrics(request):
+    """
+    Prometheus metrics. With METRICS_BEARER_TOKEN set, scrapers must send `Authorization: Bearer <token>`;
+    unset, the endpoint is open and should be reachable only from inside the network (see docs/operations.md).
+    """
+    from django_prometheus.exports import ExportToDjangoView
+
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return HttpResponse("Unauthorized\n", status=401, content_type="text/plain",
+                                headers={"WWW-Authenticate": "Bearer"})
+    return ExportToDjangoView(request)

@@ -5,7 +5,9 @@ Every name here is listed in .env.example. The embedded defaults make `make run`
 Python: SQLite, tasks run eagerly in-process, local-memory cache, the offline Stripe emulator. Production
 (`DJANGO_DEBUG=false`) refuses to start without its secrets instead of inventing them.
 """
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 import stripe
@@ -26,7 +28,10 @@ def required_in_production(name: str, dev_default: str) -> str:
         return value
     if DEBUG:
         return dev_default
-    raise ImproperlyConfigured(f"The environment variable {name} must be set when DJANGO_DEBUG=false.")
+    raise ImproperlyConfigured(
+        f"The environment variable {name} must be set when DJANGO_DEBUG=false (production refuses to start "
+        f"without it rather than run on a development default). See .env.example."
+    )
 
 
 SECRET_KEY = required_in_production("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
@@ -34,7 +39,11 @@ SECRET_KEY = required_in_production("DJANGO_SECRET_KEY", "dev-only-insecure-secr
 API_KEY_HMAC_SECRET = required_in_production("API_KEY_HMAC_SECRET", "dev-only-api-key-hmac-secret")
 
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
+# Production serves the host of SITE_URL unless told otherwise; development also answers the test client.
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS",
+    default=["127.0.0.1", "localhost", "testserver"] if DEBUG else [urlsplit(SITE_URL).hostname],
+)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
 INSTALLED_APPS = [
@@ -49,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from static/, not a CDN: the docs work offline
     "django_celery_beat",
     "django_prometheus",
     "djstripe",
@@ -97,12 +107,20 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+# A persistent connection is checked before reuse, so a restarted database costs one retry, not one error.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # SQLite is the embedded default; waiting on the write lock beats failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
+RUNNING_TESTS = "pytest" in sys.modules
+if RUNNING_TESTS:
+    from billing_site.testdb import configure_test_database
+
+    # A migrated test database reused between runs, named after its migrations (reasons in billing_site/testdb.py).
+    configure_test_database(DATABASES["default"], installed_apps=INSTALLED_APPS, cache_dir=BASE_DIR / ".testdb")
 
 # --- Auth -------------------------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -130,6 +148,9 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# In development WhiteNoise serves straight from the app and static/ directories, so no collectstatic is needed.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -164,12 +185,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through the project's JSON handler instead of Celery replacing the root logger with its own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Periodic jobs; each app adds its own entries (see billing/usage apps' schedules below).
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- Stripe -----------------------------------------------------------------------------------------------------
 # Emulator test keys by default: real sk_test_... keys work unchanged when STRIPE_API_BASE is unset.
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_emulator_secret_key")
+STRIPE_SECRET_KEY = required_in_production("STRIPE_SECRET_KEY", "sk_test_emulator_secret_key")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_emulator_publishable_key")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # Pin the version explicitly: dj-stripe documents one and the SDK sends another otherwise.
@@ -220,6 +244,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc assets come from drf-spectacular-sidecar's static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging: structured (one JSON object per line) to stdout ---------------------------------------------------
@@ -243,6 +271,10 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
+
+# --- Operations -------------------------------------------------------------------------------------------------
+# When set, /metrics answers only to `Authorization: Bearer <token>` (Prometheus `authorization` config).
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 
 # --- Production hardening ---------------------------------------------------------------------------------------
 if not DEBUG:

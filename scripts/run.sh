@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: a working site on the embedded defaults. Starts the Stripe emulator (unless STRIPE_API_BASE points
-# elsewhere), migrates, loads the catalog and demo data, registers the webhook endpoint, then serves on SITE_URL.
-# With REDIS_URL set it also starts a Celery worker and beat. Ctrl-C stops everything it started.
+# `make run`: a working site on the embedded defaults. Starts the Stripe emulator (unless STRIPE_API_BASE or a real
+# STRIPE_SECRET_KEY says otherwise), migrates, loads the catalog and demo data, registers the webhook endpoint,
+# then serves on SITE_URL. With REDIS_URL set it also starts a Celery worker and beat. Ctrl-C stops everything it
+# started; logs of the background processes are in .run/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -11,24 +12,47 @@ export SITE_URL="${SITE_URL:-http://127.0.0.1:${PORT}}"
 RUN_DIR=.run
 mkdir -p "$RUN_DIR"
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
+wait_for_url() {  # wait_for_url <what> <url> <log file>
+  for _ in $(seq 1 100); do
+    "$PY" - "$2" <<'PYEOF' && return 0
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except Exception:
+    sys.exit(1)
+PYEOF
+    sleep 0.2
+  done
+  echo "make run: $1 did not answer at $2; see $3" >&2
+  tail -n 20 "$3" >&2 || true
+  exit 1
+}
+
 if [ -z "${STRIPE_API_BASE:-}" ] && [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+  # No Stripe configured: the offline emulator plays Stripe, with its state kept across restarts.
   export STRIPE_API_BASE="http://127.0.0.1:${STRIPE_EMULATOR_PORT}"
   echo "Starting the Stripe emulator on ${STRIPE_API_BASE} (state in ${RUN_DIR}/emulator-state.json)"
   "$PY" -m stripe_emulator --port "$STRIPE_EMULATOR_PORT" --state "$RUN_DIR/emulator-state.json" \
       --webhook-retry-scale 0.01 >"$RUN_DIR/emulator.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 1 50); do
-    curl -fsS "${STRIPE_API_BASE}/_emulator/health" >/dev/null 2>&1 && break; sleep 0.2
-  done
+  wait_for_url "the Stripe emulator" "${STRIPE_API_BASE}/_emulator/health" "$RUN_DIR/emulator.log"
+elif [ -z "${STRIPE_API_BASE:-}" ]; then
+  echo "STRIPE_SECRET_KEY is set and STRIPE_API_BASE is not: talking to the real Stripe API."
 fi
 
 "$PY" manage.py migrate --noinput
 "$PY" manage.py collectstatic --noinput -v 0
 if "$PY" manage.py help billing_setup >/dev/null 2>&1; then
   "$PY" manage.py billing_setup
+else
+  echo "make run: no billing_setup command on this branch yet; the catalog is not pushed to Stripe." >&2
 fi
 "$PY" manage.py demo_setup
 if "$PY" manage.py help billing_demo >/dev/null 2>&1; then
@@ -42,10 +66,10 @@ if [ -n "${REDIS_URL:-}" ]; then
   .venv/bin/celery -A billing_site beat --loglevel=INFO >"$RUN_DIR/beat.log" 2>&1 &
   pids+=($!)
 else
-  echo "REDIS_URL is unset: Celery tasks run in-process."
+  echo "REDIS_URL is unset: Celery tasks run in-process (no worker or beat needed)."
 fi
 
-echo "Serving ${SITE_URL} (admin at ${SITE_URL}/admin/). Ctrl-C to stop."
+echo "Serving ${SITE_URL} on port ${PORT} (back office at ${SITE_URL}/admin/). Ctrl-C to stop."
 .venv/bin/gunicorn billing_site.wsgi:application --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 \
     --access-logfile - --graceful-timeout 5 &
 pids+=($!)

@@ -115,6 +115,30 @@ def clear_faults(req: Request) -> dict[str, Any]:
     return {"ok": True}
 
 
+@route("GET", "/_emulator/clock", auth=False)
+def get_clock(req: Request) -> dict[str, Any]:
+    return {"now": req.store.clock.now(), "offset": req.store.clock.offset}
+
+
+@route("POST", "/_emulator/clock", auth=False, idempotent=False)
+def set_clock(req: Request) -> dict[str, Any]:
+    """Shift the emulator's global time: `advance=<seconds>` or `now=<unix seconds>` (never backwards)."""
+    clock = req.store.clock
+    try:
+        if _first(req.params, "advance") is not None:
+            delta = int(_first(req.params, "advance"))
+        elif _first(req.params, "now") is not None:
+            delta = int(_first(req.params, "now")) - clock.now()
+        else:
+            raise StripeError("Pass `advance` (seconds) or `now` (unix seconds).", param="advance")
+    except ValueError:
+        raise StripeError("`advance` and `now` must be integers.", param="advance") from None
+    if delta < 0:
+        raise StripeError("The emulator's clock cannot go backwards.", param="advance")
+    clock.offset += delta
+    return {"now": clock.now(), "offset": clock.offset}
+
+
 @route("GET", "/_emulator/health", auth=False)
 def health(req: Request) -> dict[str, Any]:
     return {"ok": True, "objects": len(req.store.objects)}

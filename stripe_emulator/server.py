@@ -143,6 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle("GET")
 
+    def do_PUT(self) -> None:  # Stripe has no PUT/PATCH: answer its JSON 404, not the stdlib's HTML 501
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
     # ------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
         lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
@@ -289,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
             if use_idem:
                 fingerprint = _fingerprint(method, path, query, body_text)
                 prior = store.idempotency.get(idem_key)  # type: ignore[arg-type]
-                if prior is not None and prior["expires"] > time.time():
+                if prior is not None and prior["expires"] > store.clock.now():
                     if prior["fingerprint"] != fingerprint:
                         err = StripeError(
                             "Keys for idempotent requests can only be used with the same parameters they were first "
@@ -315,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
             if use_idem and status != 0 and ctype_out == "application/json" and extra.pop("_store", True):
                 store.idempotency[idem_key] = {  # type: ignore[index]
                     "fingerprint": fingerprint, "status": status, "body": body.decode(),
-                    "request_id": request_id, "expires": time.time() + IDEMPOTENCY_TTL_SECONDS,
+                    "request_id": request_id, "expires": store.clock.now() + IDEMPOTENCY_TTL_SECONDS,
                 }
             extra.pop("_store", None)
         resp_headers.update(extra)

@@ -28,13 +28,19 @@ def random_token(length: int = 24) -> str:
 
 
 class Clock:
-    """Current time in Unix seconds. Customers on a test clock see that clock's `frozen_time`."""
+    """Current time in Unix seconds. Customers on a test clock see that clock's `frozen_time`.
+
+    `offset` (seconds, set through `POST /_emulator/clock`) shifts the emulator's whole notion of "now" so tests
+    can age events, idempotency keys or expiry dates without waiting. Webhook signatures keep real time, since
+    receivers check them against their own clock.
+    """
 
     def __init__(self, store: "Store") -> None:
         self._store = store
+        self.offset = 0
 
     def now(self) -> int:
-        return int(time.time())
+        return int(time.time()) + self.offset
 
     def now_for_test_clock(self, test_clock_id: str | None) -> int:
         if test_clock_id:
@@ -69,6 +75,7 @@ class Store:
             self.idempotency: dict[str, dict[str, Any]] = {}
             # named counters (invoice numbers, etc.)
             self.counters: dict[str, int] = {}
+            self.clock.offset = 0
 
     # ------------------------------------------------------------ objects
     def add(self, obj: dict[str, Any], private: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -117,7 +124,7 @@ class Store:
     # ------------------------------------------------------------ persistence
     def dump(self) -> dict[str, Any]:
         with self.lock:
-            now = time.time()
+            now = self.clock.now()
             return {
                 "version": 1,
                 "objects": self.objects,
@@ -125,6 +132,7 @@ class Store:
                 "private": self.private,
                 "deleted": self.deleted,
                 "counters": self.counters,
+                "clock_offset": self.clock.offset,
                 "idempotency": {k: v for k, v in self.idempotency.items() if v["expires"] > now},
             }
 
@@ -149,6 +157,7 @@ class Store:
             self.deleted = data.get("deleted", {})
             self.counters = data.get("counters", {})
             self.idempotency = data.get("idempotency", {})
+            self.clock.offset = int(data.get("clock_offset", 0))
         return True
 
 

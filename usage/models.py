@@ -44,7 +44,9 @@ class CreditLedgerEntry(models.Model):
         STAFF_REMOVAL = "staff_removal", _("Staff removal")
         EXPIRY = "expiry", _("Expiry")
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="credit_entries")
+    # No single-column index on team: the unique (team, reason, reference) and (team, -created) indexes lead with it,
+    # and every index is written inside the debit's locked section.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="credit_entries", db_index=False)
     delta = models.BigIntegerField(help_text="Credits added (positive) or removed (negative).")
     balance_after = models.BigIntegerField(help_text="The team's balance right after this entry.")
     reason = models.CharField(max_length=20, choices=Reason.choices)
@@ -57,7 +59,7 @@ class CreditLedgerEntry(models.Model):
     )
     note = models.CharField(max_length=500, blank=True)
     metadata = models.JSONField(default=dict, blank=True, help_text="E.g. the shortfall of a partial removal.")
-    created = models.DateTimeField(default=timezone.now, db_index=True)
+    created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name_plural = "credit ledger entries"
@@ -80,7 +82,8 @@ class UsageEvent(models.Model):
         METERED_CALL = "metered_call", _("Metered API call")
         INGEST = "ingest", _("Reported by API")
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="usage_events")
+    # Indexed through the unique (team, idempotency_key) and (team, occurred_at) indexes, not on its own.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="usage_events", db_index=False)
     api_key = models.ForeignKey(APIKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                              related_name="+")

@@ -13,15 +13,16 @@ is sent or flushed.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
-import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -734,7 +735,7 @@ def meter_report_prepare(*, team: Team, metric: str, period_start: datetime, per
         overage = max(0, used - limits.included.get(metric, 0))
         reported = (MeterReport.objects.filter(team=team, metric=metric, period_start=period_start,
                                                kind=MeterReport.Kind.OVERAGE)
-                    .aggregate(total=models_sum("quantity"))["total"] or 0)
+                    .aggregate(total=Sum("quantity"))["total"] or 0)
         if overage <= reported:
             return None
         customer_id = _stripe_customer_id(team)
@@ -753,18 +754,12 @@ def meter_report_prepare(*, team: Team, metric: str, period_start: datetime, per
     return report
 
 
-def models_sum(field_name: str):
-    from django.db.models import Sum
-
-    return Sum(field_name)
-
-
 @dataclass
 class SendResult:
     sent: int = 0
     failed: int = 0
     remaining: int = 0
-    errors: list = None
+    errors: list = field(default_factory=list)  # (meter report id, error code)
 
 
 def meter_reports_send(*, limit: int | None = None) -> SendResult:
@@ -780,7 +775,7 @@ def meter_reports_send(*, limit: int | None = None) -> SendResult:
     from .models import MeterReport
 
     limit = limit or settings.USAGE_METER_REPORT_BATCH_SIZE
-    result = SendResult(errors=[])
+    result = SendResult()
     pending = list(MeterReport.objects.filter(status=MeterReport.Status.PENDING).order_by("id")[:limit])
     for report in pending:
         MeterReport.objects.filter(pk=report.pk).update(attempts=report.attempts + 1)

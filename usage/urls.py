@@ -6,4 +6,5 @@ app_name = "usage"
 
 urlpatterns = [
     path("usage/", views.overview, name="overview"),
+    path("usage/spend-cap/", views.spend_cap, name="spend_cap"),
 ]

@@ -1,19 +1,27 @@
+from django.utils.translation import gettext as _
 from rest_framework.request import Request
 
 from billing_site.errors import NotFoundError, PermissionDeniedError
 
 from ..models import Membership, Team
-from ..selectors import user_current_membership
+from ..selectors import user_current_membership, user_session_membership
 
 
 def request_membership(request: Request) -> Membership | None:
-    """The membership an API call acts through; None for API keys (the key's team acts, with no role)."""
+    """
+    The membership an API call acts through; None for API keys (the key's team acts, with no role).
+    An explicit `X-Team-Id` header must name one of the user's teams (anything else is 404); without it the
+    session's current team is used, as on the pages.
+    """
     if getattr(request, "api_key", None) is not None:
         return None
-    team_id = request.headers.get("X-Team-Id") or request.session.get("team_id")
-    membership = user_current_membership(user=request.user, team_id=int(team_id) if team_id else None)
+    header = request.headers.get("X-Team-Id", "").strip()
+    if header:
+        membership = user_current_membership(user=request.user, team_id=int(header)) if header.isdigit() else None
+    else:
+        membership = user_session_membership(user=request.user, session=request.session)
     if membership is None:
-        raise NotFoundError("not_found", "Team not found.")
+        raise NotFoundError("not_found", _("Team not found."))
     return membership
 
 
@@ -38,4 +46,4 @@ class TeamScopedAPIMixin:
         """Owner/admin only. API keys act for the team with full rights: only owners/admins can create them."""
         membership = request_membership(self.request)
         if membership is not None and not membership.can_manage:
-            raise PermissionDeniedError("forbidden", "Only the team's owner or an admin can do this.")
+            raise PermissionDeniedError("forbidden", _("Only the team's owner or an admin can do this."))

@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import services
 from accounts.models import APIKey
 
 from .factories import MembershipFactory, make_team_with_owner
@@ -120,9 +121,45 @@ def test_api_keys_page_shows_secret_once(client):
     team, owner = make_team_with_owner()
     client.force_login(owner)
     response = client.post(reverse("accounts:api_keys"), {"name": "page key"})
-    assert response.status_code == 200
+    # Post/Redirect/Get: reloading the page that shows the secret never creates a second key.
+    assert response.status_code == 302 and response["Location"] == reverse("accounts:api_keys")
     key = APIKey.objects.get()
-    page = response.content.decode()
-    assert f"sk_{key.prefix}." in page and response["Cache-Control"] == "no-store"
+    shown = client.get(reverse("accounts:api_keys"))
+    page = shown.content.decode()
+    assert f"sk_{key.prefix}." in page and shown["Cache-Control"] == "no-store"
+    raw = page.split('id="new-key"', 1)[1].split('value="', 1)[1].split('"', 1)[0]
+    assert services.api_key_hash(raw) == key.hashed_key
     again = client.get(reverse("accounts:api_keys")).content.decode()
     assert f"sk_{key.prefix}." not in again
+    assert APIKey.objects.count() == 1
+
+
+def test_members_cannot_create_keys_from_the_page(client):
+    team, owner = make_team_with_owner()
+    member = MembershipFactory(team=team, role="member").user
+    client.force_login(member)
+    response = client.post(reverse("accounts:api_keys"), {"name": "nope"})
+    assert response.status_code == 200
+    assert "Only the team&#x27;s owner or an admin can do this." in response.content.decode()
+    assert APIKey.objects.count() == 0
+
+
+def test_x_team_id_must_name_one_of_the_users_teams(owner_client):
+    client, team, owner = owner_client
+    other_team, _ = make_team_with_owner()
+    assert client.get(reverse("api:me"), HTTP_X_TEAM_ID=str(team.id)).json()["current_team_id"] == team.id
+    for value in (str(other_team.id), "not-a-number", "999999"):
+        response = client.get(reverse("api:api-keys"), HTTP_X_TEAM_ID=value)
+        assert response.status_code == 404, value
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_bearer_scheme_is_case_insensitive_and_blank_headers_are_harmless(owner_client):
+    client, team, owner = owner_client
+    body = create_key(client)
+    program = APIClient()
+    program.credentials(HTTP_AUTHORIZATION=f"bearer {body['key']}")
+    assert program.get(reverse("api:me")).status_code == 200
+    blank = APIClient()
+    blank.credentials(HTTP_AUTHORIZATION="   ")
+    assert blank.get(reverse("api:me")).status_code == 401

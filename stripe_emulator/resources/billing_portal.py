@@ -6,8 +6,10 @@ payment method, and open invoices of past_due/unpaid subscriptions are retried w
 automatic collection after a payment method update), cancel at period end (or immediately, per the
 configuration), renew a subscription set to cancel, see invoices, and go back to `return_url`.
 
-When a session is created without `configuration` and no default configuration exists, the emulator creates
-a default one (Stripe requires saving the portal settings in the Dashboard first; there is no Dashboard here).
+Configurations created through the API are never the default (`is_default: false`, as in Stripe, where the
+default is the Dashboard's). A session created without `configuration` uses the emulator's default one, made
+on first use (invoice history, card update, cancel at period end, no plan changes): Stripe requires saving the
+portal settings in the Dashboard first, and there is no Dashboard here.
 """
 from __future__ import annotations
 
@@ -92,7 +94,8 @@ def _check_products(req: Any, products: list[dict[str, Any]] | None) -> None:
                                   param=f"features[subscription_update][products][{i}][prices][{j}]")
 
 
-def create_configuration(req: Any, p: dict[str, Any]) -> dict[str, Any]:
+def create_configuration(req: Any, p: dict[str, Any], *, is_default: bool = False) -> dict[str, Any]:
+    """Configurations made through the API are never the default one (in Stripe that is the Dashboard's)."""
     now = req.store.clock.now()
     features, products = _features(p.get("features"))
     _check_products(req, products)
@@ -100,7 +103,6 @@ def create_configuration(req: Any, p: dict[str, Any]) -> dict[str, Any]:
         raise StripeError("You must specify at least one product in `features[subscription_update][products]` "
                           "when subscription updates are enabled.", param="features[subscription_update][products]")
     bp = p.get("business_profile") or {}
-    is_default = not any(c["is_default"] for c in req.store.all("billing_portal.configuration"))
     conf = {
         "id": new_id("bpc"),
         "object": "billing_portal.configuration",
@@ -193,7 +195,7 @@ def _default_configuration(req: Any) -> dict[str, Any]:
     return create_configuration(req, {"features": {
         "invoice_history": {"enabled": True}, "payment_method_update": {"enabled": True},
         "subscription_cancel": {"enabled": True, "mode": "at_period_end"},
-        "customer_update": {"enabled": True, "allowed_updates": ["email", "address"]}}})
+        "customer_update": {"enabled": True, "allowed_updates": ["email", "address"]}}}, is_default=True)
 
 
 @route("POST", "/v1/billing_portal/sessions", sdk_params_name("billing_portal.SessionCreateParams"),

@@ -10,13 +10,11 @@ needs 3-D Secure goes through the emulator's challenge page first. The card numb
 from __future__ import annotations
 
 import copy
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from urllib.parse import quote
 
 from ..context import using
 from ..errors import StripeError, state_error
-from ..events import diff, emit
+from ..events import emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
 from ..internal import internal_request
 from ..listing import created_filter, list_response
@@ -72,9 +70,9 @@ def _recompute(req: Any, session: dict[str, Any]) -> None:
     session["total_details"] = {"amount_discount": discount, "amount_shipping": 0, "amount_tax": 0}
 
 
-def _line_item(req: Any, price: dict[str, Any], quantity: int, currency: str) -> dict[str, Any]:
+def _line_item(req: Any, price: dict[str, Any], quantity: int | None, currency: str) -> dict[str, Any]:
     unit = inv_mod.unit_amount_in(req.store, price, currency)
-    amount = unit * quantity
+    amount = unit * quantity if quantity is not None else 0  # metered usage is billed later, in arrears
     return {
         "id": "li_" + random_token(24),
         "object": "item",
@@ -124,14 +122,21 @@ def create_session(req: Request) -> dict[str, Any]:
             pd = dict(li["price_data"])
             price = _create_price(req, {k: v for k, v in pd.items() if k in (
                 "currency", "product", "product_data", "recurring", "unit_amount", "unit_amount_decimal", "tax_behavior")})
-            price["active"] = False  # inline prices are not offered for reuse
+            price["active"] = False  # inline prices are not offered for reuse...
+            req.store.priv(price["id"])["inline"] = True  # ...but this session may still bill them
         else:
             raise StripeError(f"Missing required param: line_items[{i}][price].", code="parameter_missing",
                               param=f"line_items[{i}][price]")
-        if "quantity" not in li:
+        metered = (price.get("recurring") or {}).get("usage_type") == "metered"
+        if metered and "quantity" in li:
+            raise StripeError(f"Quantity should not be specified where usage_type is `metered`. Remove quantity "
+                              f"from `line_items[{i}]`.", param=f"line_items[{i}][quantity]")
+        if metered:
+            li = line_params[i] = dict(li, quantity=None)
+        elif "quantity" not in li:
             raise StripeError(f"Missing required param: line_items[{i}][quantity].", code="parameter_missing",
                               param=f"line_items[{i}][quantity]")
-        if li["quantity"] < 1:
+        elif li["quantity"] < 1:
             raise StripeError("This value must be greater than or equal to 1.", param=f"line_items[{i}][quantity]")
         prices.append(price)
     recurring = [pr for pr in prices if pr.get("recurring")]
@@ -186,17 +191,13 @@ def create_session(req: Request) -> dict[str, Any]:
         "customer": cus["id"] if cus else None,
         "customer_account": None,
         "customer_creation": None if (cus or mode == "subscription") else p.get("customer_creation", "if_required"),
-        "customer_details": {"address": None, "business_name": None, "email": cus.get("email") if cus else p.get("customer_email"),
-                             "individual_name": None, "name": None, "phone": None, "tax_exempt": "none", "tax_ids": None}
-        if (cus or p.get("customer_email")) else None,
+        "customer_details": None,  # filled in on completion
         "customer_email": p.get("customer_email"),
         "discounts": [],
         "expires_at": expires_at,
         "integration_identifier": p.get("integration_identifier"),
         "invoice": None,
-        "invoice_creation": {"enabled": False, "invoice_data": {
-            "account_tax_ids": None, "custom_fields": None, "description": None, "footer": None, "issuer": None,
-            "metadata": {}, "rendering_options": None}} if mode == "payment" else None,
+        "invoice_creation": _invoice_creation(p.get("invoice_creation")) if mode == "payment" else None,
         "livemode": False,
         "locale": p.get("locale"),
         "managed_payments": None,
@@ -252,16 +253,44 @@ def create_session(req: Request) -> dict[str, Any]:
     return session
 
 
+def _invoice_creation(value: Any) -> dict[str, Any]:
+    value = value or {}
+    data = value.get("invoice_data") or {}
+    return {"enabled": bool(value.get("enabled")), "invoice_data": {
+        "account_tax_ids": None, "custom_fields": data.get("custom_fields") or None,
+        "description": data.get("description"), "footer": data.get("footer"), "issuer": None,
+        "metadata": dict(data.get("metadata") or {}), "rendering_options": None}}
+
+
+def _post_payment_invoice(req: Any, session: dict[str, Any], cus: dict[str, Any], pi: dict[str, Any] | None) -> None:
+    """`invoice_creation[enabled]`: a paid invoice for a one-time Checkout payment (lines = the session's items)."""
+    data = session["invoice_creation"]["invoice_data"]
+    inv = inv_mod.create_invoice(req, customer=cus, currency=session["currency"], billing_reason="manual",
+                                 pull_pending=False, auto_advance=False, description=data.get("description"),
+                                 metadata=data.get("metadata") or None, emit_created=False)
+    if data.get("footer"):
+        inv["footer"] = data["footer"]
+    now = req.store.clock.now_for_customer(cus["id"])
+    for li in _items(req, session):
+        ii = inv_mod.invoice_item_obj(req, customer=cus["id"], amount=li["amount_total"], currency=session["currency"],
+                                      description=li["description"], period=(now, now), price=li["price"],
+                                      quantity=li["quantity"] or 1, unit_amount=li["amount_total"] // (li["quantity"] or 1))
+        inv_mod.attach_invoice_item(req, inv, ii)
+    inv_mod.recompute(req, inv)
+    emit("invoice.created", inv)
+    inv_mod.finalize_invoice(req, inv, emit_paid_if_zero=False)
+    inv_mod.mark_paid(req, inv, pi)
+    session["invoice"] = inv["id"]
+
+
 def _expire_if_due(req: Any, session: dict[str, Any]) -> None:
     if session["status"] == "open" and _now(req, session) >= session["expires_at"]:
         _expire(req, session)
 
 
 def _expire(req: Any, session: dict[str, Any]) -> None:
-    before = copy.deepcopy(session)
     session["status"] = "expired"
     session["url"] = None
-    del before
     emit("checkout.session.expired", session)
 
 
@@ -364,7 +393,7 @@ def complete_session(req: Any, session: dict[str, Any], form: dict[str, str]) ->
         exp_month, exp_year = int(mm), int(yy)
     except ValueError:
         raise CheckoutDecline("Your card's expiration date is incomplete.") from None
-    email = (form.get("email") or "").strip() or (session.get("customer_details") or {}).get("email")
+    email = (form.get("email") or "").strip() or _known_email(req, session)
     if not session.get("customer") and not email:
         raise CheckoutDecline("Your email is incomplete.")
     code = (form.get("promotion_code") or "").strip()
@@ -385,6 +414,11 @@ def complete_session(req: Any, session: dict[str, Any], form: dict[str, str]) ->
     return _complete_subscription(req, session, pm, email, form, priv)
 
 
+def _known_email(req: Any, session: dict[str, Any]) -> str | None:
+    cus = req.store.get(session.get("customer"), "customer")
+    return session.get("customer_email") or (cus or {}).get("email")
+
+
 def _customer_for(req: Any, session: dict[str, Any], email: str | None, name: str | None, create: bool) -> dict[str, Any] | None:
     from .customers import build_customer
 
@@ -401,7 +435,9 @@ def _customer_for(req: Any, session: dict[str, Any], email: str | None, name: st
 def _complete_payment(req: Any, session: dict[str, Any], pm: dict[str, Any], email: str | None,
                       form: dict[str, str]) -> HtmlResponse:
     store = req.store
-    cus = _customer_for(req, session, email, form.get("name"), session.get("customer_creation") == "always")
+    # a post-payment invoice needs a customer, so invoice_creation makes one like customer_creation=always
+    cus = _customer_for(req, session, email, form.get("name"), session.get("customer_creation") == "always"
+                        or session["invoice_creation"]["enabled"])
     pid = store.priv(session["id"]).get("payment_intent_data") or {}
     if cus is not None and pid.get("setup_future_usage"):
         attach_payment_method(req, pm, cus)
@@ -483,6 +519,8 @@ def _finish(req: Any, session: dict[str, Any], cus: dict[str, Any] | None, email
             session["amount_total"] = inv["amount_paid"] if inv["amount_paid"] > 0 else session["amount_total"]
     else:
         session["payment_status"] = "paid" if session["amount_total"] > 0 else "no_payment_required"
+        if session["invoice_creation"]["enabled"] and cus is not None:
+            _post_payment_invoice(req, session, cus, req.store.get(session.get("payment_intent"), "payment_intent"))
     if cus is not None:
         session["customer"] = cus["id"]
     details = session.get("customer_details") or {"address": None, "business_name": None, "email": None,
@@ -584,8 +622,9 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
         every = ""
         if rec:
             every = f" / {rec['interval']}" if rec["interval_count"] == 1 else f" every {rec['interval_count']} {rec['interval']}s"
-        unit = fmt_money(li["amount_subtotal"] // li["quantity"], cur)
-        rows += (f"<tr class='line'><td>{esc(li['description'])}<div class='muted'>Qty {li['quantity']} &middot; "
+        unit = fmt_money(inv_mod.unit_amount_in(store, li["price"], cur), cur)
+        qty = f"Qty {li['quantity']}" if li["quantity"] is not None else "Billed by usage"
+        rows += (f"<tr class='line'><td>{esc(li['description'])}<div class='muted'>{qty} &middot; "
                  f"{esc(unit)}{esc(every)}</div></td><td class='r'>{esc(fmt_money(li['amount_subtotal'], cur))}</td></tr>")
     trial_days = priv.get("trial_period_days")
     if session["total_details"]["amount_discount"]:
@@ -601,7 +640,7 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
                 + "</div>")
         return page("Checkout", body)
     email_field = ""
-    known_email = (session.get("customer_details") or {}).get("email")
+    known_email = _known_email(req, session)
     if not session.get("customer"):
         email_field = (f"<label for='email'>Email</label><input id='email' name='email' type='email' "
                        f"value='{esc(form.get('email') or known_email or '')}' placeholder='you@example.com'>")
@@ -663,4 +702,4 @@ def _t_completed(emulator: Any) -> dict[str, Any]:
         return {"checkout_session": session["id"], "payment_intent": session["payment_intent"]}
 
 
-__all__ = ["create_session", "complete_session", "render_page", "quote", "Decimal", "ROUND_HALF_UP", "diff"]
+__all__ = ["create_session", "complete_session", "render_page"]

@@ -14,11 +14,9 @@ import copy
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ..context import using
 from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
-from ..internal import internal_request
 from ..listing import created_filter, list_response, search_response
 from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
 from ..state import new_id, random_token
@@ -566,6 +564,7 @@ def attempt_payment(
     store = req.store
     now = _now(req, inv["customer"])
     pm_id = payment_method or payment_method_for(req, inv)
+    before = copy.deepcopy(inv)
     inv["attempted"] = True
     inv["attempt_count"] += 1
     priv = store.priv(inv["id"])
@@ -573,7 +572,7 @@ def attempt_payment(
     if pm_id is None:
         err = {"code": "invoice_no_payment_method", "decline_code": "",
                "message": "There is no default payment method for this customer or subscription."}
-        _payment_failed(req, inv, err, automatic, now)
+        _payment_failed(req, inv, err, automatic, now, before)
         return err
     if pi is not None and pi["status"] in ("requires_payment_method", "requires_confirmation", "requires_action"):
         pm = payments_core.resolve_payment_method(req, pm_id)
@@ -599,11 +598,12 @@ def attempt_payment(
         return {"code": "invoice_payment_intent_requires_action", "decline_code": "",
                 "message": "This payment requires additional user action before it can be completed successfully."}
     err = outcome.error or {"code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."}
-    _payment_failed(req, inv, err, automatic, now)
+    _payment_failed(req, inv, err, automatic, now, before)
     return err
 
 
-def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automatic: bool, now: int) -> None:
+def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automatic: bool, now: int,
+                    before: dict[str, Any] | None = None) -> None:
     priv = req.store.priv(inv["id"])
     if automatic and inv["collection_method"] == "charge_automatically":
         first = priv.setdefault("first_failure_at", now)
@@ -613,6 +613,12 @@ def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automati
         else:
             inv["next_payment_attempt"] = None
     emit("invoice.payment_failed", inv)
+    if err.get("code") == "authentication_required":
+        # an off-session charge needs the customer to authenticate (3-D Secure): Stripe asks for action
+        emit("invoice.payment_action_required", inv)
+    if before is not None:
+        # attempt_count, attempted and next_payment_attempt changed (Stripe sends invoice.updated too)
+        emit("invoice.updated", inv, diff(before, inv))
     from .subscriptions import on_invoice_payment_failed
 
     on_invoice_payment_failed(req, inv, final=automatic and inv["next_payment_attempt"] is None)
@@ -779,11 +785,9 @@ def new_discount(req: Any, *, coupon: dict[str, Any], customer: str | None, subs
         "subscription_item": None,
     }
     req.store.add(disc)
-    before = copy.deepcopy(coupon)
     coupon["times_redeemed"] += 1
     if coupon.get("max_redemptions") is not None and coupon["times_redeemed"] >= coupon["max_redemptions"]:
         coupon["valid"] = False
-    del before
     if promotion_code:
         promo = req.store.get(promotion_code, "promotion_code")
         if promo is not None:
@@ -812,6 +816,9 @@ def update_invoice(req: Request) -> dict[str, Any]:
         raise StripeError(f"Finalized invoices can't be updated in this way", code="invoice_not_editable", param=bad)
     if inv["status"] in ("paid", "void") and ("auto_advance" in p or "default_payment_method" in p):
         raise StripeError("Finalized invoices can't be updated in this way", code="invoice_not_editable")
+    if p.get("default_payment_method"):
+        ref_or_400(req, p["default_payment_method"], "payment_method", "default_payment_method", "PaymentMethod")
+    discounts = _discounts_param(req, p["discounts"] or [], customer=inv["customer"]) if "discounts" in p else None
     before = copy.deepcopy(inv)
     for k in ("description", "footer"):
         if k in p:
@@ -819,8 +826,6 @@ def update_invoice(req: Request) -> dict[str, Any]:
     if "auto_advance" in p:
         inv["auto_advance"] = p["auto_advance"]
     if "default_payment_method" in p:
-        if p["default_payment_method"]:
-            ref_or_400(req, p["default_payment_method"], "payment_method", "default_payment_method", "PaymentMethod")
         inv["default_payment_method"] = p["default_payment_method"] or None
     if "collection_method" in p:
         inv["collection_method"] = p["collection_method"]
@@ -828,8 +833,8 @@ def update_invoice(req: Request) -> dict[str, Any]:
         inv["due_date"] = inv["created"] + p["days_until_due"] * DAY
     if "due_date" in p:
         inv["due_date"] = p["due_date"] or None
-    if "discounts" in p:
-        inv["discounts"] = _discounts_param(req, p["discounts"] or [], customer=inv["customer"])
+    if discounts is not None:
+        inv["discounts"] = discounts
         recompute(req, inv)
     apply_metadata(inv, p.get("metadata"))
     prev = diff(before, inv)
@@ -953,8 +958,7 @@ def list_invoices(req: Request) -> dict[str, Any]:
 @route("GET", "/v1/invoices/search", "InvoiceSearchParams", returns="invoice")
 def search_invoices(req: Request) -> dict[str, Any]:
     objs = req.store.all("invoice")
-    for o in objs:  # `subscription` is searchable although it now lives under parent
-        req.store.priv(o["id"])
+    # `subscription` stays searchable although it now lives under parent.subscription_details
     view = [dict(o, subscription=((o.get("parent") or {}).get("subscription_details") or {}).get("subscription"))
             for o in objs]
     res = search_response(req, view, {"created", "currency", "customer", "metadata", "number", "receipt_number",
@@ -1142,12 +1146,27 @@ def hosted_invoice_page(req: Request) -> HtmlResponse:
     inv = req.store.get(req.path_params["id"], "invoice")
     if inv is None or inv["status"] == "draft":
         return HtmlResponse(page("Invoice", "<div class='main'><h1>Invoice not found</h1></div>"), status=404)
+    return _hosted_page(req, inv)
+
+
+def _hosted_page(req: Any, inv: dict[str, Any], *, error: str | None = None, status_code: int = 200) -> HtmlResponse:
     cur = inv["currency"]
     rows = "".join(f"<tr><td>{esc(d)}<div class='muted'>{esc(p)}</div></td><td class='r'>{esc(a)}</td></tr>"
                    for d, p, a in _invoice_rows(req, inv))
     for d in inv["total_discount_amounts"]:
         rows += f"<tr><td>Discount</td><td class='r'>-{esc(fmt_money(d['amount'], cur))}</td></tr>"
     status = {"paid": "Paid", "open": "Due", "void": "Void", "uncollectible": "Uncollectible"}[inv["status"]]
+    pay_form = ""
+    if inv["status"] in ("open", "uncollectible") and inv["amount_remaining"] > 0:
+        msg = f"<div class='error' id='error' role='alert'>{esc(error)}</div>" if error else ""
+        pay_form = (
+            "<h2>Pay this invoice</h2>" + msg +
+            f"<form method='post' id='pay-form' action='/_emulator/invoices/{esc(inv['id'])}/pay'>"
+            "<label for='card_number'>Card information</label>"
+            "<input id='card_number' name='card_number' value='4242 4242 4242 4242'>"
+            "<div class='row'><div><label for='card_expiry'>Expiry</label><input id='card_expiry' name='card_expiry' "
+            "value='12 / 34'></div><div><label for='card_cvc'>CVC</label><input id='card_cvc' name='card_cvc' "
+            f"value='123'></div></div><button id='pay'>Pay {esc(fmt_money(inv['amount_remaining'], cur))}</button></form>")
     body = (
         "<div class='wrap'><div class='side'><div class='brand'>Stripe Emulator Test Account</div>"
         f"<div class='muted'>Invoice {esc(inv['number'])}</div>"
@@ -1158,9 +1177,43 @@ def hosted_invoice_page(req: Request) -> HtmlResponse:
         "</div><div class='main'><h1>Invoice details</h1>"
         f"<table>{rows}<tr><td><strong>Total</strong></td><td class='r'><strong>{esc(fmt_money(inv['total'], cur))}</strong></td></tr>"
         f"<tr><td>Amount paid</td><td class='r'>{esc(fmt_money(inv['amount_paid'], cur))}</td></tr></table>"
-        "</div></div>"
+        + pay_form + "</div></div>"
     )
-    return HtmlResponse(page(f"Invoice {inv['number']}", body))
+    return HtmlResponse(page(f"Invoice {inv['number']}", body), status=status_code)
+
+
+@route("POST", "/_emulator/invoices/{id}/pay", auth=False, idempotent=False)
+def hosted_invoice_pay(req: Request) -> HtmlResponse:
+    """The hosted invoice page's card form: pays the invoice with a new card (not saved to the customer)."""
+    from .payment_methods import card_behaviour, create_card_payment_method
+
+    inv = req.store.get(req.path_params["id"], "invoice")
+    if inv is None or inv["status"] == "draft":
+        return HtmlResponse(page("Invoice", "<div class='main'><h1>Invoice not found</h1></div>"), status=404)
+    if inv["status"] not in ("open", "uncollectible"):
+        return _hosted_page(req, inv, error=None, status_code=409)
+    form = {k: (v[0] if isinstance(v, list) and v else (v if isinstance(v, str) else "")) for k, v in req.params.items()}
+    number = (form.get("card_number") or "").replace(" ", "").replace("-", "")
+    try:
+        mm, yy = (form.get("card_expiry") or "12/34").replace(" ", "").split("/")
+        pm = create_card_payment_method(req, number=number, exp_month=int(mm), exp_year=int(yy))
+    except ValueError:
+        return _hosted_page(req, inv, error="Your card's expiration date is incomplete.", status_code=400)
+    except StripeError as exc:
+        return _hosted_page(req, inv, error=exc.message, status_code=402)
+    if card_behaviour(req, pm["id"]) in ("decline", "insufficient_funds", "lost_card", "expired", "incorrect_cvc"):
+        msg = payments_core.decline_error_fields(card_behaviour(req, pm["id"]))["message"]
+        req.store.remove(pm["id"])
+        return _hosted_page(req, inv, error=msg, status_code=402)
+    err = attempt_payment(req, inv, payment_method=pm["id"], off_session=False, automatic=False)
+    if err is not None and err["code"] == "invoice_payment_intent_requires_action":
+        pi = req.store.get(req.store.priv(inv["id"]).get("payment_intent"), "payment_intent")
+        if pi is not None:
+            req.store.priv(pi["id"])["return_url"] = inv["hosted_invoice_url"]
+            return HtmlResponse.redirect(f"{req.emulator.public_url}/_emulator/3ds/{pi['id']}")
+    if err is not None:
+        return _hosted_page(req, inv, error=err["message"], status_code=402)
+    return HtmlResponse.redirect(inv["hosted_invoice_url"])
 
 
 @route("GET", "/_emulator/invoices/{id}/pdf", auth=False)
@@ -1246,4 +1299,4 @@ def _t_invoice_finalized(emulator: Any) -> dict[str, Any]:
 
 
 __all__ = ["create_invoice", "finalize_invoice", "attempt_payment", "subscription_item_line", "invoice_item_obj",
-           "add_pending_items", "RETRY_SCHEDULE_DAYS", "billing_settings", "using", "internal_request"]
+           "add_pending_items", "RETRY_SCHEDULE_DAYS", "billing_settings"]

@@ -12,7 +12,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import StripeError
-from ..events import diff, emit
 from ..helpers import get_or_404
 from ..listing import list_response
 from ..registry import Request, object_type, route
@@ -265,4 +264,4 @@ def list_summaries(req: Request) -> dict[str, Any]:
             "url": f"/v1/billing/meters/{meter['id']}/event_summaries"}
 
 
-__all__ = ["usage_for", "diff", "emit"]
+__all__ = ["usage_for"]

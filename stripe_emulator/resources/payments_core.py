@@ -404,7 +404,7 @@ def create_payment_intent(req: Request) -> dict[str, Any]:
     if p.get("confirm"):
         if pm is None:
             raise StripeError("You cannot confirm this PaymentIntent because it's missing a payment method. "
-                              "To confirm the PaymentIntent with cus, pass a payment_method.",
+                              "Pass a `payment_method` to confirm it.",
                               code="payment_intent_unexpected_state", param="payment_method")
         off = p.get("off_session")
         out = _confirm(req, pi, pm, off_session=bool(off) if not isinstance(off, str) else off in ("one_off", "recurring"),
@@ -740,6 +740,8 @@ def create_refund(req: Any, *, charge_id: str, amount: int | None = None, reason
     if charge["status"] != "succeeded":
         raise state_error(f"Charge {charge['id']} has a status of {charge['status']}; only a successful charge can be refunded.",
                           code="charge_not_refundable", param=param)
+    if charge["disputed"]:
+        raise state_error(f"Charge {charge['id']} has been charged back; cannot issue a refund.", code="charge_disputed")
     if charge["refunded"] or charge["amount_refunded"] >= charge["amount"]:
         raise state_error(f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
     remaining = charge["amount"] - charge["amount_refunded"]
@@ -836,6 +838,22 @@ def cancel_refund(req: Request) -> dict[str, Any]:
     refund = get_or_404(req, req.path_params["id"], "refund")
     raise state_error(f"Refund {refund['id']} cannot be canceled because it has a status of {refund['status']}. "
                       "Only refunds with a status of requires_action can be canceled.")
+
+
+@route("GET", "/v1/charges/{charge}/refunds", "ChargeListRefundsParams", returns="refund")
+def list_charge_refunds(req: Request) -> dict[str, Any]:
+    charge = get_or_404(req, req.path_params["charge"], "charge", param="charge")
+    objs = [r for r in req.store.all("refund") if r.get("charge") == charge["id"]]
+    return list_response(req, objs, f"/v1/charges/{charge['id']}/refunds")
+
+
+@route("GET", "/v1/charges/{charge}/refunds/{id}", "ChargeRetrieveRefundParams", returns="refund")
+def retrieve_charge_refund(req: Request) -> dict[str, Any]:
+    charge = get_or_404(req, req.path_params["charge"], "charge", param="charge")
+    refund = req.store.get(req.path_params["id"], "refund")
+    if refund is None or refund.get("charge") != charge["id"]:
+        raise no_such("refund", req.path_params["id"])
+    return refund
 
 
 @route("GET", "/v1/refunds", "RefundListParams", returns="refund")

@@ -16,7 +16,7 @@ import copy
 from typing import Any
 
 from ..context import using
-from ..errors import StripeError, no_such, state_error
+from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, get_or_404, ref_or_400
 from ..internal import internal_request
@@ -208,7 +208,7 @@ def _resolve_item_price(req: Any, item: dict[str, Any], param: str, currency: st
         raise StripeError(
             f"The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.",
             param=f"{param}[price]")
-    if not price["active"]:
+    if not price["active"] and not req.store.private.get(price["id"], {}).get("inline"):
         raise StripeError(f"The price specified is inactive. This field only accepts active prices.",
                           param=f"{param}[price]")
     if currency is not None and inv_mod.price_amount_for(req.store, price, currency) is None:
@@ -552,9 +552,40 @@ def update_route(req: Request) -> dict[str, Any]:
     return update_subscription(req, sub, req.params)
 
 
+def _validate_update(req: Any, sub: dict[str, Any], p: dict[str, Any], changes: list[dict[str, Any]], now: int) -> None:
+    remaining = len(_items(req, sub)) - sum(1 for ch in changes if ch["item"] is not None and ch["new"] is None) \
+        + sum(1 for ch in changes if ch["item"] is None)
+    if remaining < 1:
+        raise StripeError("A subscription must have at least one active plan.", param="items")
+    if p.get("default_payment_method"):
+        pm = ref_or_400(req, p["default_payment_method"], "payment_method", "default_payment_method", "PaymentMethod")
+        if pm.get("customer") != sub["customer"]:
+            raise StripeError(
+                f"The customer does not have a payment method with the ID {pm['id']}. The payment method must be "
+                "attached to the customer.", param="default_payment_method", code="resource_missing")
+    if p.get("trial_end") not in (None, "now") and int(p["trial_end"]) <= now:
+        raise StripeError("Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end")
+    for i, d in enumerate(p.get("discounts") or []):
+        if d.get("coupon"):
+            ref_or_400(req, d["coupon"], "coupon", f"discounts[{i}][coupon]")
+        if d.get("promotion_code"):
+            ref_or_400(req, d["promotion_code"], "promotion_code", f"discounts[{i}][promotion_code]", "promotion code")
+        if d.get("discount"):
+            ref_or_400(req, d["discount"], "discount", f"discounts[{i}][discount]")
+
+
 def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     store = req.store
     if sub["status"] in ("canceled", "incomplete_expired"):
+        if sub["status"] == "canceled" and set(p) <= {"metadata", "cancellation_details", "expand"}:
+            before = copy.deepcopy(sub)
+            for k in ("comment", "feedback"):
+                if k in (p.get("cancellation_details") or {}):
+                    sub["cancellation_details"][k] = p["cancellation_details"][k] or None
+            apply_metadata(sub, p.get("metadata"))
+            if diff(before, sub):
+                emit("customer.subscription.updated", sub, diff(before, sub))
+            return sub
         raise state_error("A canceled subscription can only update its cancellation_details and metadata."
                           if sub["status"] == "canceled" else
                           "This subscription has expired and can no longer be updated.")
@@ -575,7 +606,8 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
             raise StripeError(fields["message"], status=402, type="card_error", code=fields["code"],
                               decline_code=fields.get("decline_code") or None)
     records = _update_records(req, sub, changes, proration_date, behavior, interval_change)
-    # apply item changes
+    _validate_update(req, sub, p, changes, now)
+    # apply item changes (everything that can be refused was checked above: nothing is half-applied)
     for ch in changes:
         it = ch["param"]
         if ch["item"] is None:
@@ -950,8 +982,10 @@ def run_action(req: Any, sub: dict[str, Any], when: int, action: str) -> None:
         emit("customer.subscription.trial_will_end", sub)
     elif action == "upcoming":
         priv["upcoming_sent_for"] = period_of(req, sub)[1]
-        preview = _preview_for(req, sub, records=[], next_period=True)
-        emit("invoice.upcoming", preview)
+        if sub["collection_method"] == "charge_automatically":
+            preview = _preview_for(req, sub, records=[], next_period=True)
+            preview["id"] = None  # Stripe: the upcoming invoice in this event has no id
+            emit("invoice.upcoming", preview)
     elif action == "cancel":
         start, end = period_of(req, sub)
         usage = _metered_usage_lines(req, sub, start, end, until=when)
@@ -1037,12 +1071,20 @@ def _preview_for(req: Any, sub: dict[str, Any], *, records: list[dict[str, Any]]
     inv["starting_balance"] = cus.get("balance") or 0
     inv["auto_advance"] = False
     inv["automatically_finalizes_at"] = None
+    if next_period and sub["collection_method"] == "charge_automatically":
+        inv["next_payment_attempt"] = end  # when the renewal invoice will be charged
     return inv
 
 
 def preview_invoice(req: Request) -> dict[str, Any]:
     p = req.params
     sd = p.get("subscription_details") or {}
+    if not p.get("subscription") and p.get("customer") and not sd.get("items"):
+        # Like Stripe: with only a customer, the preview is the next invoice of the customer's subscription.
+        live = [s for s in req.store.all("subscription") if s["customer"] == p["customer"]
+                and s["status"] in ("active", "past_due", "trialing", "unpaid")]
+        if live:
+            p = dict(p, subscription=live[0]["id"])
     if p.get("subscription"):
         sub = ref_or_400(req, p["subscription"], "subscription", "subscription")
         if p.get("customer") and p["customer"] != sub["customer"]:
@@ -1187,4 +1229,4 @@ def _t_trial_will_end(emulator: Any) -> dict[str, Any]:
 
 
 __all__ = ["create_subscription", "update_subscription", "cancel_subscription", "next_action", "run_action",
-           "preview_invoice", "on_invoice_paid", "on_invoice_payment_failed", "no_such"]
+           "preview_invoice", "on_invoice_paid", "on_invoice_payment_failed"]

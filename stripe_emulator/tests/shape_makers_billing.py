@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any, Callable
@@ -105,7 +106,23 @@ def _session(client: stripe.StripeClient, mode: str = "payment") -> Any:
 
 
 def checkout_session(client: stripe.StripeClient) -> dict[str, Any]:
-    return as_dict(_session(client))
+    """A completed session (customer_details, payment_intent and totals filled in)."""
+    session = _session(client)
+    base = session.url.split("/_emulator/")[0]
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    req = urllib.request.Request(f"{base}/_emulator/checkout_sessions/{session.id}/complete",
+                                 data=urllib.parse.urlencode({"card_number": "4242424242424242"}).encode(), method="POST")
+    try:
+        urllib.request.build_opener(_NoRedirect).open(req, timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 303, exc.code
+    done = as_dict(client.v1.checkout.sessions.retrieve(session.id))
+    assert done["status"] == "complete"
+    return done
 
 
 def item(client: stripe.StripeClient) -> dict[str, Any]:
@@ -211,4 +228,4 @@ MAKERS: dict[str, Callable[[stripe.StripeClient], dict[str, Any]]] = {
     "billing_portal.session": portal_session,
 }
 
-__all__ = ["MAKERS", "urllib"]
+__all__ = ["MAKERS"]

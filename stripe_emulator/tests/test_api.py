@@ -165,6 +165,8 @@ def test_malformed_bodies(emulator: Any) -> None:
     assert status == 400
     status, _, body = http("GET", emulator.url + "/v1/nothing_here", headers=auth)
     assert status == 404 and "Unrecognized request URL" in json.loads(body)["error"]["message"]
+    status, _, body = http("PUT", emulator.url + "/v1/customers", data=b"", headers=auth)
+    assert status == 404 and "does not accept PUT" in json.loads(body)["error"]["message"]
 
 
 def test_metadata_unset_semantics(client: stripe.StripeClient) -> None:
@@ -251,3 +253,30 @@ def test_triggers_create_objects_and_events(fresh_emulator: Any, fresh_client: s
         assert name in types and types[-1] == last
     status, _, body = http("POST", fresh_emulator.url + "/_emulator/trigger", data=b"type=nope.nope")
     assert status == 400
+
+
+# ------------------------------------------------------------------ time-based retention
+
+def test_events_older_than_30_days_are_gone(fresh_emulator: Any, fresh_client: stripe.StripeClient) -> None:
+    old = fresh_client.v1.customers.create()
+    old_event = fresh_client.v1.events.list().data[0]
+    fresh_emulator.control("POST", "/_emulator/clock", {"advance": 29 * 86400})
+    assert fresh_client.v1.events.retrieve(old_event.id).id == old_event.id
+    fresh_emulator.control("POST", "/_emulator/clock", {"advance": 2 * 86400})
+    new = fresh_client.v1.customers.create()
+    assert new.created - old.created >= 31 * 86400
+    assert [e.data.object.id for e in fresh_client.v1.events.list().data] == [new.id]
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        fresh_client.v1.events.retrieve(old_event.id)
+    assert exc.value.http_status == 404
+    status, _, _ = http("POST", fresh_emulator.url + "/_emulator/clock", data=b"advance=-5")
+    assert status == 400
+
+
+def test_idempotency_keys_expire_after_24_hours(fresh_emulator: Any, fresh_client: stripe.StripeClient) -> None:
+    opts = {"idempotency_key": "day-old-key"}
+    first = fresh_client.v1.customers.create(params={"email": "day@example.com"}, options=opts)
+    fresh_emulator.control("POST", "/_emulator/clock", {"advance": 23 * 3600})
+    assert fresh_client.v1.customers.create(params={"email": "day@example.com"}, options=opts).id == first.id
+    fresh_emulator.control("POST", "/_emulator/clock", {"advance": 3600 + 1})
+    assert fresh_client.v1.customers.create(params={"email": "day@example.com"}, options=opts).id != first.id

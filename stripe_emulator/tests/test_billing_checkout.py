@@ -69,9 +69,10 @@ def test_payment_checkout_completed_through_the_hosted_page_form(client: stripe.
     assert pi.metadata["order"] == "o-1"
     types = _events_for(client, session.id)
     assert types == ["checkout.session.completed"]
-    # the payment events precede the session's completion
-    all_types = [e.type for e in reversed(client.v1.events.list(params={"limit": 20}).data)]
-    assert all_types.index("payment_intent.succeeded") < all_types.index("checkout.session.completed")
+    # the payment events precede the session's completion (only this test's objects: the emulator is shared)
+    own_types = [e.type for e in reversed(client.v1.events.list(params={"limit": 100}).data)
+                 if e.data.object.to_dict().get("id") in (pi.id, session.id)]
+    assert own_types.index("payment_intent.succeeded") < own_types.index("checkout.session.completed")
 
 
 def test_declined_card_stays_on_the_page_and_changes_nothing(client: stripe.StripeClient, emulator: Any) -> None:
@@ -79,7 +80,7 @@ def test_declined_card_stays_on_the_page_and_changes_nothing(client: stripe.Stri
     session = client.v1.checkout.sessions.create(params={
         "mode": "payment", "line_items": [{"price": price.id, "quantity": 1}],
         "success_url": "https://app.example/ok", "customer_email": "d@example.com"})
-    pis_before = len(client.v1.payment_intents.list(params={"limit": 100}).data)
+    newest_pi = [pi.id for pi in client.v1.payment_intents.list(params={"limit": 1}).data]
     status, headers, html = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete",
                                        {"card_number": "4000 0000 0000 0002", "card_expiry": "12 / 34"})
     assert status == 402
@@ -90,7 +91,7 @@ def test_declined_card_stays_on_the_page_and_changes_nothing(client: stripe.Stri
     assert status == 402 and "Your card has insufficient funds." in html
     again = client.v1.checkout.sessions.retrieve(session.id)
     assert (again.status, again.payment_status, again.payment_intent) == ("open", "unpaid", None)
-    assert len(client.v1.payment_intents.list(params={"limit": 100}).data) == pis_before
+    assert [pi.id for pi in client.v1.payment_intents.list(params={"limit": 1}).data] == newest_pi  # none created
     assert _events_for(client, session.id) == []
     # the same session can then be paid with a good card
     status, headers, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete", {})
@@ -258,3 +259,62 @@ def test_failed_three_d_secure_keeps_the_session_open(client: stripe.StripeClien
     assert status == 402 and "We are unable to authenticate your payment method." in html
     again = client.v1.checkout.sessions.retrieve(session.id)
     assert (again.status, again.payment_status, again.payment_intent) == ("open", "unpaid", None)
+
+
+def test_concurrent_completions_of_one_session_charge_once(client: stripe.StripeClient, emulator: Any) -> None:
+    import threading
+
+    price = _price(client, recurring=False, amount=700)
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "line_items": [{"price": price.id, "quantity": 1}], "success_url": "https://app.example/ok",
+        "customer_email": "race@example.com"})
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def submit() -> None:
+        status, _, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete", {})
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [303] + [409] * 5
+    done = client.v1.checkout.sessions.retrieve(session.id)
+    charges = client.v1.charges.list(params={"payment_intent": done.payment_intent}).data
+    assert len(charges) == 1 and charges[0].amount == 700
+    assert _events_for(client, session.id) == ["checkout.session.completed"]
+
+
+def test_subscription_checkout_with_inline_price_data(client: stripe.StripeClient, emulator: Any) -> None:
+    prod = client.v1.products.create(params={"name": "Inline plan"})
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "subscription", "success_url": "https://app.example/ok", "customer_email": "inline@example.com",
+        "line_items": [{"quantity": 2, "price_data": {"currency": "usd", "product": prod.id, "unit_amount": 1100,
+                                                      "recurring": {"interval": "month"}}}]})
+    assert session.amount_total == 2200
+    status, _, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete", {})
+    assert status == 303
+    sub = client.v1.subscriptions.retrieve(client.v1.checkout.sessions.retrieve(session.id).subscription)
+    item = sub["items"].data[0]
+    assert (sub.status, item.quantity, item.price.unit_amount, item.price.active) == ("active", 2, 1100, False)
+
+
+def test_payment_checkout_with_post_payment_invoice(client: stripe.StripeClient, emulator: Any) -> None:
+    price = _price(client, recurring=False, amount=2500)
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "payment", "line_items": [{"price": price.id, "quantity": 2}], "success_url": "https://app.example/ok",
+        "customer_email": "credits@example.com",
+        "invoice_creation": {"enabled": True, "invoice_data": {"description": "Credit pack", "metadata": {"pack": "50"}}}})
+    assert session.invoice_creation.enabled is True
+    status, _, _ = _form_post(f"{emulator.url}/_emulator/checkout_sessions/{session.id}/complete", {})
+    assert status == 303
+    done = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["invoice.payments"]})
+    inv = done.invoice
+    assert done.customer is not None and inv.customer == done.customer
+    assert (inv.status, inv.total, inv.amount_paid, inv.description) == ("paid", 5000, 5000, "Credit pack")
+    assert inv.metadata["pack"] == "50" and inv.payments.data[0].payment.payment_intent == done.payment_intent
+    status, headers, body = http("GET", inv.invoice_pdf)
+    assert status == 200 and body.startswith(b"%PDF-")

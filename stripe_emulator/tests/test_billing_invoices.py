@@ -10,7 +10,7 @@ import pytest
 import stripe
 
 from .conftest import http
-from .shape_makers_billing import _customer_with_card, _price
+from .shape_makers_billing import _customer_with_card
 
 T0 = 1_800_000_000
 DAY = 86400
@@ -176,3 +176,23 @@ def test_metered_usage_is_deduplicated_summarised_and_billed_at_renewal(client: 
     client.v1.billing.meters.deactivate(meter.id)
     with pytest.raises(stripe.InvalidRequestError):
         report("1", "evt-4", end + 3 * 3600)
+
+
+def test_open_invoice_is_paid_from_its_hosted_page(client: stripe.StripeClient) -> None:
+    cus = client.v1.customers.create(params={"email": "payer@example.com"})
+    client.v1.invoice_items.create(params={"customer": cus.id, "amount": 3300, "currency": "usd"})
+    inv = client.v1.invoices.create(params={"customer": cus.id, "collection_method": "send_invoice",
+                                            "days_until_due": 30, "pending_invoice_items_behavior": "include"})
+    inv = client.v1.invoices.send_invoice(inv.id)
+    assert inv.status == "open" and inv.due_date == inv.created + 30 * DAY
+    status, _, page = http("GET", inv.hosted_invoice_url)
+    assert status == 200 and "id='pay-form'" in page.decode() and "Pay $33.00" in page.decode()
+    status, _, page = http("POST", f"{inv.hosted_invoice_url}/pay", b"card_number=4000000000000002")
+    assert status == 402 and "Your card was declined." in page.decode()
+    assert client.v1.invoices.retrieve(inv.id).status == "open"
+    status, headers, _ = http("POST", f"{inv.hosted_invoice_url}/pay", b"card_number=4242424242424242&card_expiry=11/31")
+    assert status == 303 and headers["location"] == inv.hosted_invoice_url
+    paid = client.v1.invoices.retrieve(inv.id)
+    assert (paid.status, paid.amount_paid) == ("paid", 3300)
+    status, _, page = http("GET", inv.hosted_invoice_url)
+    assert "pay-form" not in page.decode() and "Paid" in page.decode()

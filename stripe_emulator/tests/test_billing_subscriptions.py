@@ -79,6 +79,11 @@ def test_subscription_renews_through_a_test_clock(client: stripe.StripeClient) -
     assert renewal[:5] == ["invoice.upcoming", "customer.subscription.updated", "invoice.created",
                            "invoice.finalized", "invoice.paid"]
     assert renewal[-1] == "invoice.payment_succeeded"
+    upcoming = [e for e in client.v1.events.list(params={"type": "invoice.upcoming", "limit": 100}).data
+                if e.data.object.parent.subscription_details.subscription == sub.id]
+    assert len(upcoming) == 1 and upcoming[0].created == end - 7 * DAY
+    assert upcoming[0].data.object.id is None and upcoming[0].data.object.total == 6000
+    assert upcoming[0].data.object.next_payment_attempt == end
     clock_events = [e for e in client.v1.events.list(params={"limit": 100}).data
                     if e.type.startswith("test_helpers.test_clock.") and e.data.object.id == clock.id]
     assert [e.type for e in clock_events][:2] == ["test_helpers.test_clock.ready", "test_helpers.test_clock.advancing"]
@@ -242,8 +247,10 @@ def test_cancel_now_and_errors(client: stripe.StripeClient) -> None:
     assert [s.id for s in found.data] == [sub.id]
     canceled = client.v1.subscriptions.cancel(sub.id)
     assert (canceled.status, canceled.canceled_at, canceled.ended_at) == ("canceled", T0, T0)
-    with pytest.raises(stripe.InvalidRequestError):
-        client.v1.subscriptions.update(sub.id, params={"metadata": {"x": "1"}})
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
+    assert "canceled subscription can only update" in exc.value.user_message
+    assert client.v1.subscriptions.update(sub.id, params={"metadata": {"x": "1"}}).metadata["x"] == "1"
     with pytest.raises(stripe.InvalidRequestError) as exc:
         client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": _price(client, recurring=False).id}]})
     assert "type=recurring" in exc.value.user_message
@@ -382,3 +389,54 @@ def test_cancel_at_a_future_date(client: stripe.StripeClient) -> None:
     _advance(client, clock, T0 + 6 * DAY)
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert (sub.status, sub.ended_at) == ("canceled", T0 + 5 * DAY)
+
+
+def test_refused_updates_change_nothing(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    price, other = _price(client, amount=1000), _price(client, amount=3000)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id}]})
+    item = sub["items"].data[0]
+    stranger = client.v1.customers.create()
+    foreign = client.v1.payment_methods.attach("pm_card_visa", params={"customer": stranger.id})
+    attempts: list[dict[str, Any]] = [
+        {"items": [{"id": item.id, "deleted": True}]},
+        {"items": [{"id": item.id, "price": other.id}], "default_payment_method": foreign.id},
+        {"items": [{"id": item.id, "quantity": 5}], "discounts": [{"coupon": "no_such_coupon"}]},
+        {"items": [{"id": "si_missing", "quantity": 2}]},
+        {"items": [{"id": item.id, "price": "price_missing"}]},
+    ]
+    for params in attempts:
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.subscriptions.update(sub.id, params=params)
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert [(i.id, i.price.id, i.quantity) for i in after["items"].data] == [(item.id, price.id, 1)]
+    assert after.default_payment_method is None and after.discounts == []
+    assert client.v1.invoice_items.list(params={"customer": cus.id}).data == []
+
+
+def test_preview_of_the_next_invoice_from_the_customer_alone(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    price = _price(client, amount=1200)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id, "quantity": 2}]})
+    client.v1.invoice_items.create(params={"customer": cus.id, "amount": 300, "currency": "usd",
+                                           "description": "Extra seat setup"})
+    preview = client.v1.invoices.create_preview(params={"customer": cus.id})
+    end = sub["items"].data[0].current_period_end
+    assert preview.subscription == sub.id and preview.total == 2 * 1200 + 300
+    assert sorted(ln.amount for ln in preview.lines.data) == [300, 2400]
+    assert [ln.period.start for ln in preview.lines.data if ln.amount == 2400] == [end]
+    # a preview changes nothing
+    assert client.v1.invoice_items.list(params={"customer": cus.id, "pending": True}).data[0].invoice is None
+    assert len(client.v1.invoices.list(params={"customer": cus.id}).data) == 1
+
+
+def test_renewal_with_a_card_needing_authentication_asks_for_action(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": _price(client).id}]})
+    needs_3ds = client.v1.payment_methods.attach("pm_card_threeDSecure2Required", params={"customer": cus.id})
+    client.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": needs_3ds.id}})
+    _advance(client, clock, sub["items"].data[0].current_period_end + 2 * 3600)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    types = _event_types(client, sub.latest_invoice)
+    assert sub.status == "past_due"
+    assert types.index("invoice.payment_failed") < types.index("invoice.payment_action_required")

@@ -234,6 +234,9 @@ def test_dispute_card_creates_dispute_after_success(client: stripe.StripeClient)
     assert (dp.amount, dp.status, dp.payment_intent) == (4200, "needs_response", pi.id)
     assert (dp.balance_transactions[0].amount, dp.balance_transactions[0].fee) == (-4200, 1500)
     assert "charge.dispute.created" in _events_for(client, dp.id)
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.refunds.create(params={"charge": charge.id})
+    assert exc.value.code == "charge_disputed"
     closed = client.v1.disputes.close(dp.id)
     assert closed.status == "lost"
 
@@ -269,3 +272,53 @@ def test_responses_never_contain_card_number(client: stripe.StripeClient) -> Non
     text = str(pm)
     assert "5555555555554444" not in text and '"737"' not in text and '"cvc"' not in text
     assert (pm.card.brand, pm.card.last4, pm.card.exp_month, pm.card.exp_year) == ("mastercard", "4444", 3, 2032)
+
+
+def test_module_level_sdk_lists_a_charges_refunds(client: stripe.StripeClient, emulator: Any) -> None:
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True})
+    r1 = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 100})
+    r2 = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 200})
+    previous = stripe.api_base
+    stripe.api_base = emulator.url
+    try:
+        refunds = stripe.Charge.list_refunds(pi.latest_charge, api_key="sk_test_module_level")
+        assert [r.id for r in refunds.data] == [r2.id, r1.id]
+        assert stripe.Charge.retrieve_refund(pi.latest_charge, r1.id, api_key="sk_test_module_level").amount == 100
+    finally:
+        stripe.api_base = previous
+
+
+def test_concurrent_partial_refunds_never_exceed_the_charge(emulator: Any, client: stripe.StripeClient) -> None:
+    import threading
+
+    pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True})
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def refund() -> None:
+        c = stripe.StripeClient("sk_test_concurrent", base_addresses={"api": emulator.url}, max_network_retries=0)
+        try:
+            c.v1.refunds.create(params={"charge": pi.latest_charge, "amount": 200})
+            result = "ok"
+        except stripe.InvalidRequestError as exc:
+            result = exc.code or "error"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=refund) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["charge_already_refunded"] * 3 + ["ok"] * 5
+    charge = client.v1.charges.retrieve(pi.latest_charge)
+    assert (charge.amount_refunded, charge.refunded) == (1000, True)
+
+
+def test_includable_customer_fields_for_dj_stripe(client: stripe.StripeClient) -> None:
+    cus = _customer(client)
+    got = client.v1.customers.retrieve(cus.id, params={"expand": ["default_source", "sources", "subscriptions", "tax_ids"]})
+    assert got.default_source is None
+    assert (got.sources.object, got.sources.data) == ("list", [])
+    assert got.subscriptions.object == "list" and got.tax_ids.url == f"/v1/customers/{cus.id}/tax_ids"
+    assert "sources" not in client.v1.customers.retrieve(cus.id)

@@ -12,8 +12,7 @@ from .. import selectors, services
 from ..metering import metered
 from ..models import TeamUsagePolicy
 from .serializers import (CreditLedgerEntrySerializer, SpendCapInputSerializer, SpendCapOutputSerializer,
-                          UsageEventBatchInputSerializer, UsageEventBatchOutputSerializer,
-                          UsageEventOutputSerializer, UsageSummarySerializer)
+                          UsageEventBatchInputSerializer, UsageEventBatchOutputSerializer, UsageSummarySerializer)
 
 
 class UsageSummaryAPI(TeamScopedAPIMixin, APIView):

@@ -197,3 +197,34 @@ def test_usage_run_command_flushes(api_key_client, capsys):
 
     call_command("usage_run", "flush")
     assert "flushed" in capsys.readouterr().out
+
+
+def test_owner_sets_the_spend_cap_on_the_usage_page(team_and_owner, client, set_plan):
+    from usage.models import TeamUsagePolicy
+
+    team, owner = team_and_owner
+    set_plan(team, "pro")
+    client.force_login(owner)
+    page = client.get(reverse("usage:overview")).content.decode()
+    assert 'name="spend_cap"' in page
+    response = client.post(reverse("usage:spend_cap"), {"spend_cap": "12.34", "currency": "brl"})
+    assert response.status_code == 302
+    policy = TeamUsagePolicy.objects.get(team=team)
+    assert (policy.spend_cap_minor, policy.currency, policy.updated_by) == (1234, "brl", owner)
+    assert 'value="12.34"' in client.get(reverse("usage:overview")).content.decode()
+    client.post(reverse("usage:spend_cap"), {"spend_cap": "", "currency": "usd"})
+    assert TeamUsagePolicy.objects.get(team=team).spend_cap_minor is None
+
+
+def test_a_member_cannot_set_the_spend_cap(team_and_owner, client, set_plan):
+    from accounts.tests.factories import MembershipFactory
+    from usage.models import TeamUsagePolicy
+
+    team, owner = team_and_owner
+    set_plan(team, "pro")
+    member = MembershipFactory(team=team).user
+    client.force_login(member)
+    assert "Only the team" in client.get(reverse("usage:overview")).content.decode()
+    response = client.post(reverse("usage:spend_cap"), {"spend_cap": "1", "currency": "usd"})
+    assert response.status_code == 403
+    assert not TeamUsagePolicy.objects.exists()

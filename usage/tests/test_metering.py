@@ -173,3 +173,31 @@ def test_metering_fails_closed_with_503_when_redis_is_down(api_key_client, needs
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert response.json()["error"]["code"] == "metering_unavailable"
     assert api_key_client.get(reverse("api:demo-ping")).status_code == 200
+
+
+def test_metered_works_on_function_views_too(api_key_client, backend, set_plan):
+    from rest_framework.decorators import api_view
+    from rest_framework.response import Response
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from usage.metering import metered
+
+    @api_view(["GET"])
+    @metered("api_call", credits=2)
+    def costly(request):
+        return Response({"ok": True})
+
+    team = api_key_client.team
+    set_plan(team, "pro")
+    factory = APIRequestFactory()
+    request = factory.get("/costly/")
+    force_authenticate(request, user=api_key_client.owner)
+    request.session = {}
+    first = costly(request)
+    assert first.status_code == 200 and first["X-RateLimit-Limit"] == "20"
+    request = factory.get("/costly/")
+    force_authenticate(request, user=api_key_client.owner)
+    request.session = {}
+    assert costly(request).status_code == 402  # 3 signup credits: one call of 2, then 1 left
+    assert selectors.credits_balance(team=team) == 1
+    assert used(team) == 1

@@ -3,5 +3,5 @@ the benchmarks measure metering's cost rather than its refusals (every check sti
 from billing_site.settings import *  # noqa: F401,F403
 from billing_site.settings import BASE_DIR
 
-BILLING_CATALOG_PATH = str(BASE_DIR / "bench" / "usage_bench_catalog.toml")
+BILLING_CATALOG_PATH = str(BASE_DIR / "bench" / "usage_support" / "catalog.toml")
 USAGE_REDIS_PREFIX = "usagebench:"

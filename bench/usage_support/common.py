@@ -3,8 +3,8 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_SETTINGS = "bench.usage_bench_settings"
+ROOT = Path(__file__).resolve().parent.parent.parent
+BENCH_SETTINGS = "bench.usage_support.settings"
 
 
 def django_setup(settings_module: str = BENCH_SETTINGS) -> None:
