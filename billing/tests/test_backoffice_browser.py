@@ -1,7 +1,8 @@
 """
 One walk through the real pages in Debian's chromium (Playwright): a Support user requests a refund above the
 approval threshold from the Customer 360 page, a Finance user approves it, the refund reaches Stripe (the emulator).
-Screenshots land in docs/screenshots/ for the docs.
+Screenshots go to a temporary directory, or to $BACKOFFICE_SCREENSHOTS_DIR (docs/screenshots/ was made with it), so
+a test run never dirties the working tree.
 """
 import os
 import shutil
@@ -15,7 +16,6 @@ from .backoffice_fixtures import *  # noqa: F401,F403
 from .backoffice_fixtures import emulator_refunds
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -47,10 +47,11 @@ def login(page, base_url, email, password="correct-horse-battery-staple"):
 
 
 def test_support_requests_and_finance_approves_a_refund(browser_page, live_server, paying_team, support_user,
-                                                        finance_user, bo_stripe, settings):
+                                                        finance_user, bo_stripe, settings, tmp_path):
     settings.REFUND_APPROVAL_THRESHOLD = 5000  # $50: the $60 refund below needs Finance
     page, base = browser_page, live_server.url
     team, _owner, charge = paying_team
+    SHOTS = Path(os.environ.get("BACKOFFICE_SCREENSHOTS_DIR") or tmp_path)
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     login(page, base, support_user.email)
