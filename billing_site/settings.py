@@ -370,3 +370,22 @@ CELERY_BEAT_SCHEDULE["usage-credits-expire"] = {
     "task": "usage.tasks.usage_credits_expire_task",
     "schedule": crontab(hour=2, minute=41),
 }
+
+# --- backoffice (added by BO) -----------------------------------------------------------------------------------
+# Support may grant this many credits in one action; more needs `billing.grant_credits_unlimited` (Finance).
+BACKOFFICE_SUPPORT_CREDIT_LIMIT = env.int("BACKOFFICE_SUPPORT_CREDIT_LIMIT", default=100)
+BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS = env.int("BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS", default=30)
+# A refund request processing longer than this is reported by reconciliation (and resumed by the periodic task).
+BACKOFFICE_REFUND_STUCK_MINUTES = env.int("BACKOFFICE_REFUND_STUCK_MINUTES", default=60)
+# The back office's tasks live in billing/tasks_backoffice.py, which autodiscovery (tasks.py only) does not see.
+CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "billing.tasks_backoffice"]
+# The scheduled run compares objects created in the last N days (the command compares everything, or --since).
+BACKOFFICE_RECONCILE_LOOKBACK_DAYS = env.int("BACKOFFICE_RECONCILE_LOOKBACK_DAYS", default=35)
+CELERY_BEAT_SCHEDULE["backoffice-reconcile"] = {
+    "task": "billing.tasks_backoffice.reconcile_task",
+    "schedule": env.int("BACKOFFICE_RECONCILE_EVERY_SECONDS", default=6 * 3600),
+}
+CELERY_BEAT_SCHEDULE["backoffice-resume-stuck-refunds"] = {
+    "task": "billing.tasks_backoffice.refund_requests_resume_stuck_task",
+    "schedule": 10 * 60,
+}

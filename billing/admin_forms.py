@@ -1,0 +1,103 @@
+"""Forms of the back office's confirmed actions. Amounts typed by people are converted to integer minor units here."""
+import uuid
+from decimal import Decimal, InvalidOperation
+
+from django import forms
+
+from billing.models import RefundRequest
+from billing_site.money import ZERO_DECIMAL_CURRENCIES
+
+
+def minor_from_text(text: str, currency: str) -> int:
+    """'49.90' (or '49,90') in `currency` -> 4990. Refuses more decimals than the currency has."""
+    exponent = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
+    cleaned = text.strip().replace(" ", "")
+    if "," in cleaned and "." not in cleaned:
+        cleaned = cleaned.replace(",", ".")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise forms.ValidationError("Enter an amount such as 49.90.") from None
+    if not value.is_finite():
+        raise forms.ValidationError("Enter an amount such as 49.90.")
+    scaled = value.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise forms.ValidationError(f"{currency.upper()} has {exponent} decimal places.")
+    return int(scaled)
+
+
+class ActionTokenForm(forms.Form):
+    # One token per opened form: a double submit reuses it, so the ledger/Stripe see the same reference twice.
+    action_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {}).setdefault("action_token", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+
+class RefundRequestForm(forms.Form):
+    amount = forms.CharField(label="Amount", help_text="In the payment's currency, e.g. 49.90. Default: everything "
+                             "still refundable.")
+    currency = forms.CharField(max_length=3, help_text="Must be the payment's currency.")
+    reason = forms.ChoiceField(choices=RefundRequest.Reason.choices)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
+                           help_text="Internal note (never sent to the customer).")
+
+    def clean(self):
+        cleaned = super().clean()
+        if "amount" in cleaned and "currency" in cleaned:
+            try:
+                cleaned["amount_minor"] = minor_from_text(cleaned["amount"], cleaned["currency"])
+            except forms.ValidationError as error:
+                self.add_error("amount", error)
+        return cleaned
+
+
+class DecisionForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class CreditsForm(ActionTokenForm):
+    amount = forms.IntegerField(min_value=1, help_text="Whole credits.")
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Why (internal).")
+
+
+class ConfirmForm(forms.Form):
+    confirm = forms.BooleanField(required=True, label="Yes, do it")
+
+
+class CancelSubscriptionForm(forms.Form):
+    subscription_id = forms.ChoiceField(label="Subscription")
+    when = forms.ChoiceField(choices=[("period_end", "At the end of the current period"),
+                                      ("now", "Now (Finance only): service stops immediately")])
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args, subscriptions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["subscription_id"].choices = [(s, s) for s in subscriptions]
+
+
+class ExtendTrialForm(forms.Form):
+    subscription_id = forms.ChoiceField(label="Subscription")
+    days = forms.IntegerField(min_value=1, max_value=365)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args, subscriptions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["subscription_id"].choices = [(s, s) for s in subscriptions]
+
+
+class ResendReceiptForm(ActionTokenForm):
+    charge_id = forms.ChoiceField(label="Payment")
+
+    def __init__(self, *args, charges=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["charge_id"].choices = [(c, c) for c in charges]
+
+
+class ReplayEventsForm(forms.Form):
+    event_ids = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Events")
+
+    def __init__(self, *args, events=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["event_ids"].choices = list(events)

@@ -1,0 +1,195 @@
+"""
+dj-stripe's mirrored data, read-only. Stripe is the source of truth: nobody adds, edits or deletes mirror rows here
+(changes go through Stripe via services, then come back by webhook or resync). dj-stripe's own admins are replaced by
+read-only wrappers; the busy ones (charges, events, customers, payment intents, invoices, subscriptions, refunds) get
+lists built for 1,000,000 rows: exact-id search on unique indexes, no full counts, related rows joined, no N+1.
+"""
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+from djstripe import models as djstripe_models
+
+from billing.admin_mixins import ExactIdSearchMixin, FastListMixin
+from billing.backoffice.selectors import payment_rows
+from billing_site.money import format_money
+
+
+class ReadOnlyMirrorMixin(FastListMixin):
+    list_per_page = 50
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        return {}  # dj-stripe's resync/sync-all actions write outside our services and audit
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+
+def _money(data: dict, key: str = "amount") -> str:
+    if not data or data.get(key) is None or not data.get("currency"):
+        return ""
+    return format_money(int(data[key]), data["currency"])
+
+
+def _team_link(customer) -> str:
+    if customer is None or customer.subscriber_id is None:
+        return "—"
+    return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change",
+                                                      args=[customer.subscriber_id]), customer.subscriber.name)
+
+
+class MirrorAdmin(ExactIdSearchMixin, ReadOnlyMirrorMixin, admin.ModelAdmin):
+    ordering = ["-created", "-djstripe_id"]
+    search_fields = ["=id"]  # the search box; the lookups are `exact_search`
+    list_filter = ["livemode"]
+    search_help_text = "Exact Stripe id."
+
+
+class ChargeAdmin(MirrorAdmin):
+    list_display = ["id", "created", "amount_display", "refunded_display", "status", "disputed_flag", "team",
+                    "payment_intent_id", "refund_button"]
+    list_filter = ["status", "livemode"]
+    exact_search = [("id", ("ch_", "py_")), ("payment_intent_id", ("pi_",)), ("customer_id", ("cus_",))]
+    search_help_text = "Exact ch_, pi_ or cus_ id."
+    list_select_related = ["customer__subscriber"]
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return _money(obj.stripe_data)
+
+    @admin.display(description="Refunded")
+    def refunded_display(self, obj):
+        return _money(obj.stripe_data, "amount_refunded") if (obj.stripe_data or {}).get("amount_refunded") else ""
+
+    @admin.display(description="Disputed", boolean=True)
+    def disputed_flag(self, obj):
+        return bool((obj.stripe_data or {}).get("disputed"))
+
+    @admin.display(description="Team")
+    def team(self, obj):
+        return _team_link(obj.customer)
+
+    @admin.display(description="")
+    def refund_button(self, obj):
+        row = payment_rows(charges=[obj])[0]
+        if not row.refundable:
+            return ""
+        return format_html('<a class="button" href="{}">Refund…</a>',
+                           reverse("admin:billing_refundrequest_new", args=[obj.id]))
+
+
+class CustomerAdmin(MirrorAdmin):
+    list_display = ["id", "created", "email", "team"]
+    exact_search = [("id", ("cus_",)), ("email__iexact", None)]
+    search_help_text = "Exact cus_ id or email."
+    list_select_related = ["subscriber"]
+
+    @admin.display(description="Team (360)")
+    def team(self, obj):
+        return _team_link(obj)
+
+
+class PaymentIntentAdmin(MirrorAdmin):
+    list_display = ["id", "created", "amount_display", "status_display", "customer_id"]
+    exact_search = [("id", ("pi_",)), ("customer_id", ("cus_",))]
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return _money(obj.stripe_data)
+
+    @admin.display(description="Status")
+    def status_display(self, obj):
+        return (obj.stripe_data or {}).get("status", "")
+
+
+class InvoiceAdmin(MirrorAdmin):
+    list_display = ["id", "created", "status_display", "total_display", "customer_id", "subscription_id"]
+    exact_search = [("id", ("in_",)), ("customer_id", ("cus_",)), ("subscription_id", ("sub_",))]
+
+    @admin.display(description="Status")
+    def status_display(self, obj):
+        return (obj.stripe_data or {}).get("status", "")
+
+    @admin.display(description="Total")
+    def total_display(self, obj):
+        return _money(obj.stripe_data, "total")
+
+
+class SubscriptionAdmin(MirrorAdmin):
+    list_display = ["id", "created", "status_display", "team", "cancel_at_period_end_display"]
+    exact_search = [("id", ("sub_",)), ("customer_id", ("cus_",))]
+    list_select_related = ["customer__subscriber"]
+
+    @admin.display(description="Status")
+    def status_display(self, obj):
+        return (obj.stripe_data or {}).get("status", "")
+
+    @admin.display(description="Cancels at period end", boolean=True)
+    def cancel_at_period_end_display(self, obj):
+        return bool((obj.stripe_data or {}).get("cancel_at_period_end"))
+
+    @admin.display(description="Team")
+    def team(self, obj):
+        return _team_link(obj.customer)
+
+
+class RefundAdmin(MirrorAdmin):
+    list_display = ["id", "created", "amount_display", "status_display", "charge_id", "reason_display"]
+    exact_search = [("id", ("re_", "pyr_")), ("charge_id", ("ch_", "py_"))]
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return _money(obj.stripe_data)
+
+    @admin.display(description="Status")
+    def status_display(self, obj):
+        return (obj.stripe_data or {}).get("status", "")
+
+    @admin.display(description="Reason")
+    def reason_display(self, obj):
+        return (obj.stripe_data or {}).get("reason", "")
+
+
+class EventAdmin(MirrorAdmin):
+    list_display = ["id", "created", "type", "object_id"]
+    list_filter = ["livemode"]
+    exact_search = [("id", ("evt_",)), ("type", None)]
+    exclude = []
+
+    @admin.display(description="Object")
+    def object_id(self, obj):
+        return ((obj.data or {}).get("object") or {}).get("id", "")
+
+
+CUSTOM = {
+    djstripe_models.Charge: ChargeAdmin,
+    djstripe_models.Customer: CustomerAdmin,
+    djstripe_models.PaymentIntent: PaymentIntentAdmin,
+    djstripe_models.Invoice: InvoiceAdmin,
+    djstripe_models.Subscription: SubscriptionAdmin,
+    djstripe_models.Refund: RefundAdmin,
+    djstripe_models.Event: EventAdmin,
+}
+# Rows carrying secrets are not shown to anyone in the back office.
+HIDDEN = {djstripe_models.APIKey}
+
+
+def mirror_admins_make_read_only(site: admin.AdminSite) -> None:
+    """Replace every dj-stripe admin on `site` by a read-only one (idempotent)."""
+    for model, model_admin in list(site._registry.items()):
+        if model._meta.app_label != "djstripe" or isinstance(model_admin, ReadOnlyMirrorMixin):
+            continue
+        site.unregister(model)
+        if model in HIDDEN:
+            continue
+        admin_class = CUSTOM.get(model) or type(f"ReadOnly{type(model_admin).__name__}",
+                                                (ReadOnlyMirrorMixin, type(model_admin)), {})
+        site.register(model, admin_class)

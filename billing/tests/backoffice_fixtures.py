@@ -1,0 +1,121 @@
+"""
+Fixtures for the back-office tests (imported with `from .backoffice_fixtures import *` by test_backoffice_*.py, since
+billing/tests/conftest.py belongs to the billing core). Payments are made in the emulator through our own gateway and
+synced into dj-stripe's tables, the same path production takes.
+"""
+import itertools
+import json
+import urllib.request
+
+import pytest
+from django.contrib.auth.models import Group
+from djstripe import models as djstripe_models
+
+from accounts.tests.factories import UserFactory, make_team_with_owner
+from billing.backoffice.mirror import mirror_store
+from billing.stripe_gateway import client, write_options
+from billing.stripe_gateway.refunds import payment_intent_create_confirmed
+
+_counter = itertools.count(1)
+# dj-stripe only accepts keys shaped like Stripe's (sk_test_ + 24 or more letters and digits).
+TEST_SECRET_KEY = "sk_test_backofficeEmulatorKey0000000001"
+
+
+@pytest.fixture
+def bo_stripe(stripe_emulator, settings):
+    settings.STRIPE_SECRET_KEY = TEST_SECRET_KEY
+    settings.STRIPE_TEST_SECRET_KEY = TEST_SECRET_KEY
+    settings.REFUND_APPROVAL_THRESHOLD = 50000
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    return stripe_emulator
+
+
+def emulator_get(emulator, path: str) -> dict:
+    with urllib.request.urlopen(emulator.url + path, timeout=10) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
+
+
+def refund_posts(emulator) -> int:
+    """POST /v1/refunds calls the emulator received (Stripe writes, including idempotent replays)."""
+    return emulator_get(emulator, "/_emulator/requests?path_prefix=/v1/refunds&method=POST")["count"]
+
+
+def emulator_refunds(emulator, charge_id: str) -> list[dict]:
+    return [r for r in emulator.store.all("refund") if r.get("charge") == charge_id]
+
+
+def staff_user(group_name: str | None, **kwargs):
+    user = UserFactory(is_staff=True, **kwargs)
+    if group_name:
+        user.groups.add(Group.objects.get(name=group_name))
+    return user
+
+
+@pytest.fixture
+def support_user(db):
+    return staff_user("Support", email=f"support{next(_counter)}@staff.example.com")
+
+
+@pytest.fixture
+def finance_user(db):
+    return staff_user("Finance", email=f"finance{next(_counter)}@staff.example.com")
+
+
+@pytest.fixture
+def finance_user2(db):
+    return staff_user("Finance", email=f"finance{next(_counter)}@staff.example.com")
+
+
+def make_customer(team) -> djstripe_models.Customer:
+    """The team's Stripe customer, made the way the billing core makes it (linked profile, mirrored, subscriber)."""
+    from billing.services import customer_get_or_create
+
+    return djstripe_models.Customer.objects.get(id=customer_get_or_create(team=team))
+
+
+def make_payment(customer_id: str, *, amount_minor: int = 9900, currency: str = "usd",
+                 payment_method: str = "pm_card_visa") -> djstripe_models.Charge:
+    n = next(_counter)
+    pi = payment_intent_create_confirmed(customer_id=customer_id, amount_minor=amount_minor, currency=currency,
+                                         payment_method=payment_method, idempotency_key=f"test_payment:{n}")
+    mirror_store(kind="payment_intent", data={**pi, "latest_charge": pi["latest_charge"]["id"]})
+    return mirror_store(kind="charge", data=pi["latest_charge"])
+
+
+@pytest.fixture
+def paying_team(bo_stripe):
+    """A team with a Stripe customer and one $99.00 payment; returns (team, owner, charge)."""
+    team, owner = make_team_with_owner(name="Acme Corp")
+    customer = make_customer(team)
+    charge = make_payment(customer.id)
+    return team, owner, charge
+
+
+def make_subscription(customer_id: str, *, trial_days: int | None = 7):
+    """A monthly subscription (in trial by default) with its first invoice, mirrored. Returns (subscription, invoice)."""
+    c = client().v1
+    n = next(_counter)
+    product = c.products.create(params={"name": f"Pro {n}"}, options=write_options(f"test_product:{n}")).to_dict()
+    price = c.prices.create(params={"product": product["id"], "unit_amount": 9900, "currency": "usd",
+                                    "recurring": {"interval": "month"}},
+                            options=write_options(f"test_price:{n}")).to_dict()
+    pm = c.payment_methods.attach("pm_card_visa", params={"customer": customer_id}).to_dict()
+    params = {"customer": customer_id, "items": [{"price": price["id"]}], "default_payment_method": pm["id"]}
+    if trial_days:
+        params["trial_period_days"] = trial_days
+    sub = c.subscriptions.create(params=params, options=write_options(f"test_subscription:{n}")).to_dict()
+    subscription = mirror_store(kind="subscription", data=sub)
+    invoice = mirror_store(kind="invoice", data=c.invoices.retrieve(sub["latest_invoice"]).to_dict())
+    return subscription, invoice
+
+
+def make_webhook_event(*, stripe_event_id: str, event_type: str, obj: dict, status: str = "processed"):
+    from billing.models import WebhookEvent
+
+    return WebhookEvent.objects.create(
+        stripe_event_id=stripe_event_id, type=event_type, status=status,
+        payload={"id": stripe_event_id, "object": "event", "type": event_type, "data": {"object": obj}},
+        stripe_object_id=obj.get("id", ""), stripe_customer_id=obj.get("customer") or "",
+        attempts=5 if status == "parked" else 1, last_error="Traceback...\nRuntimeError: boom" if status in (
+            "failed", "parked") else "",
+    )

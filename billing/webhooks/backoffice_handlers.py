@@ -1,0 +1,65 @@
+"""
+Refund webhooks for the back office (registered with the billing core's registry; the pipeline calls them once per
+event, and again on replay, so each one is safe to run twice). Event data may be older than the object, so the
+refund is re-retrieved from Stripe before its state is applied.
+"""
+import logging
+
+from billing.backoffice.mirror import mirror_store
+from billing.backoffice.refunds import refund_request_apply_stripe_refund
+from billing.models import RefundRequest
+from billing.stripe_gateway import refunds as refund_gateway
+from billing_site.errors import BillingError
+
+from .registry import webhook_handler
+
+logger = logging.getLogger("billing.backoffice")
+
+
+def _current_refund(snapshot: dict) -> dict:
+    try:
+        return refund_gateway.refund_retrieve(refund_id=snapshot["id"])
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            return snapshot
+        raise  # Stripe unreachable: the pipeline retries the event later
+
+
+@webhook_handler("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+def refund_requests_on_refund_event(*, event: dict) -> None:
+    snapshot = event["data"]["object"]
+    meta_id = str((snapshot.get("metadata") or {}).get("refund_request_id") or "")
+    ours = RefundRequest.objects.filter(stripe_refund_id=snapshot["id"]).exists() or (
+        meta_id.isdigit() and RefundRequest.objects.filter(pk=int(meta_id)).exists())
+    if not ours:
+        return  # a refund made elsewhere (Stripe dashboard): no request of ours to move, no Stripe call
+    refund_request_apply_stripe_refund(refund=_current_refund(snapshot))
+
+
+@webhook_handler("charge.refunded")
+def refund_requests_on_charge_refunded(*, event: dict) -> None:
+    charge = event["data"]["object"]
+    open_requests = RefundRequest.objects.filter(stripe_charge_id=charge["id"],
+                                                 status__in=RefundRequest.OPEN_STATUSES)
+    if not open_requests.exists():
+        return
+    # The charge's embedded refund list is capped at 10: ask Stripe for all of them.
+    for refund in refund_gateway.refunds_for_charge(charge_id=charge["id"]):
+        refund_request_apply_stripe_refund(refund=refund)
+    try:
+        mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=charge["id"]))
+    except BillingError:
+        logger.warning("charge %s mirror not refreshed after charge.refunded", charge["id"])
+
+
+@webhook_handler("charge.dispute.created")
+def refund_requests_on_dispute(*, event: dict) -> None:
+    """A disputed charge cannot be refunded: close the requests that have not reached Stripe (audited)."""
+    from billing.backoffice.refunds import refund_requests_close_for_dispute
+
+    dispute = event["data"]["object"]
+    charge_id = dispute.get("charge")
+    if isinstance(charge_id, dict):
+        charge_id = charge_id.get("id")
+    if charge_id:
+        refund_requests_close_for_dispute(charge_id=charge_id, dispute_id=dispute.get("id", ""))
