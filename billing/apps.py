@@ -40,3 +40,15 @@ def _json_fields_accept_decimals() -> None:
         for field in model._meta.concrete_fields:
             if isinstance(field, JSONField) and field.encoder is None:
                 field.encoder = DjangoJSONEncoder
+                # A runtime-only change: keep the field's migration state as dj-stripe ships it, so makemigrations
+                # never proposes a migration inside the installed package.
+                field.deconstruct = _deconstruct_without_encoder(field.deconstruct)
+
+
+def _deconstruct_without_encoder(deconstruct):
+    def wrapper():
+        name, path, args, kwargs = deconstruct()
+        kwargs.pop("encoder", None)
+        return name, path, args, kwargs
+
+    return wrapper

@@ -49,15 +49,12 @@ fi
 
 "$PY" manage.py migrate --noinput
 "$PY" manage.py collectstatic --noinput -v 0
-if "$PY" manage.py help billing_setup >/dev/null 2>&1; then
-  "$PY" manage.py billing_setup
-else
-  echo "make run: no billing_setup command on this branch yet; the catalog is not pushed to Stripe." >&2
-fi
-"$PY" manage.py demo_setup
-if "$PY" manage.py help billing_demo >/dev/null 2>&1; then
-  "$PY" manage.py billing_demo
-fi
+"$PY" manage.py billing_setup
+# One password for every demo login (customer, admin, Support and Finance staff); the commands print it.
+DEMO_PASSWORD="${DEMO_PASSWORD:-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(9))')}"
+"$PY" manage.py demo_setup --password "$DEMO_PASSWORD"
+"$PY" manage.py billing_demo
+"$PY" manage.py demo_payments --password "$DEMO_PASSWORD"
 
 if [ -n "${REDIS_URL:-}" ]; then
   echo "REDIS_URL is set: starting a Celery worker and beat (logs in ${RUN_DIR}/)"

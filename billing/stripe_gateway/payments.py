@@ -24,12 +24,6 @@ def payment_method_create(*, params: dict, idempotency_key: str) -> dict:
     return to_dict(client().v1.payment_methods.create(params=params, options=write_options(idempotency_key)))
 
 
-@stripe_operation("charge_list")
-def charge_list(*, customer_id: str, limit: int = 100) -> list[dict]:
-    page = client().v1.charges.list(params={"customer": customer_id, "limit": limit})
-    return [to_dict(c) for c in page.data]
-
-
 @stripe_operation("charge_retrieve")
 def charge_retrieve(*, charge_id: str) -> dict:
     return to_dict(client().v1.charges.retrieve(charge_id))

@@ -6,6 +6,7 @@ import pytest
 import requests
 from django.core import mail
 
+from accounts.models import Team
 from billing.models import BillingProfile, WebhookEvent
 from billing.selectors import team_plan, team_subscription
 
@@ -166,14 +167,21 @@ def test_dj_stripe_mirrors_every_object_type_the_project_relies_on(billing_world
 
 
 @pytest.mark.django_db
-def test_billing_demo_makes_three_refundable_payments_once(billing_world, stripe_emulator):
+def test_make_run_demo_saves_a_card_and_makes_four_refundable_payments_once(billing_world, stripe_emulator):
     from django.core.management import call_command
     from djstripe.models import Charge
 
-    call_command("demo_setup", stdout=__import__("io").StringIO())
-    call_command("billing_demo", stdout=__import__("io").StringIO())
-    call_command("billing_demo", stdout=__import__("io").StringIO())
+    from billing.selectors import team_saved_cards
+
+    quiet = __import__("io").StringIO
+    call_command("demo_setup", stdout=quiet())
+    for _ in range(2):  # make run is re-runnable: the second pass creates nothing
+        call_command("billing_demo", stdout=quiet())
+        call_command("demo_payments", stdout=quiet())
+    team = Team.objects.get(memberships__user__email="demo@example.com")
+    assert [card["last4"] for card in team_saved_cards(team=team)] == ["4242"]
     charges = Charge.objects.all()
-    assert charges.count() == 3
-    assert sorted(c.stripe_data["amount"] for c in charges) == [900, 900, 3900]
+    assert sorted((c.stripe_data["amount"], c.stripe_data["currency"]) for c in charges) == [
+        (3900, "usd"), (4900, "usd"), (19900, "brl"), (79000, "usd")]
     assert all(c.stripe_data["status"] == "succeeded" and not c.stripe_data["refunded"] for c in charges)
+    assert len(stripe_emulator.control("GET", "/_emulator/requests?path_prefix=/v1/payment_intents&method=POST")["data"]) == 4
