@@ -160,7 +160,8 @@ class _Pusher:
                     "currency_options": {
                         c: {"unit_amount_decimal": a} for c, a in overage.unit_amount_decimal.items() if c != default
                     },
-                    "recurring": {"interval": "month", "usage_type": "metered", "meter": meters[overage.meter]["id"]},
+                    "recurring": {"interval": overage.interval, "usage_type": "metered",
+                                  "meter": meters[overage.meter]["id"]},
                     "metadata": {"plan_key": plan.key, "catalog_kind": "overage", "meter": overage.meter},
                 }))
         for pack in self.catalog.credit_packs:
