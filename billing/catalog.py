@@ -29,6 +29,8 @@ class OveragePrice:
     lookup_key: str
     meter: str
     unit_amount_decimal: dict[str, str]  # currency -> decimal string in minor units
+    # Stripe bills every item of a (classic) subscription on one interval: this price goes with flat prices of it.
+    interval: str = "month"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class Plan:
     @property
     def is_free(self) -> bool:
         return not self.prices and not self.contact_sales
+
+    def overage_prices_for(self, interval: str) -> tuple[OveragePrice, ...]:
+        """The metered prices a subscription to this plan at `interval` carries next to its flat price."""
+        return tuple(price for price in self.overage_prices if price.interval == interval)
 
 
 @dataclass(frozen=True)

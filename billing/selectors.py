@@ -46,22 +46,46 @@ def subscription_items(subscription) -> list[dict]:
     return list(((subscription.stripe_data or {}).get("items") or {}).get("data") or [])
 
 
-def subscription_plan_and_price(subscription) -> tuple[Plan, dict] | None:
-    """The catalog plan a subscription pays for, and the item's price dict (metered overage items are skipped)."""
+def item_is_metered(item: dict) -> bool:
+    """A metered (usage, e.g. overage) item: billed from meter events, it never says which plan the team is on."""
+    return ((item.get("price") or {}).get("recurring") or {}).get("usage_type") == "metered"
+
+
+def subscription_licensed_items(items: list[dict]) -> list[dict]:
+    """The flat (licensed) items of a subscription's `items.data`: the plan's price, never its metered overage."""
+    return [item for item in items if not item_is_metered(item)]
+
+
+def subscription_metered_items(items: list[dict]) -> list[dict]:
+    return [item for item in items if item_is_metered(item)]
+
+
+def plan_of_items(items: list[dict]) -> tuple[Plan, dict] | None:
+    """The catalog plan a list of subscription items pays for, and its licensed item's price dict."""
     catalog = load_catalog()
-    for item in subscription_items(subscription):
+    for item in subscription_licensed_items(items):
         price = item.get("price") or {}
         found = catalog.plan_for_lookup_key(price.get("lookup_key") or "")
         if found:
             return found[0], price
         # Staff attach custom prices (enterprise) to a product whose metadata names the plan.
         plan_key = (price.get("metadata") or {}).get("plan_key")
-        if plan_key and (price.get("recurring") or {}).get("usage_type") != "metered":
+        if plan_key:
             try:
                 return catalog.plan(plan_key), price
             except KeyError:
                 continue
     return None
+
+
+def subscription_plan_and_price(subscription) -> tuple[Plan, dict] | None:
+    """The catalog plan a subscription pays for, and the licensed item's price dict (metered items are skipped)."""
+    return plan_of_items(subscription_items(subscription))
+
+
+def overage_price_ids(*, plan: Plan, interval: str) -> dict[str, str]:
+    """Meter key -> active Stripe price id of the plan's metered overage prices for subscriptions at `interval`."""
+    return {price.meter: price_id_for_lookup_key(price.lookup_key) for price in plan.overage_prices_for(interval)}
 
 
 def subscription_period_end(subscription) -> datetime | None:

@@ -22,22 +22,69 @@ class SubscriptionChangeInputSerializer(serializers.Serializer):
     proration_date = serializers.IntegerField(required=False)
 
 
+class PlanPriceSerializer(serializers.Serializer):
+    lookup_key = serializers.CharField()
+    interval = serializers.ChoiceField(choices=["month", "year"])
+    amount = serializers.IntegerField(allow_null=True, help_text="Minor units.")
+    currency = serializers.CharField()
+
+
 class PlanSerializer(serializers.Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
     description = serializers.CharField()
     seats = serializers.IntegerField()
     rate_limit_per_second = serializers.IntegerField()
-    included = serializers.DictField(child=serializers.IntegerField())
-    overage = serializers.CharField()
+    included = serializers.DictField(child=serializers.IntegerField(), help_text="Metric -> units per month.")
+    overage = serializers.ChoiceField(choices=["credits", "metered"])
     contact_sales = serializers.BooleanField()
-    prices = serializers.ListField(child=serializers.DictField())
+    prices = PlanPriceSerializer(many=True)
+
+
+class CreditPackPriceSerializer(serializers.Serializer):
+    lookup_key = serializers.CharField()
+    name = serializers.CharField()
+    credits = serializers.IntegerField()
+    amount = serializers.IntegerField(allow_null=True, help_text="Minor units.")
+    currency = serializers.CharField()
+
+
+class PlanListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = PlanSerializer(many=True)
+    credit_packs = CreditPackPriceSerializer(many=True)
+
+
+class SubscriptionPlanSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    lookup_key = serializers.CharField(help_text="The flat (licensed) price's lookup key.")
+    interval = serializers.CharField()
+
+
+class ChangePreviewLineSerializer(serializers.Serializer):
+    description = serializers.CharField(allow_blank=True)
+    amount = serializers.IntegerField(help_text="Minor units.")
+
+
+class ChangePreviewSerializer(serializers.Serializer):
+    lookup_key = serializers.CharField()
+    amount_due = serializers.IntegerField(help_text="Minor units, charged when the change is confirmed.")
+    currency = serializers.CharField()
+    proration_date = serializers.IntegerField(help_text="Send back with the same lookup_key to confirm.")
+    lines = ChangePreviewLineSerializer(many=True)
+
+
+class ChangePreviewOutputSerializer(serializers.Serializer):
+    preview = ChangePreviewSerializer()
 
 
 class SubscriptionOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     status = serializers.CharField()
-    plan = serializers.DictField()
+    plan = SubscriptionPlanSerializer()
     currency = serializers.CharField()
     current_period_start = serializers.DateTimeField(allow_null=True)
     current_period_end = serializers.DateTimeField(allow_null=True)
@@ -71,3 +118,10 @@ class PaymentOutputSerializer(serializers.Serializer):
     receipt_url = serializers.CharField(allow_null=True)
     invoice = serializers.CharField(allow_null=True)
     created = serializers.DateTimeField()
+
+
+class InvoicePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = InvoiceOutputSerializer(many=True)

@@ -1,5 +1,6 @@
 """Billing API: plans, the team's subscription, Checkout and portal sessions, invoices and payments."""
 import django_filters
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from django.db.models import BigIntegerField, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -30,9 +31,15 @@ def _subscription_payload(team) -> dict:
     return s.SubscriptionOutputSerializer(summary).data
 
 
+_CURRENCY = OpenApiParameter("currency", str, OpenApiParameter.QUERY, enum=list(load_catalog().currencies),
+                             description="Prices in this currency (default: the catalog's default currency).")
+
+
 class PlansApi(APIView):
     permission_classes = [AllowAny]
 
+    @extend_schema(parameters=[_CURRENCY], responses=s.PlanListSerializer,
+                   description="The catalog's plans and credit packs with their prices in one currency.")
     def get(self, request):
         currency = checkout_services.currency_validate(request.query_params.get("currency"))
         table = selectors.pricing_table(currency=currency)
@@ -53,9 +60,20 @@ class PlansApi(APIView):
 
 
 class SubscriptionApi(TeamScopedAPIMixin, APIView):
+    @extend_schema(responses=s.SubscriptionOutputSerializer, description="The team's current subscription (404 without one).")
     def get(self, request):
         return Response(_subscription_payload(self.team))
 
+    @extend_schema(
+        request=s.SubscriptionChangeInputSerializer,
+        responses=PolymorphicProxySerializer(
+            component_name="SubscriptionChangeResult",
+            serializers=[s.ChangePreviewOutputSerializer, s.SubscriptionOutputSerializer],
+            resource_type_field_name=None,
+        ),
+        description="Without `proration_date`: the proration preview. With the preview's `proration_date`: the "
+                    "change (flat price and metered overage price together), charged exactly as previewed.",
+    )
     def patch(self, request):
         """Without proration_date: the preview. With the preview's proration_date: the change, charged as shown."""
         self.require_team_manager()
@@ -70,6 +88,8 @@ class SubscriptionApi(TeamScopedAPIMixin, APIView):
         subscription_services.subscription_change(team=self.team, **data.validated_data)
         return Response(_subscription_payload(self.team))
 
+    @extend_schema(request=None, responses=s.SubscriptionOutputSerializer,
+                   description="Cancel at the end of the current period.")
     def delete(self, request):
         self.require_team_manager()
         subscription_services.subscription_cancel_at_period_end(team=self.team)
@@ -77,6 +97,8 @@ class SubscriptionApi(TeamScopedAPIMixin, APIView):
 
 
 class SubscriptionResumeApi(TeamScopedAPIMixin, APIView):
+    @extend_schema(request=None, responses=s.SubscriptionOutputSerializer,
+                   description="Undo a scheduled cancellation.")
     def post(self, request):
         self.require_team_manager()
         subscription_services.subscription_resume(team=self.team)
@@ -84,6 +106,12 @@ class SubscriptionResumeApi(TeamScopedAPIMixin, APIView):
 
 
 class CheckoutSessionApi(TeamScopedAPIMixin, APIView):
+    @extend_schema(
+        request=s.CheckoutSessionInputSerializer, responses={201: s.CheckoutSessionOutputSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="Repeating a request with the same key returns the same session.")],
+        description="A Stripe Checkout Session: subscription mode for plan prices, payment mode for credit packs.",
+    )
     def post(self, request):
         self.require_team_manager()
         data = s.CheckoutSessionInputSerializer(data=request.data)
@@ -102,6 +130,8 @@ class CheckoutSessionApi(TeamScopedAPIMixin, APIView):
 
 
 class PortalSessionApi(TeamScopedAPIMixin, APIView):
+    @extend_schema(request=None, responses={201: s.PortalSessionOutputSerializer},
+                   description="A Stripe Customer Portal session URL for the team.")
     def post(self, request):
         self.require_team_manager()
         url = subscription_services.portal_session_start(team=self.team)
@@ -109,6 +139,10 @@ class PortalSessionApi(TeamScopedAPIMixin, APIView):
 
 
 class InvoiceListApi(TeamScopedAPIMixin, APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int, OpenApiParameter.QUERY, required=False)],
+        responses=s.InvoicePageSerializer, description="The team's invoices, newest first, with PDF links.",
+    )
     def get(self, request):
         from rest_framework.pagination import PageNumberPagination
 
@@ -137,14 +171,22 @@ class PaymentQuerysetMixin(TeamScopedAPIMixin):
     def get_queryset(self):
         from djstripe.models import Charge
 
+        if getattr(self, "swagger_fake_view", False):
+            # Schema generation: no request team; the model is enough to describe the filters.
+            return Charge.objects.none()
         customer_id = selectors.team_stripe_customer_id(team=self.team)
         return (Charge.objects.filter(customer_id=customer_id) if customer_id else Charge.objects.none()).annotate(
             amount_minor=Cast(KeyTextTransform("amount", "stripe_data"), BigIntegerField())
         )
 
 
+@extend_schema(parameters=[
+    OpenApiParameter("ordering", str, OpenApiParameter.QUERY, required=False,
+                     enum=["created", "-created", "amount", "-amount"], description="Default: -created."),
+])
 class PaymentListApi(PaymentQuerysetMixin, generics.ListAPIView):
     """The team's charges (one per payment attempt), newest first; ?status=&created_gte=&created_lte=&ordering=."""
+    serializer_class = s.PaymentOutputSerializer
     filterset_class = PaymentFilter
     ordering_fields = {"created": "created", "amount": "amount_minor"}
     ordering = ["-created"]
@@ -167,6 +209,10 @@ class PaymentListApi(PaymentQuerysetMixin, generics.ListAPIView):
 
 
 class PaymentDetailApi(PaymentQuerysetMixin, APIView):
+    @extend_schema(responses=s.PaymentOutputSerializer,
+                   parameters=[OpenApiParameter("payment_id", str, OpenApiParameter.PATH,
+                                                description="Charge id (ch_...) or payment intent id (pi_...).")],
+                   description="One of the team's payments.")
     def get(self, request, payment_id: str):
         charge = self.get_queryset().filter(Q(id=payment_id) | Q(payment_intent_id=payment_id)).first()
         if charge is None:

@@ -10,7 +10,12 @@ from accounts.models import Team, User
 from billing_site.errors import ApplicationError, NotFoundError
 
 from ..catalog import load_catalog
-from ..selectors import price_id_for_lookup_key, team_has_had_subscription, team_subscription
+from ..selectors import (
+    overage_price_ids,
+    price_id_for_lookup_key,
+    team_has_had_subscription,
+    team_subscription,
+)
 from ..stripe_gateway import checkout as checkout_gateway
 from .customers import customer_get_or_create
 
@@ -81,7 +86,11 @@ def checkout_session_start(
         if settings.TRIAL_PERIOD_DAYS and not team_has_had_subscription(team=team):
             subscription_data["trial_period_days"] = settings.TRIAL_PERIOD_DAYS
         metadata["kind"] = "subscription"
-        params.update(mode="subscription", line_items=[{"price": price_id, "quantity": 1}],
+        # The flat price, then the plan's metered overage price(s) for the same interval: without them Stripe would
+        # never bill the overage usage reports as meter events. Metered prices take no quantity.
+        overage = overage_price_ids(plan=plan, interval=_price.interval)
+        params.update(mode="subscription",
+                      line_items=[{"price": price_id, "quantity": 1}] + [{"price": p} for p in overage.values()],
                       subscription_data=subscription_data)
     else:
         metadata.update(kind="credit_pack", credits=str(pack.credits * int(quantity)))

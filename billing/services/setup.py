@@ -160,7 +160,8 @@ class _Pusher:
                     "currency_options": {
                         c: {"unit_amount_decimal": a} for c, a in overage.unit_amount_decimal.items() if c != default
                     },
-                    "recurring": {"interval": "month", "usage_type": "metered", "meter": meters[overage.meter]["id"]},
+                    "recurring": {"interval": overage.interval, "usage_type": "metered",
+                                  "meter": meters[overage.meter]["id"]},
                     "metadata": {"plan_key": plan.key, "catalog_kind": "overage", "meter": overage.meter},
                 }))
         for pack in self.catalog.credit_packs:
@@ -227,23 +228,16 @@ class _Pusher:
         return prices
 
     # -- portal ---------------------------------------------------------------------------------------------------
-    def portal(self, products: dict[str, dict], prices: dict[str, dict]) -> dict:
-        upgradeable = []
-        for plan in self.catalog.plans:
-            if plan.prices and not plan.contact_sales:
-                upgradeable.append({
-                    "product": products[f"plan:{plan.key}"]["id"],
-                    "prices": [prices[p.lookup_key]["id"] for p in plan.prices],
-                })
+    def portal(self) -> dict:
         features = {
             "customer_update": {"enabled": True, "allowed_updates": ["email", "address", "name"]},
             "invoice_history": {"enabled": True},
             "payment_method_update": {"enabled": True},
             "subscription_cancel": {"enabled": True, "mode": "at_period_end"},
-            "subscription_update": {
-                "enabled": True, "default_allowed_updates": ["price"], "proration_behavior": "create_prorations",
-                "products": upgradeable,
-            },
+            # No plan switch in the portal: it would move only the flat price and leave the old plan's metered
+            # overage price on the subscription (and a yearly switch needs the yearly overage price). Plan changes
+            # go through the billing page / API, which swaps both items in one update after a proration preview.
+            "subscription_update": {"enabled": False},
         }
         digest = _digest(features)
         configurations = [
@@ -334,7 +328,7 @@ def catalog_push(*, catalog: Catalog | None = None, register_webhook: bool = Tru
     pusher.say("Prices")
     prices = pusher.prices(products, meters)
     pusher.say("Customer portal")
-    pusher.portal(products, prices)
+    pusher.portal()
     if register_webhook:
         pusher.say("Webhook endpoint")
         pusher.webhook_endpoint()

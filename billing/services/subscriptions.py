@@ -17,8 +17,11 @@ from billing_site.errors import ApplicationError, NotFoundError, PermissionDenie
 
 from ..catalog import load_catalog
 from ..selectors import (
+    overage_price_ids,
     price_id_for_lookup_key,
     subscription_items,
+    subscription_licensed_items,
+    subscription_metered_items,
     subscription_plan_and_price,
     team_plan_cache_clear,
     team_stripe_customer_id,
@@ -65,10 +68,34 @@ def _mirror(subscription_data: dict, team: Team):
 
 
 def _plan_item(subscription) -> dict:
-    for item in subscription_items(subscription):
-        if ((item.get("price") or {}).get("recurring") or {}).get("usage_type") != "metered":
-            return item
-    raise ApplicationError("no_plan_item", "This subscription has no plan item to change.")
+    licensed = subscription_licensed_items(subscription_items(subscription))
+    if not licensed:
+        raise ApplicationError("no_plan_item", "This subscription has no plan item to change.")
+    return licensed[0]
+
+
+def _change_items(subscription, *, plan, price) -> list[dict]:
+    """
+    The `items` of a plan change: the licensed item moves to the new flat price and, in the same update, each
+    metered overage item moves to the new plan's overage price on the same meter (added when missing, deleted when
+    the new plan has none). The preview and the update send exactly this list, so preview == invoiced still holds.
+    """
+    wanted = overage_price_ids(plan=plan, interval=price.interval)  # meter key -> price id
+    items: list[dict] = [{"id": _plan_item(subscription)["id"], "price": price_id_for_lookup_key(price.lookup_key)}]
+    for item in subscription_metered_items(subscription_items(subscription)):
+        new_price = wanted.pop(_meter_key_of(item), None)
+        if new_price is None:
+            items.append({"id": item["id"], "deleted": True})
+        elif new_price != (item.get("price") or {}).get("id"):
+            items.append({"id": item["id"], "price": new_price})
+    # Subscriptions started before overage items existed get them on their next plan change.
+    items.extend({"price": price_id} for price_id in wanted.values())
+    return items
+
+
+def _meter_key_of(item: dict) -> str:
+    """The catalog meter key an overage item bills: billing_setup writes it into the price's metadata."""
+    return ((item.get("price") or {}).get("metadata") or {}).get("meter") or ""
 
 
 def _seats_check(*, team: Team, seats: int | None) -> None:
@@ -99,7 +126,7 @@ def _target(lookup_key: str):
 
 
 def subscription_change_preview(*, team: Team, lookup_key: str, proration_date: int | None = None) -> ChangePreview:
-    plan, _ = _target(lookup_key)
+    plan, price = _target(lookup_key)
     subscription = _require_subscription(team)
     current = subscription_plan_and_price(subscription)
     if current and current[1].get("lookup_key") == lookup_key:
@@ -110,7 +137,7 @@ def subscription_change_preview(*, team: Team, lookup_key: str, proration_date: 
         "customer": subscription.customer_id,
         "subscription": subscription.id,
         "subscription_details": {
-            "items": [{"id": _plan_item(subscription)["id"], "price": price_id_for_lookup_key(lookup_key)}],
+            "items": _change_items(subscription, plan=plan, price=price),
             "proration_behavior": PRORATION_BEHAVIOR,
             "proration_date": proration_date,
         },
@@ -124,7 +151,7 @@ def subscription_change_preview(*, team: Team, lookup_key: str, proration_date: 
 
 
 def subscription_change(*, team: Team, lookup_key: str, proration_date: int) -> dict:
-    plan, _ = _target(lookup_key)
+    plan, price = _target(lookup_key)
     subscription = _require_subscription(team)
     _seats_check(team=team, seats=plan.seats)
     # A preview older than an hour no longer describes what would be charged.
@@ -133,7 +160,7 @@ def subscription_change(*, team: Team, lookup_key: str, proration_date: int) -> 
     updated = subscriptions_gateway.subscription_update(
         subscription_id=subscription.id,
         params={
-            "items": [{"id": _plan_item(subscription)["id"], "price": price_id_for_lookup_key(lookup_key)}],
+            "items": _change_items(subscription, plan=plan, price=price),
             "proration_behavior": PRORATION_BEHAVIOR,
             "proration_date": int(proration_date),
             "cancel_at_period_end": False,

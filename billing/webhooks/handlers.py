@@ -39,19 +39,10 @@ def _date(ts: int | None) -> str:
 
 
 def _plan_name_of_subscription(subscription: dict) -> str:
-    catalog = load_catalog()
-    for item in (subscription.get("items") or {}).get("data") or []:
-        price = item.get("price") or {}
-        found = catalog.plan_for_lookup_key(price.get("lookup_key") or "")
-        if found:
-            return found[0].name
-        plan_key = (price.get("metadata") or {}).get("plan_key")
-        if plan_key:
-            try:
-                return catalog.plan(plan_key).name
-            except KeyError:
-                pass
-    return "?"
+    from ..selectors import plan_of_items
+
+    found = plan_of_items((subscription.get("items") or {}).get("data") or [])
+    return found[0].name if found else "?"
 
 
 def credits_grant_for_purchase(*, team, amount: int, reference: str) -> None:

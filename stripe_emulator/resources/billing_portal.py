@@ -268,7 +268,7 @@ def _plan_choices(req: Any, conf: dict[str, Any], currency: str) -> list[dict[st
     for pr in req.store.priv(conf["id"]).get("products") or []:
         for price_id in pr["prices"]:
             price = req.store.get(price_id, "price")
-            if price is not None and price["active"] and inv_mod.price_amount_for(req.store, price, currency) is not None:
+            if price is not None and price["active"] and inv_mod.price_offers_currency(req.store, price, currency):
                 out.append(price)
     return out
 

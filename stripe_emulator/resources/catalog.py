@@ -286,6 +286,27 @@ def price_amount_for(store: Any, price: dict[str, Any], currency: str | None) ->
     return None if opt is None else opt["unit_amount"]
 
 
+def price_unit_decimal_for(store: Any, price: dict[str, Any], currency: str | None) -> Decimal | None:
+    """
+    Unit amount of a price in `currency` as a Decimal of minor units, including fractional `unit_amount_decimal`
+    prices (metered usage at 0.2 cents a call); None if the price is not offered in that currency.
+    """
+    if currency is None or currency.lower() == price["currency"]:
+        source: dict[str, Any] | None = price
+    else:
+        source = (store.private.get(price["id"], {}).get("currency_options") or {}).get(currency.lower())
+    if source is None:
+        return None
+    if source.get("unit_amount_decimal") not in (None, ""):
+        return Decimal(str(source["unit_amount_decimal"]))
+    return None if source.get("unit_amount") is None else Decimal(source["unit_amount"])
+
+
+def price_offers_currency(store: Any, price: dict[str, Any], currency: str | None) -> bool:
+    """Whether a price can be charged in `currency` (whole or fractional unit amount in it)."""
+    return price_unit_decimal_for(store, price, currency) is not None
+
+
 @route("POST", "/v1/prices", "PriceCreateParams", returns="price")
 def create_price(req: Request) -> dict[str, Any]:
     return _create_price(req, req.params)
@@ -357,7 +378,7 @@ def search_prices(req: Request) -> dict[str, Any]:
     return search_response(req, req.store.all("price"), {"active", "created", "currency", "lookup_key", "metadata", "product", "type"})
 
 
-__all__ = ["price_amount_for", "no_such"]
+__all__ = ["price_amount_for", "price_offers_currency", "price_unit_decimal_for", "no_such"]
 
 
 # dj-stripe lists a product's entitlement features when syncing it. Entitlements are not emulated, so a

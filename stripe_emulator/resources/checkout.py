@@ -148,7 +148,7 @@ def create_session(req: Request) -> dict[str, Any]:
                           param="mode")
     currency = (p.get("currency") or prices[0]["currency"]).lower()
     for i, pr in enumerate(prices):
-        if inv_mod.price_amount_for(store, pr, currency) is None:
+        if not inv_mod.price_offers_currency(store, pr, currency):
             raise StripeError(f"The price specified ({pr['id']}) does not support the currency `{currency}`.",
                               param=f"line_items[{i}][price]")
     expires_at = p.get("expires_at", now + DAY)

@@ -22,7 +22,7 @@ from ..registry import HtmlResponse, Request, includable, object_type, route, tr
 from ..state import new_id, random_token
 from . import payments_core
 from .billing_common import DAY, add_interval, esc, fmt_date, page
-from .catalog import price_amount_for
+from .catalog import price_amount_for, price_offers_currency, price_unit_decimal_for
 
 object_type("invoice")
 object_type("line_item")
@@ -66,11 +66,12 @@ def product_name(store: Any, price: dict[str, Any]) -> str:
 def unit_amount_in(store: Any, price: dict[str, Any], currency: str) -> int:
     amount = price_amount_for(store, price, currency)
     if amount is None:
-        if currency != price["currency"]:
+        if not price_offers_currency(store, price, currency) and currency != price["currency"]:
             raise StripeError(
                 f"The price specified ({price['id']}) does not support the currency `{currency}`.",
                 param="currency")
-        amount = int(Decimal(price["unit_amount_decimal"] or "0").to_integral_value(ROUND_HALF_UP))
+        # A fractional unit amount (metered usage): the whole-unit figure shown per unit, rounded half up.
+        amount = int((price_unit_decimal_for(store, price, currency) or Decimal(0)).to_integral_value(ROUND_HALF_UP))
     return amount
 
 
@@ -83,11 +84,11 @@ def price_label(store: Any, price: dict[str, Any], currency: str) -> str:
     return f"{amount} / {every}"
 
 
-def _pricing(price: dict[str, Any] | None, unit_amount: int | str | None) -> dict[str, Any]:
+def _pricing(price: dict[str, Any] | None, unit_amount: int | str | Decimal | None) -> dict[str, Any]:
     return {
         "price_details": {"price": price["id"], "product": price["product"]} if price else None,
         "type": "price_details",
-        "unit_amount_decimal": None if unit_amount is None else str(unit_amount),
+        "unit_amount_decimal": None if unit_amount is None else format(Decimal(str(unit_amount)).normalize(), "f"),
     }
 
 
@@ -99,9 +100,12 @@ def subscription_item_line(
     """An invoice line (not yet attached to an invoice) billing a subscription item for `period`."""
     price = store.get(item["price"]["id"] if isinstance(item["price"], dict) else item["price"], "price")
     qty = item.get("quantity") if quantity is None else quantity
-    unit = unit_amount_in(store, price, currency)
+    unit_amount_in(store, price, currency)  # raises Stripe's "does not support the currency" error
+    # Stripe multiplies the (possibly fractional) unit amount by the quantity, then rounds the line half up:
+    # 1,500 calls at 0.2 cents is 300 cents, although each call alone rounds to 0.
+    unit = price_unit_decimal_for(store, price, currency) or Decimal(0)
     if amount is None:
-        amount = unit * (qty or 0)
+        amount = int((unit * (qty or 0)).to_integral_value(ROUND_HALF_UP))
     if description is None:
         description = f"{qty} × {product_name(store, price)} (at {price_label(store, price, currency)})"
     return {

@@ -211,7 +211,7 @@ def _resolve_item_price(req: Any, item: dict[str, Any], param: str, currency: st
     if not price["active"] and not req.store.private.get(price["id"], {}).get("inline"):
         raise StripeError(f"The price specified is inactive. This field only accepts active prices.",
                           param=f"{param}[price]")
-    if currency is not None and inv_mod.price_amount_for(req.store, price, currency) is None:
+    if currency is not None and not inv_mod.price_offers_currency(req.store, price, currency):
         raise StripeError(f"The price specified ({price['id']}) does not support the currency `{currency}`.",
                           param=f"{param}[price]")
     return price

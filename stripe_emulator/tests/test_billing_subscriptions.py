@@ -440,3 +440,41 @@ def test_renewal_with_a_card_needing_authentication_asks_for_action(client: stri
     types = _event_types(client, sub.latest_invoice)
     assert sub.status == "past_due"
     assert types.index("invoice.payment_failed") < types.index("invoice.payment_action_required")
+
+
+def test_fractional_metered_price_bills_unit_times_quantity_rounded_once(client: stripe.StripeClient) -> None:
+    """0.2 cents a call (unit_amount_decimal, also in a currency option) next to a flat price, billed at renewal."""
+    clock, cus, _pm = _clock_customer(client)
+    prod = client.v1.products.create(params={"name": "Metered plan"})
+    meter = client.v1.billing.meters.create(params={
+        "display_name": "Calls", "event_name": f"calls_{clock.id}", "default_aggregation": {"formula": "sum"},
+        "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
+        "value_settings": {"event_payload_key": "value"},
+    })
+    flat = client.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 9900,
+                                           "recurring": {"interval": "month"}})
+    metered = client.v1.prices.create(params={
+        "product": prod.id, "currency": "usd", "unit_amount_decimal": "0.2",
+        "currency_options": {"brl": {"unit_amount_decimal": "1"}},
+        "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
+    })
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "currency": "usd",
+                                                 "items": [{"price": flat.id}, {"price": metered.id}]})
+    first = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert first.amount_due == 9900  # usage is billed in arrears
+    for n, value in enumerate((1000, 499, 1)):
+        client.v1.billing.meter_events.create(params={
+            "event_name": f"calls_{clock.id}", "identifier": f"{clock.id}-{n}", "timestamp": T0 + 60 + n,
+            "payload": {"stripe_customer_id": cus.id, "value": str(value)},
+        })
+    _advance(client, clock, T0 + 32 * DAY)
+    renewal = [i for i in client.v1.invoices.list(params={"customer": cus.id}).data
+               if i.billing_reason == "subscription_cycle"]
+    assert len(renewal) == 1
+    usage = [line for line in renewal[0].lines.data if line.quantity == 1500]
+    assert len(usage) == 1 and usage[0].amount == 300  # 1,500 x 0.2 cents; each call alone would round to 0
+    assert renewal[0].amount_paid == 9900 + 300
+    # The BRL option (1 centavo a call) is accepted by a BRL subscription, which a whole-unit check used to refuse.
+    brl = client.v1.subscriptions.create(params={"customer": cus.id, "currency": "brl",
+                                                 "items": [{"price": metered.id}]})
+    assert brl.currency == "brl"
