@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
-FIXTURES = os.environ.get("STRIPE_FIXTURES3", os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "stripe", "fixtures3.json"))
+FIXTURES = os.environ.get("STRIPE_FIXTURES3", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "stripe", "fixtures3.json"))
 _CANDIDATES = [FIXTURES, "/work/shared/stripe/fixtures3.json"]
 
 # Free-form maps: any keys (string values for metadata), compared by type only.
