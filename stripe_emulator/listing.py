@@ -14,6 +14,12 @@ from .state import Store
 
 # ------------------------------------------------------------------ lists
 
+def equal_filter(objs: Iterable[dict[str, Any]], params: dict[str, Any], keys: Iterable[str]) -> list[dict[str, Any]]:
+    """Keep the objects whose field equals the list parameter of the same name, for each one the caller passed."""
+    wanted = {key: params[key] for key in keys if key in params}
+    return [o for o in objs if all(o.get(key) == value for key, value in wanted.items())]
+
+
 def created_filter(objs: Iterable[dict[str, Any]], created: Any, key: str = "created") -> list[dict[str, Any]]:
     out = list(objs)
     if created is None:

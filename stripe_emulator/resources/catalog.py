@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import StripeError, no_such, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, get_or_404
-from ..listing import created_filter, list_response, search_response
+from ..listing import created_filter, equal_filter, list_response, search_response
 from ..registry import Request, includable, object_type, route
 from ..state import new_id
 
@@ -359,9 +359,7 @@ def list_prices(req: Request) -> dict[str, Any]:
     objs = req.store.all("price")
     if "active" in p:
         objs = [o for o in objs if o["active"] == p["active"]]
-    for key in ("currency", "product", "type"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("currency", "product", "type"))
     if "lookup_keys" in p:
         keys = set(p["lookup_keys"])
         objs = [o for o in objs if o.get("lookup_key") in keys]

@@ -17,7 +17,7 @@ from ..errors import StripeError, state_error
 from ..events import emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
 from ..internal import internal_request
-from ..listing import created_filter, list_response
+from ..listing import created_filter, equal_filter, list_response
 from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
 from ..state import random_token
 from . import invoices as inv_mod
@@ -329,9 +329,7 @@ def list_sessions(req: Request) -> dict[str, Any]:
     objs = req.store.all("checkout.session")
     for s in objs:
         _expire_if_due(req, s)
-    for key in ("customer", "payment_intent", "subscription", "status", "payment_link"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("customer", "payment_intent", "subscription", "status", "payment_link"))
     if "customer_details" in p:
         email = (p["customer_details"] or {}).get("email")
         objs = [o for o in objs if (o.get("customer_details") or {}).get("email") == email]

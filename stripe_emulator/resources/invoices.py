@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
-from ..listing import created_filter, list_response, search_response
+from ..listing import created_filter, equal_filter, list_response, search_response
 from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
 from ..state import new_id, random_token
 from . import payments_core
@@ -949,9 +949,7 @@ def list_lines(req: Request) -> dict[str, Any]:
 def list_invoices(req: Request) -> dict[str, Any]:
     p = req.params
     objs = req.store.all("invoice")
-    for key in ("customer", "status", "collection_method"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("customer", "status", "collection_method"))
     if "subscription" in p:
         objs = [o for o in objs if ((o.get("parent") or {}).get("subscription_details") or {}).get("subscription") == p["subscription"]]
     objs = created_filter(objs, p.get("created"))

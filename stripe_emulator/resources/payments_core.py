@@ -17,7 +17,7 @@ from ..errors import StripeError, no_such, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, minimum_charge_amount, ref_or_400
 from ..internal import internal_request
-from ..listing import created_filter, list_response, search_response
+from ..listing import created_filter, equal_filter, list_response, search_response
 from ..registry import HtmlResponse, Request, object_type, route, trigger
 from ..state import new_id, random_token
 from .payment_methods import attach_payment_method, card_behaviour, resolve_payment_method
@@ -673,9 +673,7 @@ def capture_charge_route(req: Request) -> dict[str, Any]:
 def list_charges(req: Request) -> dict[str, Any]:
     p = req.params
     objs = req.store.all("charge")
-    for key in ("customer", "payment_intent", "transfer_group"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("customer", "payment_intent", "transfer_group"))
     objs = created_filter(objs, p.get("created"))
     return list_response(req, objs, "/v1/charges")
 
@@ -717,9 +715,7 @@ def retrieve_balance_transaction(req: Request) -> dict[str, Any]:
 def list_balance_transactions(req: Request) -> dict[str, Any]:
     p = req.params
     objs = req.store.all("balance_transaction")
-    for key in ("type", "source", "currency"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("type", "source", "currency"))
     objs = created_filter(objs, p.get("created"))
     return list_response(req, objs, "/v1/balance_transactions")
 
@@ -860,9 +856,7 @@ def retrieve_charge_refund(req: Request) -> dict[str, Any]:
 def list_refunds(req: Request) -> dict[str, Any]:
     p = req.params
     objs = req.store.all("refund")
-    for key in ("charge", "payment_intent"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("charge", "payment_intent"))
     objs = created_filter(objs, p.get("created"))
     return list_response(req, objs, "/v1/refunds")
 
@@ -960,9 +954,7 @@ def close_dispute(req: Request) -> dict[str, Any]:
 def list_disputes(req: Request) -> dict[str, Any]:
     p = req.params
     objs = req.store.all("dispute")
-    for key in ("charge", "payment_intent"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("charge", "payment_intent"))
     objs = created_filter(objs, p.get("created"))
     return list_response(req, objs, "/v1/disputes")
 

@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, get_or_404, ref_or_400
-from ..listing import created_filter, list_response
+from ..listing import created_filter, equal_filter, list_response
 from ..registry import Request, object_type, route
 from ..state import new_id, random_token
 from .payment_methods import attach_payment_method, card_behaviour, resolve_payment_method
@@ -187,8 +187,6 @@ def cancel_setup_intent(req: Request) -> dict[str, Any]:
 def list_setup_intents(req: Request) -> dict[str, Any]:
     p = req.params
     objs = req.store.all("setup_intent")
-    for key in ("customer", "payment_method"):
-        if key in p:
-            objs = [o for o in objs if o.get(key) == p[key]]
+    objs = equal_filter(objs, p, ("customer", "payment_method"))
     objs = created_filter(objs, p.get("created"))
     return list_response(req, objs, "/v1/setup_intents")
