@@ -7,7 +7,7 @@ import logging
 
 from djstripe import models as djstripe_models
 
-from billing.stripe_gateway import backoffice as gateway
+from billing.stripe_gateway.sync import object_retrieve
 
 logger = logging.getLogger("billing.backoffice")
 
@@ -35,7 +35,8 @@ def mirror_customer_ensure(*, customer_id: str | None) -> djstripe_models.Custom
     existing = djstripe_models.Customer.objects.filter(id=customer_id).first()
     if existing is not None:
         return existing
-    return djstripe_models.Customer.sync_from_stripe_data(_plain(gateway.customer_retrieve(customer_id=customer_id)))
+    data = object_retrieve(object_type="customer", object_id=customer_id)
+    return djstripe_models.Customer.sync_from_stripe_data(_plain(data))
 
 
 class _ItemList(dict):
@@ -72,4 +73,4 @@ def mirror_store(*, kind: str, data: dict):
 
 def mirror_refresh(*, kind: str, object_id: str):
     """Re-retrieve one object from Stripe and store it. Returns the dj-stripe row."""
-    return mirror_store(kind=kind, data=gateway.object_retrieve(kind=kind, object_id=object_id))
+    return mirror_store(kind=kind, data=object_retrieve(object_type=kind, object_id=object_id))

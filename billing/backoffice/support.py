@@ -13,6 +13,7 @@ from djstripe import models as djstripe_models
 from accounts.models import Team
 from billing.models import AuditEntry
 from billing.stripe_gateway import backoffice as gateway
+from billing.stripe_gateway.sync import object_retrieve
 from billing_site.errors import ApplicationError, NotFoundError
 
 from .audit import StaffContext, audit_record, staff_require
@@ -94,7 +95,7 @@ def team_resync(*, staff: StaffContext, team: Team) -> dict:
     if customer is None:
         raise NotFoundError("no_stripe_customer", "This team has no Stripe customer yet.")
     counts = {"customer": 1}
-    mirror_store(kind="customer", data=gateway.customer_retrieve(customer_id=customer.id))
+    mirror_store(kind="customer", data=object_retrieve(object_type="customer", object_id=customer.id))
     for kind in ("subscription", "invoice", "payment_intent", "charge"):
         rows = gateway.customer_objects_list(kind=kind, customer_id=customer.id, limit=100)
         for data in rows:

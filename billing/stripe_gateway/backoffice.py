@@ -5,11 +5,6 @@ Writes take an idempotency key derived from the staff action's own subject (subs
 from ._core import client, stripe_operation, to_dict, write_options
 
 
-@stripe_operation("customer_retrieve")
-def customer_retrieve(*, customer_id: str) -> dict:
-    return to_dict(client().v1.customers.retrieve(customer_id))
-
-
 @stripe_operation("customer_objects_list")
 def customer_objects_list(*, kind: str, customer_id: str, limit: int = 100) -> list[dict]:
     """A customer's subscriptions, invoices, charges or payment_intents (newest first, up to `limit`)."""
@@ -45,20 +40,6 @@ def objects_list(*, kind: str, created_gte: int | None = None):
         params["created"] = {"gte": int(created_gte)}
     for obj in service.list(params=params).auto_paging_iter():
         yield to_dict(obj)
-
-
-@stripe_operation("object_retrieve")
-def object_retrieve(*, kind: str, object_id: str) -> dict:
-    service = {
-        "customer": client().v1.customers,
-        "subscription": client().v1.subscriptions,
-        "invoice": client().v1.invoices,
-        "charge": client().v1.charges,
-        "payment_intent": client().v1.payment_intents,
-        "refund": client().v1.refunds,
-        "payment_method": client().v1.payment_methods,
-    }[kind]
-    return to_dict(service.retrieve(object_id))
 
 
 @stripe_operation("subscription_cancel_now")
