@@ -7,13 +7,14 @@ from Stripe, so an old event never overwrites newer state), then the project's h
 one savepoint: a failure rolls every partial write back, records the traceback and schedules a retry with backoff;
 after BILLING_WEBHOOK_MAX_ATTEMPTS the event is parked for replay (`replay_events`, admin).
 """
+import json
 import logging
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing_site.errors import NotFoundError
@@ -43,38 +44,74 @@ def _enqueue(webhook_event_id: int) -> None:
 
 @dataclass(frozen=True)
 class RecordResult:
-    webhook_event: WebhookEvent | None
+    webhook_event_id: int | None
     created: bool
+
+    @property
+    def webhook_event(self) -> WebhookEvent | None:
+        return WebhookEvent.objects.filter(pk=self.webhook_event_id).first() if self.webhook_event_id else None
+
+
+# The hot path of the endpoint: one statement, no model instance, no exception for a duplicate (an IntegrityError
+# would also cost a savepoint and a rollback). Column list and defaults mirror `WebhookEvent`; the model stays the
+# schema's source of truth (a test checks the raw insert against a model-made row).
+_INSERT_SQL = (
+    "INSERT INTO billing_webhookevent (stripe_event_id, type, status, source, payload, livemode, api_version, "
+    "stripe_created, stripe_object_id, stripe_customer_id, webhook_endpoint_id, attempts, last_error, received_at) "
+    "VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, 0, '', %s) "
+    "ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+)
+
+
+def _record_fields(payload: dict, source: str, webhook_endpoint_id: str) -> dict:
+    obj = (payload.get("data") or {}).get("object") or {}
+    created_ts = payload.get("created")
+    return {
+        "stripe_event_id": payload["id"],
+        "type": payload.get("type", ""),
+        "source": source,
+        "livemode": bool(payload.get("livemode")),
+        "api_version": payload.get("api_version") or "",
+        "stripe_created": datetime.fromtimestamp(created_ts, tz=dt_timezone.utc) if created_ts else None,
+        "stripe_object_id": str(obj.get("id") or "")[:255],
+        "stripe_customer_id": _customer_of(obj)[:255],
+        "webhook_endpoint_id": webhook_endpoint_id,
+    }
 
 
 def webhook_event_record(
-    *, payload: dict, source: str = WebhookEvent.Source.WEBHOOK, webhook_endpoint_id: str = ""
+    *, payload: dict, source: str = WebhookEvent.Source.WEBHOOK, webhook_endpoint_id: str = "",
+    payload_json: str | None = None,
 ) -> RecordResult:
     """
     Store an event once (unique Stripe event id) and enqueue its processing after commit. A duplicate delivery is
-    a no-op that still answers 2xx, so Stripe stops retrying it.
+    a no-op that still answers 2xx, so Stripe stops retrying it. `payload_json` (the body as received) spares a
+    re-serialisation on PostgreSQL.
     """
-    obj = (payload.get("data") or {}).get("object") or {}
-    created_ts = payload.get("created")
-    try:
+    fields = _record_fields(payload, source, webhook_endpoint_id)
+    if connection.vendor == "postgresql":
         with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                stripe_event_id=payload["id"],
-                type=payload.get("type", ""),
-                source=source,
-                payload=payload,
-                livemode=bool(payload.get("livemode")),
-                api_version=payload.get("api_version") or "",
-                stripe_created=datetime.fromtimestamp(created_ts, tz=dt_timezone.utc) if created_ts else None,
-                stripe_object_id=str(obj.get("id") or "")[:255],
-                stripe_customer_id=_customer_of(obj)[:255],
-                webhook_endpoint_id=webhook_endpoint_id,
-            )
-            _enqueue(event.pk)
-    except IntegrityError:
+            with connection.cursor() as cursor:
+                cursor.execute(_INSERT_SQL, [
+                    fields["stripe_event_id"], fields["type"], Status.PENDING, fields["source"],
+                    payload_json if payload_json is not None else json.dumps(payload), fields["livemode"],
+                    fields["api_version"], fields["stripe_created"], fields["stripe_object_id"],
+                    fields["stripe_customer_id"], fields["webhook_endpoint_id"], timezone.now(),
+                ])
+                row = cursor.fetchone()
+            if row is not None:
+                _enqueue(row[0])
+    else:
+        try:
+            with transaction.atomic():
+                row = (WebhookEvent.objects.create(payload=payload, **fields).pk,)
+                _enqueue(row[0])
+        except IntegrityError:
+            row = None
+    if row is None:
         logger.info("duplicate stripe event %s (%s) ignored", payload.get("id"), payload.get("type"))
-        return RecordResult(webhook_event=None, created=False)
-    return RecordResult(webhook_event=event, created=True)
+        return RecordResult(webhook_event_id=None, created=False)
+    return RecordResult(webhook_event_id=row[0], created=True)
 
 
 def retry_delay_seconds(attempts: int) -> float:

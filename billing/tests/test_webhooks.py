@@ -146,3 +146,21 @@ def test_sweep_applies_events_that_were_never_delivered(billing_world, team, str
     assert team_plan(team=team).key == "pro"
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert events_sweep(days=1) == 0
+
+
+@pytest.mark.django_db
+def test_raw_insert_of_the_endpoint_stores_what_the_model_would(billing_world, client):
+    """The endpoint inserts with one SQL statement (no model instance); the row must read back like a model-made one."""
+    event = _event("evt_raw_1", "radar.early_fraud_warning.created",
+                   {"id": "issfr_raw_1", "object": "radar.early_fraud_warning", "customer": "cus_raw_1"})
+    assert deliver(client, billing_world, event).status_code == 200
+    stored = WebhookEvent.objects.get(stripe_event_id="evt_raw_1")
+    assert stored.payload == event and stored.type == "radar.early_fraud_warning.created"
+    assert stored.source == WebhookEvent.Source.WEBHOOK and stored.webhook_endpoint_id == billing_world.id
+    assert stored.stripe_object_id == "issfr_raw_1" and stored.stripe_customer_id == "cus_raw_1"
+    assert int(stored.stripe_created.timestamp()) == event["created"] and stored.received_at is not None
+    assert stored.attempts == 1 and stored.status == WebhookEvent.Status.PROCESSED and stored.last_error == ""
+    # A second delivery of the same id is a no-op that still answers 200 and says so.
+    again = deliver(client, billing_world, event)
+    assert again.status_code == 200 and again.json() == {"received": True, "duplicate": True}
+    assert WebhookEvent.objects.filter(stripe_event_id="evt_raw_1").count() == 1
