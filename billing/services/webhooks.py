@@ -144,12 +144,26 @@ def _clear_plan_cache(payload: dict) -> None:
             transaction.on_commit(lambda team_id=team_id: team_plan_cache_clear(team_id=team_id))
 
 
+def _commit_without_fsync_wait() -> None:
+    """
+    Let this transaction's commit return before its WAL is flushed (PostgreSQL `synchronous_commit = off`, for this
+    transaction only). Safe here and only here: applying is idempotent and recoverable. If the database crashed in
+    the fraction of a second before the flush, the event row is back to pending (or failed) with the mirror's writes
+    undone together (same transaction), and `billing-webhook-retry-due` re-applies it. Never used for the endpoint's
+    insert: that one must be durable before we answer Stripe 2xx.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
     """
     Apply one stored event exactly once; returns its new status. Safe to call twice, concurrently or not: the row
     lock serialises workers and a processed event is never applied again (unless `force`, the staff replay).
     """
     with transaction.atomic():
+        _commit_without_fsync_wait()
         event = WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
         if event is None:
             return ""
