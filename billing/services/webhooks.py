@@ -121,8 +121,41 @@ def retry_delay_seconds(attempts: int) -> float:
     return min(settings.BILLING_WEBHOOK_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0)), 3600.0)
 
 
+# Per-object watermark: dj-stripe's handler for these object types only re-retrieves the object and syncs it. When
+# the mirrored row was written at least BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS after the event was created, it
+# already holds a state read from Stripe after that event (every mirror write comes from a fresh retrieve), so a
+# re-retrieve would bring nothing the event could add: the round trip and the sync are skipped. Deletions and other
+# object types keep dj-stripe's handlers (purges, detaches). The margin covers the retrieve-to-save gap and clock
+# skew between Stripe and us; when in doubt the event is applied normally.
+_WATERMARKED_OBJECTS = {
+    "invoice": "Invoice",
+    "subscription": "Subscription",
+    "payment_intent": "PaymentIntent",
+    "charge": "Charge",
+    "checkout.session": "Session",
+}
+
+
+def _mirror_is_newer(payload: dict) -> bool:
+    from djstripe import models as dj
+
+    obj = (payload.get("data") or {}).get("object") or {}
+    model_name = _WATERMARKED_OBJECTS.get(obj.get("object") or "")
+    created = payload.get("created")
+    if model_name is None or not obj.get("id") or not created or str(payload.get("type", "")).endswith(".deleted"):
+        return False
+    margin = settings.BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS
+    if margin < 0:
+        return False  # watermark turned off
+    threshold = datetime.fromtimestamp(created, tz=dt_timezone.utc) + timedelta(seconds=margin)
+    return getattr(dj, model_name).objects.filter(id=obj["id"], djstripe_updated__gte=threshold).exists()
+
+
 def _mirror(payload: dict) -> None:
-    """dj-stripe's sync for the mirror. Its handlers re-retrieve the object, so the mirror holds current state."""
+    """
+    dj-stripe's sync for the mirror. Its handlers re-retrieve the object, so the mirror holds current state; the
+    watermark above skips that re-retrieve when the mirror is already newer than the event.
+    """
     from djstripe.models import Event
 
     from ..stripe_gateway import configure_module_sdk
@@ -132,6 +165,11 @@ def _mirror(payload: dict) -> None:
     if existing is not None:
         # A replay: dj-stripe's Event.process would return early; run its handlers again to re-sync.
         existing.invoke_webhook_handlers()
+    elif _mirror_is_newer(payload):
+        # dj-stripe's event table stays complete; only the handler (re-retrieve + sync) is skipped.
+        Event._create_from_stripe_object(payload)
+        logger.info("stripe event %s (%s): mirror of %s already newer, re-retrieve skipped", payload["id"],
+                    payload.get("type"), payload["data"]["object"]["id"])
     else:
         Event.process(payload)
 

@@ -164,3 +164,36 @@ def test_raw_insert_of_the_endpoint_stores_what_the_model_would(billing_world, c
     again = deliver(client, billing_world, event)
     assert again.status_code == 200 and again.json() == {"received": True, "duplicate": True}
     assert WebhookEvent.objects.filter(stripe_event_id="evt_raw_1").count() == 1
+
+
+@pytest.mark.django_db
+def test_watermark_skips_the_re_retrieve_only_when_the_mirror_is_newer_than_the_event(billing_world, client, team,
+                                                                                     stripe_emulator):
+    from djstripe.models import Event, Invoice
+
+    _subscribe(team, stripe_emulator)
+    events = stripe_events()
+    for event in events:
+        assert deliver(client, billing_world, event).status_code == 200
+    (paid,) = [e for e in events if e["type"] == "invoice.paid"]
+    invoice_id = paid["data"]["object"]["id"]
+    mirrored_at = Invoice.objects.get(id=invoice_id).djstripe_updated
+
+    def invoice_reads() -> int:
+        return sum(1 for r in list(stripe_emulator.emulator.request_log)
+                   if r["method"] == "GET" and r["path"].startswith(f"/v1/invoices/{invoice_id}"))
+
+    # An event created well before the mirror was written: the mirror already holds a newer state, no re-retrieve.
+    stale = {**paid, "id": "evt_stale_paid", "created": paid["created"] - 3600}
+    reads = invoice_reads()
+    assert deliver(client, billing_world, stale).status_code == 200
+    assert invoice_reads() == reads
+    assert WebhookEvent.objects.get(stripe_event_id="evt_stale_paid").status == WebhookEvent.Status.PROCESSED
+    assert Event.objects.filter(id="evt_stale_paid").exists()  # dj-stripe's event table stays complete
+    assert Invoice.objects.get(id=invoice_id).djstripe_updated == mirrored_at
+
+    # An event created after the mirror was written: re-retrieved and synced as before.
+    fresh = {**paid, "id": "evt_fresh_paid", "created": int(time.time()) + 60}
+    assert deliver(client, billing_world, fresh).status_code == 200
+    assert invoice_reads() == reads + 1
+    assert Invoice.objects.get(id=invoice_id).djstripe_updated > mirrored_at
