@@ -136,6 +136,22 @@ _WATERMARKED_OBJECTS = {
 }
 
 
+def _only_djstripe_receivers(event_type: str) -> bool:
+    """True when dj-stripe's own handlers are the only receivers of its webhook signal for this event type."""
+    import weakref
+
+    from djstripe.signals import WEBHOOK_SIGNALS
+
+    signal = WEBHOOK_SIGNALS.get(event_type)
+    if signal is None:
+        return True
+    for entry in signal.receivers:
+        receiver = entry[1]() if isinstance(entry[1], weakref.ReferenceType) else entry[1]
+        if getattr(receiver, "__module__", None) != "djstripe.event_handlers":
+            return False
+    return True
+
+
 def _mirror_is_newer(payload: dict) -> bool:
     from djstripe import models as dj
 
@@ -147,6 +163,8 @@ def _mirror_is_newer(payload: dict) -> bool:
     margin = settings.BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS
     if margin < 0:
         return False  # watermark turned off
+    if not _only_djstripe_receivers(payload["type"]):
+        return False  # someone else listens to dj-stripe's signal for this type: it must still be sent
     threshold = datetime.fromtimestamp(created, tz=dt_timezone.utc) + timedelta(seconds=margin)
     return getattr(dj, model_name).objects.filter(id=obj["id"], djstripe_updated__gte=threshold).exists()
 

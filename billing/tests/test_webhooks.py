@@ -197,3 +197,21 @@ def test_watermark_skips_the_re_retrieve_only_when_the_mirror_is_newer_than_the_
     assert deliver(client, billing_world, fresh).status_code == 200
     assert invoice_reads() == reads + 1
     assert Invoice.objects.get(id=invoice_id).djstripe_updated > mirrored_at
+
+
+def test_watermark_never_skips_a_dj_stripe_signal_that_another_receiver_listens_to():
+    from djstripe.signals import WEBHOOK_SIGNALS
+
+    from billing.services.webhooks import _only_djstripe_receivers
+
+    assert _only_djstripe_receivers("invoice.paid")
+
+    def listener(sender, event, **kwargs):
+        pass
+
+    WEBHOOK_SIGNALS["invoice.paid"].connect(listener)
+    try:
+        assert not _only_djstripe_receivers("invoice.paid")
+    finally:
+        WEBHOOK_SIGNALS["invoice.paid"].disconnect(listener)
+    assert _only_djstripe_receivers("invoice.paid")
