@@ -55,3 +55,13 @@ def _celery_eager_unless_worker(request):
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness is for attackers, not for the test suite.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _djstripe_account_memo_cleared():
+    # Each test starts from its own database state: a remembered dj-stripe account from another test may be gone.
+    from billing.services.mirror import djstripe_account_memo_clear
+
+    djstripe_account_memo_clear()
+    yield
+    djstripe_account_memo_clear()

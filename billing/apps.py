@@ -24,6 +24,12 @@ class BillingConfig(AppConfig):
         from .stripe_gateway import configure_module_sdk
 
         configure_module_sdk()
+        from django.conf import settings
+
+        if settings.BILLING_DJSTRIPE_ACCOUNT_MEMO:
+            from .services.mirror import djstripe_account_memo_install
+
+            djstripe_account_memo_install()
 
 
 def _json_fields_accept_decimals() -> None:

@@ -68,3 +68,56 @@ def mirror_resync(*, object_type: str, object_id: str):
     if object_type not in retrievable_types():
         return None
     return mirror_sync_object(data=object_retrieve(object_type=object_type, object_id=object_id))
+
+
+# --- dj-stripe's owner-account lookups, memoised per process -------------------------------------------------------
+# Profiling the webhook task showed a quarter of its time in two dj-stripe lookups that every synced object and every
+# Event repeats: `Account.get_or_retrieve_for_api_key` (a savepoint, an APIKey get-or-create, the account) and
+# `Account.get_default_api_key` (the APIKey row again). Both answer the same thing for as long as the API key and
+# the account exist, so they are kept for a short while. An answer is only remembered once the transaction that
+# produced it has committed (`on_commit`), so a rolled-back account row is never served from here.
+_ACCOUNT_MEMO_SECONDS = 60.0
+_ACCOUNT_FOR_KEY: dict[str, tuple[float, object]] = {}
+_SECRET_FOR_ACCOUNT: dict[tuple[str, bool | None], tuple[float, str]] = {}
+
+
+def djstripe_account_memo_clear() -> None:
+    """Forget every remembered lookup (tests call it between tests; a key rotation would too)."""
+    _ACCOUNT_FOR_KEY.clear()
+    _SECRET_FOR_ACCOUNT.clear()
+
+
+def djstripe_account_memo_install() -> None:
+    import time
+
+    from django.db import transaction
+    from djstripe.models import Account
+
+    if getattr(Account, "_billing_memo_installed", False):
+        return
+    for_key = Account.get_or_retrieve_for_api_key.__func__
+    default_key = Account.get_default_api_key
+
+    def get_or_retrieve_for_api_key(cls, api_key: str):
+        hit = _ACCOUNT_FOR_KEY.get(api_key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        account = for_key(cls, api_key)
+        if account is not None:
+            transaction.on_commit(lambda: _ACCOUNT_FOR_KEY.__setitem__(
+                api_key, (time.monotonic() + _ACCOUNT_MEMO_SECONDS, account)))
+        return account
+
+    def get_default_api_key(self, livemode: bool | None = None) -> str:
+        memo_key = (self.pk, livemode)
+        hit = _SECRET_FOR_ACCOUNT.get(memo_key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        secret = default_key(self, livemode)
+        transaction.on_commit(lambda: _SECRET_FOR_ACCOUNT.__setitem__(
+            memo_key, (time.monotonic() + _ACCOUNT_MEMO_SECONDS, secret)))
+        return secret
+
+    Account.get_or_retrieve_for_api_key = classmethod(get_or_retrieve_for_api_key)
+    Account.get_default_api_key = get_default_api_key
+    Account._billing_memo_installed = True

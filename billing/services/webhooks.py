@@ -7,13 +7,14 @@ from Stripe, so an old event never overwrites newer state), then the project's h
 one savepoint: a failure rolls every partial write back, records the traceback and schedules a retry with backoff;
 after BILLING_WEBHOOK_MAX_ATTEMPTS the event is parked for replay (`replay_events`, admin).
 """
+import json
 import logging
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing_site.errors import NotFoundError
@@ -43,38 +44,76 @@ def _enqueue(webhook_event_id: int) -> None:
 
 @dataclass(frozen=True)
 class RecordResult:
-    webhook_event: WebhookEvent | None
+    webhook_event_id: int | None
     created: bool
+
+    @property
+    def webhook_event(self) -> WebhookEvent | None:
+        return WebhookEvent.objects.filter(pk=self.webhook_event_id).first() if self.webhook_event_id else None
+
+
+# The hot path of the endpoint: one statement, no model instance, no exception for a duplicate (an IntegrityError
+# would also cost a savepoint and a rollback). Column list and defaults mirror `WebhookEvent`; the model stays the
+# schema's source of truth (a test checks the raw insert against a model-made row).
+_INSERT_SQL = (
+    "INSERT INTO billing_webhookevent (stripe_event_id, type, status, source, payload, livemode, api_version, "
+    "stripe_created, stripe_object_id, stripe_customer_id, webhook_endpoint_id, attempts, last_error, received_at) "
+    "VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, 0, '', %s) "
+    "ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+)
+
+
+def _record_fields(payload: dict, source: str, webhook_endpoint_id: str) -> dict:
+    obj = (payload.get("data") or {}).get("object") or {}
+    created_ts = payload.get("created")
+    return {
+        "stripe_event_id": payload["id"],
+        "type": payload.get("type", ""),
+        "source": source,
+        "livemode": bool(payload.get("livemode")),
+        "api_version": payload.get("api_version") or "",
+        "stripe_created": datetime.fromtimestamp(created_ts, tz=dt_timezone.utc) if created_ts else None,
+        "stripe_object_id": str(obj.get("id") or "")[:255],
+        "stripe_customer_id": _customer_of(obj)[:255],
+        "webhook_endpoint_id": webhook_endpoint_id,
+    }
 
 
 def webhook_event_record(
-    *, payload: dict, source: str = WebhookEvent.Source.WEBHOOK, webhook_endpoint_id: str = ""
+    *, payload: dict, source: str = WebhookEvent.Source.WEBHOOK, webhook_endpoint_id: str = "",
+    payload_json: str | None = None,
 ) -> RecordResult:
     """
     Store an event once (unique Stripe event id) and enqueue its processing after commit. A duplicate delivery is
-    a no-op that still answers 2xx, so Stripe stops retrying it.
+    a no-op that still answers 2xx, so Stripe stops retrying it. `payload_json` (the body as received) spares a
+    re-serialisation on PostgreSQL.
     """
-    obj = (payload.get("data") or {}).get("object") or {}
-    created_ts = payload.get("created")
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                stripe_event_id=payload["id"],
-                type=payload.get("type", ""),
-                source=source,
-                payload=payload,
-                livemode=bool(payload.get("livemode")),
-                api_version=payload.get("api_version") or "",
-                stripe_created=datetime.fromtimestamp(created_ts, tz=dt_timezone.utc) if created_ts else None,
-                stripe_object_id=str(obj.get("id") or "")[:255],
-                stripe_customer_id=_customer_of(obj)[:255],
-                webhook_endpoint_id=webhook_endpoint_id,
-            )
-            _enqueue(event.pk)
-    except IntegrityError:
+    fields = _record_fields(payload, source, webhook_endpoint_id)
+    if connection.vendor == "postgresql":
+        # One statement, so no explicit transaction is needed for atomicity: in autocommit the INSERT commits on its
+        # own (durably, before the 2xx) and `on_commit` runs the enqueue right after; inside a caller's transaction
+        # (the sweep, tests) the enqueue waits for that commit as before. Saves the BEGIN/COMMIT round trips.
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_SQL, [
+                fields["stripe_event_id"], fields["type"], Status.PENDING, fields["source"],
+                payload_json if payload_json is not None else json.dumps(payload), fields["livemode"],
+                fields["api_version"], fields["stripe_created"], fields["stripe_object_id"],
+                fields["stripe_customer_id"], fields["webhook_endpoint_id"], timezone.now(),
+            ])
+            row = cursor.fetchone()
+        if row is not None:
+            _enqueue(row[0])
+    else:
+        try:
+            with transaction.atomic():
+                row = (WebhookEvent.objects.create(payload=payload, **fields).pk,)
+                _enqueue(row[0])
+        except IntegrityError:
+            row = None
+    if row is None:
         logger.info("duplicate stripe event %s (%s) ignored", payload.get("id"), payload.get("type"))
-        return RecordResult(webhook_event=None, created=False)
-    return RecordResult(webhook_event=event, created=True)
+        return RecordResult(webhook_event_id=None, created=False)
+    return RecordResult(webhook_event_id=row[0], created=True)
 
 
 def retry_delay_seconds(attempts: int) -> float:
@@ -82,8 +121,59 @@ def retry_delay_seconds(attempts: int) -> float:
     return min(settings.BILLING_WEBHOOK_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0)), 3600.0)
 
 
+# Per-object watermark: dj-stripe's handler for these object types only re-retrieves the object and syncs it. When
+# the mirrored row was written at least BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS after the event was created, it
+# already holds a state read from Stripe after that event (every mirror write comes from a fresh retrieve), so a
+# re-retrieve would bring nothing the event could add: the round trip and the sync are skipped. Deletions and other
+# object types keep dj-stripe's handlers (purges, detaches). The margin covers the retrieve-to-save gap and clock
+# skew between Stripe and us; when in doubt the event is applied normally.
+_WATERMARKED_OBJECTS = {
+    "invoice": "Invoice",
+    "subscription": "Subscription",
+    "payment_intent": "PaymentIntent",
+    "charge": "Charge",
+    "checkout.session": "Session",
+}
+
+
+def _only_djstripe_receivers(event_type: str) -> bool:
+    """True when dj-stripe's own handlers are the only receivers of its webhook signal for this event type."""
+    import weakref
+
+    from djstripe.signals import WEBHOOK_SIGNALS
+
+    signal = WEBHOOK_SIGNALS.get(event_type)
+    if signal is None:
+        return True
+    for entry in signal.receivers:
+        receiver = entry[1]() if isinstance(entry[1], weakref.ReferenceType) else entry[1]
+        if getattr(receiver, "__module__", None) != "djstripe.event_handlers":
+            return False
+    return True
+
+
+def _mirror_is_newer(payload: dict) -> bool:
+    from djstripe import models as dj
+
+    obj = (payload.get("data") or {}).get("object") or {}
+    model_name = _WATERMARKED_OBJECTS.get(obj.get("object") or "")
+    created = payload.get("created")
+    if model_name is None or not obj.get("id") or not created or str(payload.get("type", "")).endswith(".deleted"):
+        return False
+    margin = settings.BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS
+    if margin < 0:
+        return False  # watermark turned off
+    if not _only_djstripe_receivers(payload["type"]):
+        return False  # someone else listens to dj-stripe's signal for this type: it must still be sent
+    threshold = datetime.fromtimestamp(created, tz=dt_timezone.utc) + timedelta(seconds=margin)
+    return getattr(dj, model_name).objects.filter(id=obj["id"], djstripe_updated__gte=threshold).exists()
+
+
 def _mirror(payload: dict) -> None:
-    """dj-stripe's sync for the mirror. Its handlers re-retrieve the object, so the mirror holds current state."""
+    """
+    dj-stripe's sync for the mirror. Its handlers re-retrieve the object, so the mirror holds current state; the
+    watermark above skips that re-retrieve when the mirror is already newer than the event.
+    """
     from djstripe.models import Event
 
     from ..stripe_gateway import configure_module_sdk
@@ -93,6 +183,11 @@ def _mirror(payload: dict) -> None:
     if existing is not None:
         # A replay: dj-stripe's Event.process would return early; run its handlers again to re-sync.
         existing.invoke_webhook_handlers()
+    elif _mirror_is_newer(payload):
+        # dj-stripe's event table stays complete; only the handler (re-retrieve + sync) is skipped.
+        Event._create_from_stripe_object(payload)
+        logger.info("stripe event %s (%s): mirror of %s already newer, re-retrieve skipped", payload["id"],
+                    payload.get("type"), payload["data"]["object"]["id"])
     else:
         Event.process(payload)
 
@@ -107,12 +202,26 @@ def _clear_plan_cache(payload: dict) -> None:
             transaction.on_commit(lambda team_id=team_id: team_plan_cache_clear(team_id=team_id))
 
 
+def _commit_without_fsync_wait() -> None:
+    """
+    Let this transaction's commit return before its WAL is flushed (PostgreSQL `synchronous_commit = off`, for this
+    transaction only). Safe here and only here: applying is idempotent and recoverable. If the database crashed in
+    the fraction of a second before the flush, the event row is back to pending (or failed) with the mirror's writes
+    undone together (same transaction), and `billing-webhook-retry-due` re-applies it. Never used for the endpoint's
+    insert: that one must be durable before we answer Stripe 2xx.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
     """
     Apply one stored event exactly once; returns its new status. Safe to call twice, concurrently or not: the row
     lock serialises workers and a processed event is never applied again (unless `force`, the staff replay).
     """
     with transaction.atomic():
+        _commit_without_fsync_wait()
         event = WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
         if event is None:
             return ""

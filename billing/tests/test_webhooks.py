@@ -146,3 +146,72 @@ def test_sweep_applies_events_that_were_never_delivered(billing_world, team, str
     assert team_plan(team=team).key == "pro"
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert events_sweep(days=1) == 0
+
+
+@pytest.mark.django_db
+def test_raw_insert_of_the_endpoint_stores_what_the_model_would(billing_world, client):
+    """The endpoint inserts with one SQL statement (no model instance); the row must read back like a model-made one."""
+    event = _event("evt_raw_1", "radar.early_fraud_warning.created",
+                   {"id": "issfr_raw_1", "object": "radar.early_fraud_warning", "customer": "cus_raw_1"})
+    assert deliver(client, billing_world, event).status_code == 200
+    stored = WebhookEvent.objects.get(stripe_event_id="evt_raw_1")
+    assert stored.payload == event and stored.type == "radar.early_fraud_warning.created"
+    assert stored.source == WebhookEvent.Source.WEBHOOK and stored.webhook_endpoint_id == billing_world.id
+    assert stored.stripe_object_id == "issfr_raw_1" and stored.stripe_customer_id == "cus_raw_1"
+    assert int(stored.stripe_created.timestamp()) == event["created"] and stored.received_at is not None
+    assert stored.attempts == 1 and stored.status == WebhookEvent.Status.PROCESSED and stored.last_error == ""
+    # A second delivery of the same id is a no-op that still answers 200 and says so.
+    again = deliver(client, billing_world, event)
+    assert again.status_code == 200 and again.json() == {"received": True, "duplicate": True}
+    assert WebhookEvent.objects.filter(stripe_event_id="evt_raw_1").count() == 1
+
+
+@pytest.mark.django_db
+def test_watermark_skips_the_re_retrieve_only_when_the_mirror_is_newer_than_the_event(billing_world, client, team,
+                                                                                     stripe_emulator):
+    from djstripe.models import Event, Invoice
+
+    _subscribe(team, stripe_emulator)
+    events = stripe_events()
+    for event in events:
+        assert deliver(client, billing_world, event).status_code == 200
+    (paid,) = [e for e in events if e["type"] == "invoice.paid"]
+    invoice_id = paid["data"]["object"]["id"]
+    mirrored_at = Invoice.objects.get(id=invoice_id).djstripe_updated
+
+    def invoice_reads() -> int:
+        return sum(1 for r in list(stripe_emulator.emulator.request_log)
+                   if r["method"] == "GET" and r["path"].startswith(f"/v1/invoices/{invoice_id}"))
+
+    # An event created well before the mirror was written: the mirror already holds a newer state, no re-retrieve.
+    stale = {**paid, "id": "evt_stale_paid", "created": paid["created"] - 3600}
+    reads = invoice_reads()
+    assert deliver(client, billing_world, stale).status_code == 200
+    assert invoice_reads() == reads
+    assert WebhookEvent.objects.get(stripe_event_id="evt_stale_paid").status == WebhookEvent.Status.PROCESSED
+    assert Event.objects.filter(id="evt_stale_paid").exists()  # dj-stripe's event table stays complete
+    assert Invoice.objects.get(id=invoice_id).djstripe_updated == mirrored_at
+
+    # An event created after the mirror was written: re-retrieved and synced as before.
+    fresh = {**paid, "id": "evt_fresh_paid", "created": int(time.time()) + 60}
+    assert deliver(client, billing_world, fresh).status_code == 200
+    assert invoice_reads() == reads + 1
+    assert Invoice.objects.get(id=invoice_id).djstripe_updated > mirrored_at
+
+
+def test_watermark_never_skips_a_dj_stripe_signal_that_another_receiver_listens_to():
+    from djstripe.signals import WEBHOOK_SIGNALS
+
+    from billing.services.webhooks import _only_djstripe_receivers
+
+    assert _only_djstripe_receivers("invoice.paid")
+
+    def listener(sender, event, **kwargs):
+        pass
+
+    WEBHOOK_SIGNALS["invoice.paid"].connect(listener)
+    try:
+        assert not _only_djstripe_receivers("invoice.paid")
+    finally:
+        WEBHOOK_SIGNALS["invoice.paid"].disconnect(listener)
+    assert _only_djstripe_receivers("invoice.paid")

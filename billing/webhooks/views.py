@@ -61,5 +61,5 @@ def stripe_webhook(request: HttpRequest, uuid) -> HttpResponse:
     except ValueError as error:
         logger.warning("stripe webhook on %s with a bad body rejected: %s", endpoint_id, error)
         return HttpResponseBadRequest("bad body")
-    result = webhook_event_record(payload=payload, webhook_endpoint_id=endpoint_id)
+    result = webhook_event_record(payload=payload, webhook_endpoint_id=endpoint_id, payload_json=payload_text)
     return JsonResponse({"received": True, "duplicate": not result.created})
