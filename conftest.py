@@ -1,6 +1,14 @@
 """Project-wide pytest fixtures: the Stripe emulator over real HTTP, and database-kind markers."""
+import uuid
+
 import pytest
 from django.conf import settings
+
+
+def pytest_configure(config):
+    # A Redis cache outlives the test run: give this session its own key prefix (see _cache_cleared).
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -65,3 +73,17 @@ def _djstripe_account_memo_cleared():
     djstripe_account_memo_clear()
     yield
     djstripe_account_memo_clear()
+
+
+@pytest.fixture(autouse=True)
+def _cache_cleared():
+    # Cached reads are keyed by row id (e.g. a team's plan for 60 s), and SQLite reuses ids after a test rolls back:
+    # a value cached by one test could answer for another test's new row. Only the in-process cache is cleared; a
+    # Redis cache is also the Celery broker's database (FLUSHDB would drop queue bindings), and it gets a fresh key
+    # prefix per test session instead (pytest_configure), so an earlier run's values are never read.
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+    yield
