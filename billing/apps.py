@@ -11,6 +11,7 @@ class BillingConfig(AppConfig):
 
         from . import admin_webhooks  # noqa: F401  (WebhookEvent admin; BO owns admin.py)
         from .webhooks import handlers  # noqa: F401  (registers the project's webhook handlers)
+        from .webhooks import backoffice_handlers  # noqa: F401  (refund and dispute handlers of the back office)
 
         # dj-stripe re-retrieves Checkout Sessions with `expand[]=total_details.breakdown`, which the offline
         # emulator rejects. The project never reads the discount breakdown, so the mirror does without it.
