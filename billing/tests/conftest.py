@@ -70,3 +70,28 @@ def complete_checkout(emulator, session_id: str, card: str = "4242424242424242")
     """Pay on the emulator's hosted Checkout page, as the browser form does (no redirect followed)."""
     return requests.post(f"{emulator.url}/_emulator/checkout_sessions/{session_id}/complete",
                          data={"card_number": card}, allow_redirects=False, timeout=10)
+
+
+def clock_customer(team):
+    """The team's Stripe customer on a new test clock frozen at now: returns (sdk client, clock, now)."""
+    from billing.models import BillingProfile
+    from billing.services.customers import mirror_customer_link
+    from billing.stripe_gateway._core import client as stripe_client
+
+    sdk = stripe_client()
+    now = int(time.time())
+    clock = sdk.v1.test_helpers.test_clocks.create(params={"frozen_time": now})
+    customer = sdk.v1.customers.create(params={"email": team.billing_email, "test_clock": clock.id,
+                                               "metadata": {"team_id": str(team.pk)}})
+    BillingProfile.objects.update_or_create(team=team, defaults={"stripe_customer_id": customer.id})
+    mirror_customer_link(team=team, customer=customer.to_dict())
+    return sdk, clock, now
+
+
+def advance_clock(sdk, clock, to: int) -> None:
+    """Advance a test clock and wait until the emulator has run everything due up to `to`."""
+    sdk.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": to})
+    for _ in range(100):
+        if sdk.v1.test_helpers.test_clocks.retrieve(clock.id).status == "ready":
+            return
+        time.sleep(0.1)

@@ -1,5 +1,4 @@
 """Customer flows end to end against the emulator: pages, API, plan change, cancel/resume, 3-D Secure, renewals."""
-import time
 
 import pytest
 from django.core import mail
@@ -8,7 +7,7 @@ from django.urls import reverse
 from billing.models import WebhookEvent
 from billing.selectors import team_plan, team_subscription
 
-from .conftest import complete_checkout, deliver, stripe_events
+from .conftest import advance_clock, clock_customer, complete_checkout, deliver, stripe_events
 
 
 @pytest.fixture
@@ -146,27 +145,13 @@ def test_credit_pack_with_saved_3ds_card_requires_action_then_grants_once(billin
 
 @pytest.mark.django_db
 def test_renewal_through_a_test_clock_pays_and_emails_a_receipt(billing_world, owner_client, team, stripe_emulator, settings):
-    from billing.models import BillingProfile
-    from billing.services.customers import mirror_customer_link
-    from billing.stripe_gateway._core import client as stripe_client
-
     settings.TRIAL_PERIOD_DAYS = 0
-    sdk = stripe_client()
-    now = int(time.time())
-    clock = sdk.v1.test_helpers.test_clocks.create(params={"frozen_time": now})
-    customer = sdk.v1.customers.create(params={"email": team.billing_email, "test_clock": clock.id,
-                                               "metadata": {"team_id": str(team.pk)}})
-    BillingProfile.objects.update_or_create(team=team, defaults={"stripe_customer_id": customer.id})
-    mirror_customer_link(team=team, customer=customer.to_dict())
+    sdk, clock, now = clock_customer(team)
     seen: set[str] = set()
     subscribe(owner_client, stripe_emulator)
     deliver_new(owner_client, billing_world, seen)
     mail.outbox.clear()
-    sdk.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": now + 32 * 86400})
-    for _ in range(50):
-        if sdk.v1.test_helpers.test_clocks.retrieve(clock.id).status == "ready":
-            break
-        time.sleep(0.1)
+    advance_clock(sdk, clock, now + 32 * 86400)
     new = deliver_new(owner_client, billing_world, seen)
     paid = [e["data"]["object"] for e in new if e["type"] == "invoice.paid"]
     assert paid and paid[-1]["amount_paid"] == 9900 and paid[-1]["billing_reason"] == "subscription_cycle"

@@ -1,6 +1,5 @@
 """More flows: dunning and recovery through the portal, payments API, seats, disputes, deleted customers,
 Stripe unavailable, and dj-stripe syncing every object type the project relies on."""
-import time
 
 import pytest
 import requests
@@ -10,36 +9,14 @@ from accounts.models import Team
 from billing.models import BillingProfile, WebhookEvent
 from billing.selectors import team_plan, team_subscription
 
-from .conftest import complete_checkout, deliver, stripe_events
+from .conftest import advance_clock, clock_customer, complete_checkout
 from .test_flows import deliver_new, owner_client, subscribe  # noqa: F401  (fixture reuse)
-
-
-def _clock_customer(team):
-    from billing.services.customers import mirror_customer_link
-    from billing.stripe_gateway._core import client as stripe_client
-
-    sdk = stripe_client()
-    now = int(time.time())
-    clock = sdk.v1.test_helpers.test_clocks.create(params={"frozen_time": now})
-    customer = sdk.v1.customers.create(params={"email": team.billing_email, "test_clock": clock.id,
-                                               "metadata": {"team_id": str(team.pk)}})
-    BillingProfile.objects.update_or_create(team=team, defaults={"stripe_customer_id": customer.id})
-    mirror_customer_link(team=team, customer=customer.to_dict())
-    return sdk, clock, now
-
-
-def _advance(sdk, clock, to):
-    sdk.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": to})
-    for _ in range(100):
-        if sdk.v1.test_helpers.test_clocks.retrieve(clock.id).status == "ready":
-            return
-        time.sleep(0.1)
 
 
 @pytest.mark.django_db
 def test_failed_renewal_goes_past_due_then_a_new_card_in_the_portal_makes_it_active(
         billing_world, owner_client, team, stripe_emulator):
-    sdk, clock, now = _clock_customer(team)
+    sdk, clock, now = clock_customer(team)
     seen: set[str] = set()
     response = owner_client.post("/billing/checkout/pro_monthly/", {"form_token": "dunning"})
     session_id = response["Location"].rstrip("/").split("/")[-1]
@@ -55,7 +32,7 @@ def test_failed_renewal_goes_past_due_then_a_new_card_in_the_portal_makes_it_act
     sdk.v1.customers.update(subscription.customer_id,
                             params={"invoice_settings": {"default_payment_method": failing.id}})
     mail.outbox.clear()
-    _advance(sdk, clock, now + 15 * 86400)
+    advance_clock(sdk, clock, now + 15 * 86400)
     deliver_new(owner_client, billing_world, seen)
     assert team_subscription(team=team).stripe_data["status"] == "past_due"
     assert team_plan(team=team).key == "pro"  # grace while Stripe retries

@@ -1,11 +1,11 @@
 """Metered overage is on the subscription: Checkout adds it, plan changes swap it, renewals invoice the usage."""
-import time
 
 import pytest
 
 from billing.selectors import subscription_items, team_plan, team_subscription
 from billing.stripe_gateway.subscriptions import subscription_retrieve
 
+from .conftest import advance_clock, clock_customer
 from .test_flows import deliver_new, owner_client, subscribe  # noqa: F401  (owner_client is a fixture)
 
 
@@ -119,32 +119,21 @@ def test_renewal_invoices_the_metered_overage_reported_as_meter_events(
     from datetime import datetime, timezone as dt_timezone
 
     from billing.models import BillingProfile
-    from billing.services.customers import mirror_customer_link
-    from billing.stripe_gateway._core import client as stripe_client
     from billing.stripe_gateway.meters import meter_event_create
 
     settings.TRIAL_PERIOD_DAYS = 0
-    sdk = stripe_client()
-    now = int(time.time())
-    clock = sdk.v1.test_helpers.test_clocks.create(params={"frozen_time": now})
-    customer = sdk.v1.customers.create(params={"email": team.billing_email, "test_clock": clock.id,
-                                               "metadata": {"team_id": str(team.pk)}})
-    BillingProfile.objects.update_or_create(team=team, defaults={"stripe_customer_id": customer.id})
-    mirror_customer_link(team=team, customer=customer.to_dict())
+    sdk, clock, now = clock_customer(team)
+    customer_id = BillingProfile.objects.get(team=team).stripe_customer_id
     seen: set[str] = set()
     subscribe(owner_client, stripe_emulator)
     deliver_new(owner_client, billing_world, seen)
     # 1,500 calls of overage in two reports, inside the first period (as usage's MeterReport rows send them).
     for n, value in enumerate((1000, 500)):
-        meter_event_create(event_name="api_call", stripe_customer_id=customer.id, value=value,
+        meter_event_create(event_name="api_call", stripe_customer_id=customer_id, value=value,
                            identifier=f"test-overage-{team.pk}-{n}",
                            timestamp=datetime.fromtimestamp(now + 60 + n, tz=dt_timezone.utc),
                            idempotency_key=f"test-overage-{team.pk}-{n}")
-    sdk.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": now + 32 * 86400})
-    for _ in range(50):
-        if sdk.v1.test_helpers.test_clocks.retrieve(clock.id).status == "ready":
-            break
-        time.sleep(0.1)
+    advance_clock(sdk, clock, now + 32 * 86400)
     new = deliver_new(owner_client, billing_world, seen)
     renewal = [e["data"]["object"] for e in new
                if e["type"] == "invoice.paid" and e["data"]["object"]["billing_reason"] == "subscription_cycle"]
