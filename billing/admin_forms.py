@@ -1,29 +1,18 @@
 """Forms of the back office's confirmed actions. Amounts typed by people are converted to integer minor units here."""
 import uuid
-from decimal import Decimal, InvalidOperation
 
 from django import forms
 
 from billing.models import RefundRequest
-from billing_site.money import ZERO_DECIMAL_CURRENCIES
+from billing_site.money import MoneyParseError, money_parse_minor
 
 
 def minor_from_text(text: str, currency: str) -> int:
-    """'49.90' (or '49,90') in `currency` -> 4990. Refuses more decimals than the currency has."""
-    exponent = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
-    cleaned = text.strip().replace(" ", "")
-    if "," in cleaned and "." not in cleaned:
-        cleaned = cleaned.replace(",", ".")
+    """'49.90' (or '49,90') in `currency` -> 4990, as a form error when it is not an amount of that currency."""
     try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise forms.ValidationError("Enter an amount such as 49.90.") from None
-    if not value.is_finite():
-        raise forms.ValidationError("Enter an amount such as 49.90.")
-    scaled = value.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
-        raise forms.ValidationError(f"{currency.upper()} has {exponent} decimal places.")
-    return int(scaled)
+        return money_parse_minor(text, currency)
+    except MoneyParseError as error:
+        raise forms.ValidationError(str(error)) from None
 
 
 class ActionTokenForm(forms.Form):

@@ -1,5 +1,5 @@
 """Money is integer minor units plus a lower-case ISO currency. This is the one place that formats it for people."""
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 # Currencies with no minor unit (Stripe's zero-decimal list); everything else the project sells has two decimals.
 ZERO_DECIMAL_CURRENCIES = frozenset(
@@ -10,9 +10,43 @@ _SYMBOLS = {"usd": "$", "brl": "R$ ", "eur": "€", "gbp": "£"}
 _SEPARATORS = {"pt-br": (",", "."), "pt": (",", ".")}
 
 
+def currency_exponent(currency: str) -> int:
+    """Decimal places of `currency`'s minor unit: 0 for Stripe's zero-decimal currencies, else 2."""
+    return 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
+
+
 def minor_to_decimal(amount_minor: int, currency: str) -> Decimal:
-    exponent = 0 if currency.lower() in ZERO_DECIMAL_CURRENCIES else 2
-    return Decimal(int(amount_minor)).scaleb(-exponent)
+    return Decimal(int(amount_minor)).scaleb(-currency_exponent(currency))
+
+
+class MoneyParseError(ValueError):
+    """Text that is not an amount of the currency; str() is a message for the person who typed it."""
+
+
+def money_parse_minor(text: str | Decimal, currency: str) -> int:
+    """
+    The one parser of amounts people type: '49.90', '49,90' or Decimal('49.90') in `currency` -> 4990 (integer
+    minor units). Refuses more decimals than the currency has, non-finite and over-long input.
+    """
+    exponent = currency_exponent(currency)
+    if isinstance(text, Decimal):
+        value = text
+    else:
+        cleaned = str(text).strip().replace(" ", "")
+        if "," in cleaned and "." not in cleaned:
+            cleaned = cleaned.replace(",", ".")
+        if not cleaned or len(cleaned) > 24:
+            raise MoneyParseError("Enter an amount such as 49.90.")
+        try:
+            value = Decimal(cleaned)
+        except InvalidOperation:
+            raise MoneyParseError("Enter an amount such as 49.90.") from None
+    if not value.is_finite():
+        raise MoneyParseError("Enter an amount such as 49.90.")
+    scaled = value.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise MoneyParseError(f"{currency.upper()} has {exponent} decimal places.")
+    return int(scaled)
 
 
 def format_money(amount_minor: int, currency: str, language: str | None = None) -> str:
@@ -22,7 +56,7 @@ def format_money(amount_minor: int, currency: str, language: str | None = None) 
         # A currency reads best in its home convention: reais with a comma, dollars with a point.
         language = "pt-br" if currency == "brl" else "en"
     decimal_sep, thousands_sep = _SEPARATORS.get(language.lower(), (".", ","))
-    exponent = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+    exponent = currency_exponent(currency)
     negative = amount_minor < 0
     units, cents = divmod(abs(int(amount_minor)), 10**exponent)
     whole = f"{units:,}".replace(",", thousands_sep)

@@ -2,6 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from billing.catalog import load_catalog
+from billing_site.money import MoneyParseError, money_parse_minor
 
 
 class SpendCapForm(forms.Form):
@@ -14,7 +15,17 @@ class SpendCapForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["currency"].choices = [(c, c.upper()) for c in load_catalog().currencies]
 
+    def clean(self):
+        cleaned = super().clean()
+        value, currency = cleaned.get("spend_cap"), cleaned.get("currency")
+        cleaned["spend_cap_minor"] = None
+        if value is not None and currency:
+            try:
+                cleaned["spend_cap_minor"] = money_parse_minor(value, currency)
+            except MoneyParseError as error:
+                self.add_error("spend_cap", str(error))
+        return cleaned
+
     def spend_cap_minor(self) -> int | None:
-        value = self.cleaned_data["spend_cap"]
-        # Both catalog currencies have 2 decimal places: whole minor units, never a float.
-        return None if value is None else int(value * 100)
+        """The cap in integer minor units of the chosen currency (zero-decimal currencies included)."""
+        return self.cleaned_data["spend_cap_minor"]
