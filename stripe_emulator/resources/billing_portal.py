@@ -27,6 +27,7 @@ from . import invoices as inv_mod
 from . import payments_core
 from .billing_common import esc, fmt_date, page, sdk_params_name
 from .payment_methods import attach_payment_method, card_behaviour, create_card_payment_method
+from .subscriptions import cancel_subscription, update_subscription
 
 object_type("billing_portal.configuration")
 object_type("billing_portal.session")
@@ -391,8 +392,6 @@ def _error_page(req: Request, session: dict[str, Any], conf: dict[str, Any], mes
 
 @route("POST", "/_emulator/portal/{id}/update_plan", auth=False, idempotent=False)
 def portal_update_plan(req: Request) -> HtmlResponse:
-    from .subscriptions import update_subscription
-
     session, conf = _portal(req)
     if session is None or conf is None:
         return HtmlResponse(page("Not found", "<h1>Unknown portal session</h1>"), status=404)
@@ -417,8 +416,6 @@ def portal_update_plan(req: Request) -> HtmlResponse:
 
 @route("POST", "/_emulator/portal/{id}/cancel", auth=False, idempotent=False)
 def portal_cancel(req: Request) -> HtmlResponse:
-    from .subscriptions import cancel_subscription, update_subscription
-
     session, conf = _portal(req)
     if session is None or conf is None:
         return HtmlResponse(page("Not found", "<h1>Unknown portal session</h1>"), status=404)
@@ -436,8 +433,6 @@ def portal_cancel(req: Request) -> HtmlResponse:
 
 @route("POST", "/_emulator/portal/{id}/renew", auth=False, idempotent=False)
 def portal_renew(req: Request) -> HtmlResponse:
-    from .subscriptions import update_subscription
-
     session, conf = _portal(req)
     if session is None or conf is None:
         return HtmlResponse(page("Not found", "<h1>Unknown portal session</h1>"), status=404)

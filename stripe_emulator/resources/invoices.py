@@ -6,23 +6,35 @@ payment method through payments_core.charge_payment_method; failures follow the 
 
 Internal API used by subscriptions, checkout, the portal and test clocks:
 `create_invoice`, `finalize_invoice`, `attempt_payment`, `subscription_item_line`, `invoice_item_obj`,
-`add_pending_items`, `RETRY_SCHEDULE_DAYS`.
+`add_pending_items`, `RETRY_SCHEDULE_DAYS`. Modules built on invoices react to payments through `PAID_HOOKS` and
+`PAYMENT_FAILED_HOOKS` (invoices imports none of them).
 """
 from __future__ import annotations
 
 import copy
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Callable
 
+from .. import registry
 from ..errors import StripeError, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
 from ..listing import created_filter, equal_filter, list_response, search_response
-from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
+from ..registry import HtmlResponse, Request, includable, object_type, route
 from ..state import new_id, random_token
 from . import payments_core
 from .billing_common import DAY, add_interval, esc, fmt_date, page
 from .catalog import price_amount_for, price_offers_currency, price_unit_decimal_for
+from .invoice_pdf import render_invoice_pdf
+from .payment_methods import card_behaviour, create_card_payment_method
+
+# What follows an invoice's payment outcome lives in the modules built on invoices (subscriptions move to
+# active / past_due / canceled); they register here so that invoices never imports them and the import graph
+# stays one-way (subscriptions -> invoices), like customers.DELETE_HOOKS.
+# PAID_HOOKS: fn(req, invoice) after invoice.paid / invoice.payment_succeeded.
+PAID_HOOKS: list[Callable[[Any, dict[str, Any]], None]] = []
+# PAYMENT_FAILED_HOOKS: fn(req, invoice, *, final) after invoice.payment_failed; `final` = no retry is left.
+PAYMENT_FAILED_HOOKS: list[Callable[..., None]] = []
 
 object_type("invoice")
 object_type("line_item")
@@ -535,9 +547,8 @@ def mark_paid(req: Any, inv: dict[str, Any], pi: dict[str, Any] | None, *, out_o
         emit("invoice_payment.paid", req.store.get(req.store.priv(inv["id"])["invoice_payment"]) or {})
     emit("invoice.paid", inv)
     emit("invoice.payment_succeeded", inv)
-    from .subscriptions import on_invoice_paid
-
-    on_invoice_paid(req, inv)
+    for hook in PAID_HOOKS:
+        hook(req, inv)
 
 
 def payment_method_for(req: Any, inv: dict[str, Any]) -> str | None:
@@ -623,9 +634,9 @@ def _payment_failed(req: Any, inv: dict[str, Any], err: dict[str, str], automati
     if before is not None:
         # attempt_count, attempted and next_payment_attempt changed (Stripe sends invoice.updated too)
         emit("invoice.updated", inv, diff(before, inv))
-    from .subscriptions import on_invoice_payment_failed
-
-    on_invoice_payment_failed(req, inv, final=automatic and inv["next_payment_attempt"] is None)
+    final = automatic and inv["next_payment_attempt"] is None
+    for hook in PAYMENT_FAILED_HOOKS:
+        hook(req, inv, final=final)
 
 
 def _after_3ds(req: Any, pi: dict[str, Any], approved: bool) -> Any:
@@ -665,8 +676,6 @@ def _wrap_confirm_route() -> None:
     """When a client confirms an invoice's PaymentIntent itself (Elements flow after default_incomplete),
     the invoice follows the outcome: paid on success, payment_failed on a decline. Wraps EMU-A's confirm
     handler instead of editing it."""
-    from .. import registry
-
     for r in registry.ROUTES:
         if r.method == "POST" and r.pattern == "/v1/payment_intents/{id}/confirm" and not getattr(r.handler, "_emu_b", False):
             original = r.handler
@@ -976,15 +985,6 @@ def _payments(store: Any, inv: dict[str, Any]) -> dict[str, Any]:
             "url": f"/v1/invoice_payments?invoice={inv['id']}"}
 
 
-# ------------------------------------------------------------------ create_preview
-
-@route("POST", "/v1/invoices/create_preview", "InvoiceCreatePreviewParams", returns="invoice")
-def create_preview(req: Request) -> dict[str, Any]:
-    from .subscriptions import preview_invoice
-
-    return preview_invoice(req)
-
-
 # ------------------------------------------------------------------ invoice payments
 
 @route("GET", "/v1/invoice_payments/{id}", "InvoicePaymentRetrieveParams", returns="invoice_payment")
@@ -1187,8 +1187,6 @@ def _hosted_page(req: Any, inv: dict[str, Any], *, error: str | None = None, sta
 @route("POST", "/_emulator/invoices/{id}/pay", auth=False, idempotent=False)
 def hosted_invoice_pay(req: Request) -> HtmlResponse:
     """The hosted invoice page's card form: pays the invoice with a new card (not saved to the customer)."""
-    from .payment_methods import card_behaviour, create_card_payment_method
-
     inv = req.store.get(req.path_params["id"], "invoice")
     if inv is None or inv["status"] == "draft":
         return HtmlResponse(page("Invoice", "<div class='main'><h1>Invoice not found</h1></div>"), status=404)
@@ -1220,8 +1218,6 @@ def hosted_invoice_pay(req: Request) -> HtmlResponse:
 
 @route("GET", "/_emulator/invoices/{id}/pdf", auth=False)
 def invoice_pdf(req: Request) -> HtmlResponse:
-    from .invoice_pdf import render_invoice_pdf
-
     inv = req.store.get(req.path_params["id"], "invoice")
     if inv is None or inv["status"] == "draft":
         return HtmlResponse(b"not found", status=404, content_type="text/plain")
@@ -1267,38 +1263,5 @@ def get_billing_settings(req: Request) -> dict[str, Any]:
     return dict(billing_settings(req.emulator))
 
 
-# ------------------------------------------------------------------ triggers
-
-def _trigger_subscription(emulator: Any, token: str) -> dict[str, Any]:
-    from .subscriptions import trigger_subscription
-
-    return trigger_subscription(emulator, token)
-
-
-@trigger("invoice.paid")
-def _t_invoice_paid(emulator: Any) -> dict[str, Any]:
-    return _trigger_subscription(emulator, "pm_card_visa")
-
-
-@trigger("invoice.payment_succeeded")
-def _t_invoice_payment_succeeded(emulator: Any) -> dict[str, Any]:
-    return _trigger_subscription(emulator, "pm_card_visa")
-
-
-@trigger("invoice.payment_failed")
-def _t_invoice_payment_failed(emulator: Any) -> dict[str, Any]:
-    return _trigger_subscription(emulator, "pm_card_chargeCustomerFail")
-
-
-@trigger("invoice.created")
-def _t_invoice_created(emulator: Any) -> dict[str, Any]:
-    return _trigger_subscription(emulator, "pm_card_visa")
-
-
-@trigger("invoice.finalized")
-def _t_invoice_finalized(emulator: Any) -> dict[str, Any]:
-    return _trigger_subscription(emulator, "pm_card_visa")
-
-
 __all__ = ["create_invoice", "finalize_invoice", "attempt_payment", "subscription_item_line", "invoice_item_obj",
-           "add_pending_items", "RETRY_SCHEDULE_DAYS", "billing_settings"]
+           "add_pending_items", "RETRY_SCHEDULE_DAYS", "billing_settings", "PAID_HOOKS", "PAYMENT_FAILED_HOOKS"]

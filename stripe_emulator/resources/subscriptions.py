@@ -25,8 +25,10 @@ from ..registry import Request, object_type, route, trigger
 from ..state import new_id, random_token
 from . import invoices as inv_mod
 from .billing_common import DAY, add_interval, anchor_day_of, fmt_date, prorate
-from .customers import DELETE_HOOKS
-from .payment_methods import card_behaviour
+from .catalog import _create_price
+from .customers import DELETE_HOOKS, build_customer
+from .meters import usage_for
+from .payment_methods import attach_payment_method, card_behaviour, resolve_payment_method
 
 object_type("subscription")
 object_type("subscription_item")
@@ -196,8 +198,6 @@ def _resolve_item_price(req: Any, item: dict[str, Any], param: str, currency: st
     elif item.get("plan"):
         price = ref_or_400(req, item["plan"], "price", f"{param}[plan]", "plan")
     elif item.get("price_data"):
-        from .catalog import _create_price
-
         pd = item["price_data"]
         price = _create_price(req, {"currency": pd["currency"], "product": pd["product"],
                                     "recurring": pd["recurring"], "unit_amount": pd.get("unit_amount"),
@@ -878,7 +878,7 @@ def delete_item_route(req: Request) -> dict[str, Any]:
     return {"id": item["id"], "object": "subscription_item", "deleted": True}
 
 
-# ------------------------------------------------------------------ invoice hooks (called by invoices.py)
+# ------------------------------------------------------------------ invoice hooks (registered in invoices.py)
 
 def on_invoice_paid(req: Any, inv: dict[str, Any]) -> None:
     sub = inv_mod.invoice_subscription(req, inv)
@@ -917,11 +917,13 @@ def on_invoice_payment_failed(req: Any, inv: dict[str, Any], *, final: bool) -> 
         emit("customer.subscription.updated", sub, diff(before, sub))
 
 
+inv_mod.PAID_HOOKS.append(on_invoice_paid)
+inv_mod.PAYMENT_FAILED_HOOKS.append(on_invoice_payment_failed)
+
+
 # ------------------------------------------------------------------ renewals (driven by test clocks)
 
 def _metered_usage_lines(req: Any, sub: dict[str, Any], start: int, end: int, until: int | None = None) -> list[dict[str, Any]]:
-    from .meters import usage_for
-
     store = req.store
     lines = []
     stop = until if until is not None else end
@@ -1076,6 +1078,8 @@ def _preview_for(req: Any, sub: dict[str, Any], *, records: list[dict[str, Any]]
     return inv
 
 
+# /v1/invoices/create_preview lives here, not in invoices.py: previews are built from subscriptions
+@route("POST", "/v1/invoices/create_preview", "InvoiceCreatePreviewParams", returns="invoice")
 def preview_invoice(req: Request) -> dict[str, Any]:
     p = req.params
     sd = p.get("subscription_details") or {}
@@ -1174,10 +1178,6 @@ def preview_invoice(req: Request) -> dict[str, Any]:
 
 def trigger_subscription(emulator: Any, token: str) -> dict[str, Any]:
     """Product + monthly price + customer with a card + subscription, like `stripe trigger`."""
-    from .catalog import _create_price
-    from .customers import build_customer
-    from .payment_methods import attach_payment_method, resolve_payment_method
-
     with emulator.store.lock, using(emulator):
         req = internal_request(emulator)
         price = _create_price(req, {"currency": "usd", "unit_amount": 2000, "recurring": {"interval": "month"},
@@ -1226,6 +1226,32 @@ def _t_trial_will_end(emulator: Any) -> dict[str, Any]:
         sub = emulator.store.objects[out["subscription"]]
         emit("customer.subscription.trial_will_end", sub)
     return out
+
+
+# The invoice triggers are a subscription's first invoice (as `stripe trigger invoice.paid` does).
+@trigger("invoice.paid")
+def _t_invoice_paid(emulator: Any) -> dict[str, Any]:
+    return trigger_subscription(emulator, "pm_card_visa")
+
+
+@trigger("invoice.payment_succeeded")
+def _t_invoice_payment_succeeded(emulator: Any) -> dict[str, Any]:
+    return trigger_subscription(emulator, "pm_card_visa")
+
+
+@trigger("invoice.payment_failed")
+def _t_invoice_payment_failed(emulator: Any) -> dict[str, Any]:
+    return trigger_subscription(emulator, "pm_card_chargeCustomerFail")
+
+
+@trigger("invoice.created")
+def _t_invoice_created(emulator: Any) -> dict[str, Any]:
+    return trigger_subscription(emulator, "pm_card_visa")
+
+
+@trigger("invoice.finalized")
+def _t_invoice_finalized(emulator: Any) -> dict[str, Any]:
+    return trigger_subscription(emulator, "pm_card_visa")
 
 
 __all__ = ["create_subscription", "update_subscription", "cancel_subscription", "next_action", "run_action",

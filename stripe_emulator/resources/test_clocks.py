@@ -29,6 +29,7 @@ from ..state import new_id
 from . import invoices as inv_mod
 from . import subscriptions as subs
 from .billing_common import DAY, sdk_params_name
+from .customers import delete_customer_obj
 
 object_type("test_helpers.test_clock")
 object_type("deleted_test_helpers.test_clock")
@@ -78,8 +79,6 @@ def list_clocks(req: Request) -> dict[str, Any]:
 @route("DELETE", "/v1/test_helpers/test_clocks/{id}", sdk_params_name("test_helpers.TestClockDeleteParams"),
        returns="deleted_test_helpers.test_clock")
 def delete_clock(req: Request) -> dict[str, Any]:
-    from .customers import delete_customer_obj
-
     clock = get_or_404(req, req.path_params["id"], "test_helpers.test_clock", "test_clock")
     # Stripe deletes the clock's customers (and so cancels their subscriptions) with it.
     for cus in req.store.all("customer"):
