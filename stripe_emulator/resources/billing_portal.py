@@ -179,6 +179,9 @@ def update_configuration(req: Request) -> dict[str, Any]:
        returns="billing_portal.configuration")
 def list_configurations(req: Request) -> dict[str, Any]:
     p = req.params
+    # The account's default configuration exists before any session (Stripe's is the Dashboard's): listing
+    # finds it, so a client can set its `default_return_url` and then open sessions without `return_url`.
+    _default_configuration(req)
     objs = req.store.all("billing_portal.configuration")
     if "active" in p:
         objs = [c for c in objs if c["active"] == p["active"]]
@@ -188,6 +191,22 @@ def list_configurations(req: Request) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ sessions
+
+@route("POST", "/_emulator/portal_settings", auth=False, idempotent=False)
+def set_portal_settings(req: Request) -> dict[str, Any]:
+    """The Dashboard's portal settings: `default_return_url` of the default configuration (created if needed)."""
+    conf = _default_configuration(req)
+    value = req.params.get("default_return_url")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is not None:
+        before = copy.deepcopy(conf)
+        conf["default_return_url"] = value or None
+        if diff(before, conf):
+            conf["updated"] = req.store.clock.now()
+            emit("billing_portal.configuration.updated", conf, diff(before, conf))
+    return conf
+
 
 def _default_configuration(req: Any) -> dict[str, Any]:
     for c in req.store.all("billing_portal.configuration"):

@@ -166,7 +166,8 @@ def _price_amounts(src: dict[str, Any], param_prefix: str, allow_missing: bool =
     return None, None, None
 
 
-def _create_price(req: Request, p: dict[str, Any]) -> dict[str, Any]:
+def _create_price(req: Request, p: dict[str, Any], *, price_id: str | None = None) -> dict[str, Any]:
+    """`price_id`: a caller-chosen id (legacy plans take one: `POST /v1/plans id=gold`)."""
     store = req.store
     if "product" in p and "product_data" in p:
         raise StripeError("You may only specify one of these parameters: product, product_data.", param="product_data")
@@ -238,7 +239,7 @@ def _create_price(req: Request, p: dict[str, Any]) -> dict[str, Any]:
             old["lookup_key"] = None
             emit("price.updated", old, diff(before, old))
     price = {
-        "id": new_id("price"),
+        "id": price_id or new_id("price"),
         "object": "price",
         "active": p.get("active", True),
         "billing_scheme": billing_scheme,

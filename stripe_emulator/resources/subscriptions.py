@@ -224,7 +224,7 @@ def create_subscription(
     cancel_at_period_end: bool = False, description: str | None = None,
     collection_method: str = "charge_automatically", days_until_due: int | None = None,
     add_invoice_items: list[dict[str, Any]] | None = None, after_3ds_hook: str | None = None,
-    session_payment_method: str | None = None,
+    session_payment_method: str | None = None, trial_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create a subscription, its first invoice, and pay it (the internal entry point of checkout too)."""
     store = req.store
@@ -262,6 +262,7 @@ def create_subscription(
     sub["description"] = description
     sub["collection_method"] = collection_method
     sub["days_until_due"] = days_until_due
+    _apply_trial_settings(sub, trial_settings)
     apply_metadata(sub, metadata)
     if trialing:
         sub["trial_start"], sub["trial_end"] = now, trial_end
@@ -326,6 +327,7 @@ def create_subscription(
     emit("invoice.created", inv)
     if collection_method == "send_invoice":
         inv_mod.finalize_invoice(req, inv)
+        trial_will_end_if_due(req, sub, now)
         return sub
     if payment_behavior == "default_incomplete" and not trialing:
         inv_mod.finalize_invoice(req, inv, emit_paid_if_zero=True)
@@ -345,7 +347,24 @@ def create_subscription(
             before = copy.deepcopy(sub)
             sub["status"] = "incomplete"
             emit("customer.subscription.updated", sub, diff(before, sub))
+    trial_will_end_if_due(req, sub, now)
     return sub
+
+
+def _apply_trial_settings(sub: dict[str, Any], trial_settings: dict[str, Any] | None) -> None:
+    behaviour = ((trial_settings or {}).get("end_behavior") or {}).get("missing_payment_method")
+    if behaviour:
+        sub["trial_settings"] = {"end_behavior": {"missing_payment_method": behaviour}}
+
+
+def trial_will_end_if_due(req: Any, sub: dict[str, Any], now: int) -> None:
+    """Stripe sends trial_will_end three days before the trial ends, or at once when less than that is left
+    (later ones are scheduled by next_action for test clocks)."""
+    priv = req.store.priv(sub["id"])
+    if (sub["status"] == "trialing" and sub.get("trial_end") and not priv.get("trial_will_end_sent")
+            and sub["trial_end"] - TRIAL_WILL_END_SECONDS <= now):
+        priv["trial_will_end_sent"] = True
+        emit("customer.subscription.trial_will_end", sub)
 
 
 def _trial_end_param(req: Any, p: dict[str, Any], prices: list[dict[str, Any]] | None, now: int) -> int | None:
@@ -408,6 +427,7 @@ def _create_from_params(req: Any, p: dict[str, Any], cus: dict[str, Any], te: in
         off_session=bool(off), cancel_at_period_end=p.get("cancel_at_period_end", False),
         description=p.get("description"), collection_method=p.get("collection_method", "charge_automatically"),
         days_until_due=p.get("days_until_due"), add_invoice_items=p.get("add_invoice_items"),
+        trial_settings=p.get("trial_settings"),
     )
 
 
@@ -681,6 +701,8 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
             sub["canceled_at"] = now
             sub["cancellation_details"]["reason"] = "cancellation_requested"
     apply_metadata(sub, p.get("metadata"))
+    if "trial_settings" in p:
+        _apply_trial_settings(sub, p["trial_settings"])
     # trial changes
     end_trial_now = p.get("trial_end") == "now" and sub["status"] == "trialing"
     if p.get("trial_end") not in (None, "now"):
@@ -688,6 +710,7 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
         if te <= now:
             raise StripeError("Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end")
         sub["trial_end"] = te
+        store.priv(sub["id"])["trial_will_end_sent"] = False  # a new trial end gets its own notice
         if sub["status"] == "trialing" or sub["status"] == "active":
             if sub["status"] == "active":
                 sub["trial_start"] = now
@@ -742,6 +765,43 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
         return sub
     if prev:
         emit("customer.subscription.updated", sub, prev)
+    trial_will_end_if_due(req, sub, now)
+    return sub
+
+
+# ------------------------------------------------------------------ resume (a subscription paused at trial end)
+
+@route("POST", "/v1/subscriptions/{id}/resume", "SubscriptionResumeParams", returns="subscription")
+def resume_route(req: Request) -> dict[str, Any]:
+    """Resume a paused subscription: a new cycle starts now and is invoiced at once (billing_cycle_anchor=now,
+    the only anchor a subscription paused at trial end can take)."""
+    sub = get_or_404(req, req.path_params["id"], "subscription")
+    if sub["status"] != "paused":
+        raise state_error("Only a paused subscription can be resumed.", code="subscription_not_paused")
+    store = req.store
+    now = _now(req, sub)
+    before = copy.deepcopy(sub)
+    sub["status"] = "active"
+    store.priv(sub["id"])["anchor_day"] = anchor_day_of(now)
+    sub["billing_cycle_anchor"] = now
+    _set_period(req, sub, now, 0)
+    _set_period(req, sub, now, _next_period_end(req, sub, now))
+    _sync_items(req, sub)
+    start, end = period_of(req, sub)
+    lines = [inv_mod.subscription_item_line(store, sub=sub, item=item, currency=sub["currency"], period=(start, end))
+             for item in _items(req, sub) if not _is_metered(_item_price(store, item))]
+    inv = inv_mod.create_invoice(req, customer=store.objects[sub["customer"]], currency=sub["currency"],
+                                 billing_reason="subscription_update", lines=lines, subscription=sub,
+                                 period=(now, now), discounts=sub["discounts"],
+                                 collection_method=sub["collection_method"], days_until_due=sub["days_until_due"],
+                                 emit_created=False)
+    sub["latest_invoice"] = inv["id"]
+    emit("customer.subscription.resumed", sub)
+    emit("customer.subscription.updated", sub, diff(before, sub))
+    emit("invoice.created", inv)
+    inv_mod.finalize_invoice(req, inv)
+    if inv["status"] == "open" and sub["collection_method"] == "charge_automatically":
+        inv_mod.attempt_payment(req, inv, automatic=True)
     return sub
 
 
@@ -951,7 +1011,7 @@ def next_action(req: Any, sub: dict[str, Any]) -> tuple[int, str] | None:
     start, end = period_of(req, sub)
     if status == "trialing" and sub.get("trial_end"):
         twe = sub["trial_end"] - TRIAL_WILL_END_SECONDS
-        if not priv.get("trial_will_end_sent") and twe > sub["trial_start"]:
+        if not priv.get("trial_will_end_sent"):
             candidates.append((twe, "trial_will_end"))
         candidates.append((sub["trial_end"], "trial_end"))
     if sub.get("cancel_at") and sub["cancel_at"] < end:
@@ -997,8 +1057,32 @@ def run_action(req: Any, sub: dict[str, Any], when: int, action: str) -> None:
                                          period=(start, when))
             sub["latest_invoice"] = inv["id"]
         cancel_subscription(req, sub, reason="cancellation_requested", at=when)
+    elif action == "trial_end" and _trial_end_without_payment_method(req, sub, when):
+        return
     elif action in ("renew", "trial_end"):
         _renew(req, sub, when, from_trial=action == "trial_end")
+
+
+def _trial_end_without_payment_method(req: Any, sub: dict[str, Any], when: int) -> bool:
+    """trial_settings[end_behavior][missing_payment_method] at trial end: `cancel` or `pause` instead of the
+    first invoice when nothing could pay it (`create_invoice`, the default, bills as usual). True if handled."""
+    behaviour = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+    if behaviour == "create_invoice" or sub["collection_method"] != "charge_automatically":
+        return False
+    probe = {"default_payment_method": None, "customer": sub["customer"],
+             "parent": {"subscription_details": {"subscription": sub["id"]}}}
+    if inv_mod.payment_method_for(req, probe) is not None:
+        return False
+    if behaviour == "cancel":
+        cancel_subscription(req, sub, reason="cancellation_requested", at=when)
+        return True
+    # pause: no invoice until the subscription is resumed (POST /v1/subscriptions/{id}/resume)
+    before = copy.deepcopy(sub)
+    sub["status"] = "paused"
+    _sync_items(req, sub)
+    emit("customer.subscription.updated", sub, diff(before, sub))
+    emit("customer.subscription.paused", sub)
+    return True
 
 
 def _renew(req: Any, sub: dict[str, Any], when: int, *, from_trial: bool) -> None:
