@@ -13,7 +13,7 @@ minor unit. The same function prices `POST /v1/invoices/create_preview`, so a pr
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from ..context import using
 from ..errors import StripeError, state_error
@@ -36,6 +36,9 @@ object_type("deleted_subscription_item")
 object_type("plan")
 
 ACTIVE_LIKE = ("active", "past_due", "trialing", "unpaid")
+# fn(req, subscription, reason) after a subscription is canceled (reason: cancellation_requested | payment_failed);
+# subscription schedules register here (they import subscriptions, never the other way round).
+CANCEL_HOOKS: list[Callable[[Any, dict[str, Any], str], None]] = []
 TRIAL_WILL_END_SECONDS = 3 * DAY
 INCOMPLETE_EXPIRES_SECONDS = 23 * 3600
 
@@ -225,6 +228,7 @@ def create_subscription(
     collection_method: str = "charge_automatically", days_until_due: int | None = None,
     add_invoice_items: list[dict[str, Any]] | None = None, after_3ds_hook: str | None = None,
     session_payment_method: str | None = None, trial_settings: dict[str, Any] | None = None,
+    schedule: str | None = None,
 ) -> dict[str, Any]:
     """Create a subscription, its first invoice, and pay it (the internal entry point of checkout too)."""
     store = req.store
@@ -263,6 +267,7 @@ def create_subscription(
     sub["collection_method"] = collection_method
     sub["days_until_due"] = days_until_due
     _apply_trial_settings(sub, trial_settings)
+    sub["schedule"] = schedule
     apply_metadata(sub, metadata)
     if trialing:
         sub["trial_start"], sub["trial_end"] = now, trial_end
@@ -865,6 +870,8 @@ def cancel_subscription(req: Any, sub: dict[str, Any], *, prorate_now: bool = Fa
         sub["cancellation_details"]["reason"] = "payment_failed"
     _sync_items(req, sub)
     emit("customer.subscription.deleted", sub)
+    for hook in CANCEL_HOOKS:
+        hook(req, sub, sub["cancellation_details"]["reason"] or reason)
 
 
 def _cancel_customer_subscriptions(req: Any, cus: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ before the response is sent, so the next retrieve already shows `ready`.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import StripeError
 from ..events import emit
@@ -35,6 +35,10 @@ object_type("test_helpers.test_clock")
 object_type("deleted_test_helpers.test_clock")
 
 MAX_STEPS = 20000
+# Other clock-driven objects (subscription schedules) plug in here instead of being imported:
+# fn(req, customer_ids) -> [(time, priority, run)] where run(when) does the work. Lower priority runs first at
+# the same time (subscriptions 0, invoice finalization 1, retries 2).
+WORK_SOURCES: list[Callable[[Any, set[str]], list[tuple[int, int, Callable[[int], None]]]]] = []
 
 
 @route("POST", "/v1/test_helpers/test_clocks", sdk_params_name("test_helpers.TestClockCreateParams"),
@@ -89,11 +93,11 @@ def delete_clock(req: Request) -> dict[str, Any]:
     return {"id": clock["id"], "object": "test_helpers.test_clock", "deleted": True}
 
 
-def _due_work(req: Any, clock_id: str) -> list[tuple[int, int, str, dict[str, Any], str]]:
+def _due_work(req: Any, clock_id: str) -> list[tuple[int, int, str, dict[str, Any], Any]]:
     """(time, priority, kind, object, action) of everything scheduled for the clock's customers."""
     store = req.store
     customers = {c["id"] for c in store.all("customer") if c.get("test_clock") == clock_id}
-    work: list[tuple[int, int, str, dict[str, Any], str]] = []
+    work: list[tuple[int, int, str, dict[str, Any], Any]] = []
     if not customers:
         return work
     for sub in store.all("subscription"):
@@ -101,6 +105,9 @@ def _due_work(req: Any, clock_id: str) -> list[tuple[int, int, str, dict[str, An
             nxt = subs.next_action(req, sub)
             if nxt is not None:
                 work.append((nxt[0], 0, "subscription", sub, nxt[1]))
+    for source in WORK_SOURCES:
+        for when, priority, run in source(req, customers):
+            work.append((when, priority, "hook", {}, run))
     for inv in store.all("invoice"):
         if inv["customer"] not in customers:
             continue
@@ -121,6 +128,8 @@ def advance(req: Any, clock: dict[str, Any], target: int) -> None:
         clock["frozen_time"] = max(clock["frozen_time"], when)
         if kind == "subscription":
             subs.run_action(req, obj, when, action)
+        elif kind == "hook":
+            action(when)
         elif action == "finalize":
             inv_mod.finalize_invoice(req, obj)
             if obj["status"] == "open" and obj["collection_method"] == "charge_automatically":

@@ -45,12 +45,23 @@ def customer_balance_transaction(client: stripe.StripeClient) -> dict[str, Any]:
     return as_dict(client.v1.customers.balance_transactions.retrieve(cn.customer, cn.customer_balance_transaction))
 
 
+def subscription_schedule(client: stripe.StripeClient) -> dict[str, Any]:
+    cus = _customer_with_card(client)
+    price = _price(client)
+    sched = client.v1.subscription_schedules.create(params={
+        "customer": cus.id, "start_date": "now", "metadata": {"k": "v"},
+        "phases": [{"items": [{"price": price.id, "quantity": 2}], "duration": {"interval": "month"}},
+                   {"items": [{"price": _price(client, amount=900).id}]}]})
+    return as_dict(client.v1.subscription_schedules.retrieve(sched.id))
+
+
 MAKERS: dict[str, Callable[[stripe.StripeClient], dict[str, Any]]] = {
     "plan": plan,
     "deleted_plan": deleted_plan,
     "credit_note": credit_note,
     "credit_note_line_item": credit_note_line_item,
     "customer_balance_transaction": customer_balance_transaction,
+    "subscription_schedule": subscription_schedule,
 }
 
 __all__ = ["MAKERS"]
