@@ -196,7 +196,7 @@ def attach_payment_method(req: Request, pm: dict[str, Any], cus: dict[str, Any])
 
 
 def _decline_for(behaviour: str) -> StripeError:
-    from .payments_core import decline_error_fields
+    from .payment_engine import decline_error_fields
 
     f = decline_error_fields(behaviour)
     return card_error(f["message"], f["code"], None, f.get("decline_code"))
