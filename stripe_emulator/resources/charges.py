@@ -70,6 +70,10 @@ def build_charge(req: Any, pi: dict[str, Any], pm: dict[str, Any], *, succeeded:
         "seller_message": "Payment complete." if succeeded else "The bank did not return any further details with this decline.",
         "type": "authorized" if succeeded else "issuer_declined",
     }
+    if not succeeded and (failure or {}).get("decline_code") == "fraudulent":
+        # Radar's block (pm_card_radarBlock, pm_card_riskLevelHighest): never sent to the card network.
+        outcome.update({"network_status": "not_sent_to_network", "reason": "highest_risk_level",
+                        "seller_message": "Stripe blocked this payment as too risky.", "type": "blocked"})
     return {
         "id": ch_id,
         "object": "charge",

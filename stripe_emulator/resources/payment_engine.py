@@ -19,13 +19,19 @@ from ..state import new_id, random_token
 from .balance_transactions import create_balance_transaction
 from .charges import _now_for, build_charge
 from .disputes import create_dispute
-from .payment_methods import card_behaviour, resolve_payment_method
+from .payment_methods import card_behaviour, card_traits, resolve_payment_method
 
 _DECLINES: dict[str, dict[str, str]] = {
     "decline": {"code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."},
     "attach_ok_charge_fails": {"code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."},
     "insufficient_funds": {"code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."},
     "lost_card": {"code": "card_declined", "decline_code": "lost_card", "message": "Your card was declined."},
+    "stolen_card": {"code": "card_declined", "decline_code": "stolen_card", "message": "Your card was declined."},
+    "processing_error": {"code": "processing_error", "decline_code": "processing_error",
+                         "message": "An error occurred while processing your card. Try again in a little bit."},
+    "card_velocity_exceeded": {"code": "card_declined", "decline_code": "card_velocity_exceeded",
+                               "message": "Your card was declined."},
+    "fraudulent": {"code": "card_declined", "decline_code": "fraudulent", "message": "Your card was declined."},
     "expired": {"code": "expired_card", "decline_code": "expired_card", "message": "Your card has expired."},
     "incorrect_cvc": {"code": "incorrect_cvc", "decline_code": "incorrect_cvc", "message": "Your card's security code is incorrect."},
     "authentication_required": {"code": "authentication_required", "decline_code": "authentication_required",
@@ -143,6 +149,8 @@ def _succeed(req: Any, pi: dict[str, Any], pm: dict[str, Any], behaviour: str, t
     if capture_now:
         bt = create_balance_transaction(req, amount=charge["amount"], currency=charge["currency"], type="charge",
                                         source=charge["id"], description=charge["description"], created=charge["created"])
+        if card_traits(req, pm["id"]).get("available_at_once"):
+            bt["status"], bt["available_on"] = "available", bt["created"]
         charge["balance_transaction"] = bt["id"]
         pi["status"] = "succeeded"
         pi["amount_received"] = pi["amount"]
@@ -161,7 +169,7 @@ def _succeed(req: Any, pi: dict[str, Any], pm: dict[str, Any], behaviour: str, t
     else:
         emit("payment_intent.amount_capturable_updated", pi)
     if behaviour == "dispute" and capture_now:
-        create_dispute(req, charge)
+        create_dispute(req, charge, kind=card_traits(req, pm["id"]).get("dispute", "fraudulent"))
     return PaymentOutcome(pi, charge, None)
 
 
@@ -247,6 +255,11 @@ def complete_3ds_payment(req: Any, pi: dict[str, Any], approve: bool) -> Payment
     assert pm is not None
     if not approve:
         return _fail(req, pi, pm, "3ds_failed", make_charge=False)
+    after = card_traits(req, pm["id"]).get("after_3ds")
+    if after:
+        # Cards such as pm_card_authenticationRequiredChargeDeclinedInsufficientFunds: the challenge succeeds,
+        # then the issuer declines the charge.
+        return _fail(req, pi, pm, after)
     return _succeed(req, pi, pm, card_behaviour(req, pm["id"]), three_ds=True)
 
 

@@ -6,15 +6,20 @@ charge with the checks and events of `POST /v1/refunds` (credit notes and the ba
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
+from ..context import using
 from ..errors import StripeError, no_such, state_error
 from ..events import diff, emit
 from ..helpers import apply_metadata, fmt_money, get_or_404
 from ..listing import created_filter, equal_filter, list_response
+from ..internal import internal_request
 from ..registry import Request, object_type, route
 from ..state import new_id
 from .balance_transactions import create_balance_transaction
+from .disputes import charge_dispute, is_inquiry
+from .payment_methods import card_traits
 
 object_type("refund")
 
@@ -33,7 +38,8 @@ def create_refund(req: Any, *, charge_id: str, amount: int | None = None, reason
     if charge["status"] != "succeeded":
         raise state_error(f"Charge {charge['id']} has a status of {charge['status']}; only a successful charge can be refunded.",
                           code="charge_not_refundable", param=param)
-    if charge["disputed"]:
+    dispute = charge_dispute(req, charge["id"]) if charge["disputed"] else None
+    if dispute is not None and not is_inquiry(dispute):
         raise state_error(f"Charge {charge['id']} has been charged back; cannot issue a refund.", code="charge_disputed")
     if charge["refunded"] or charge["amount_refunded"] >= charge["amount"]:
         raise state_error(f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
@@ -81,7 +87,59 @@ def create_refund(req: Any, *, charge_id: str, amount: int | None = None, reason
     emit("charge.refunded", charge, {"amount_refunded": charge["amount_refunded"] - amount,
                                      **({"refunded": False} if charge["refunded"] else {})})
     emit("refund.created", refund)
+    if card_traits(req, charge.get("payment_method")).get("refund_fails"):
+        _fail_later(req.emulator, refund["id"])
     return refund
+
+
+# pm_card_refundFail: the refund succeeds, then fails "some time later" (this long, on a timer thread).
+REFUND_FAILURE_DELAY = 0.3
+
+
+def _fail_later(emulator: Any, refund_id: str) -> None:
+    def run() -> None:
+        with emulator.store.lock, using(emulator):
+            refund = emulator.store.get(refund_id, "refund")
+            if refund is not None and refund["status"] == "succeeded":
+                fail_refund(internal_request(emulator), refund)
+
+    timer = threading.Timer(REFUND_FAILURE_DELAY, run)
+    timer.daemon = True
+    timer.start()
+
+
+def fail_refund(req: Any, refund: dict[str, Any], reason: str = "expired_or_canceled_card") -> dict[str, Any]:
+    """The card network returns the refund: the amount comes back to the balance (a `refund_failure` balance
+    transaction), the charge is no longer (that much) refunded; `charge.refund.updated`, `refund.updated`,
+    `refund.failed`."""
+    before = copy.deepcopy(refund)
+    now = req.store.clock.now_for_customer(refund.get("customer"))
+    bt = create_balance_transaction(req, amount=refund["amount"], currency=refund["currency"], type="refund_failure",
+                                    source=refund["id"], description="REFUND FAILURE", created=now)
+    refund["status"] = "failed"
+    refund["failure_reason"] = reason
+    refund["failure_balance_transaction"] = bt["id"]
+    charge = req.store.get(refund["charge"], "charge")
+    if charge is not None:
+        charge["amount_refunded"] -= refund["amount"]
+        charge["refunded"] = False
+        _sync_charge_refunds(req, charge)
+    prev = diff(before, refund)
+    emit("charge.refund.updated", refund, prev)
+    emit("refund.updated", refund, prev)
+    emit("refund.failed", refund, prev)
+    return refund
+
+
+@route("POST", "/_emulator/refunds/{id}/fail", auth=False, idempotent=False)
+def fail_refund_now(req: Request) -> dict[str, Any]:
+    """Test-mode control: make a succeeded refund fail now (as pm_card_refundFail's refunds do later)."""
+    refund = req.store.get(req.path_params["id"], "refund")
+    if refund is None:
+        raise no_such("refund", req.path_params["id"])
+    if refund["status"] != "succeeded":
+        raise state_error(f"Refund {refund['id']} has a status of {refund['status']}; only a succeeded refund can fail.")
+    return fail_refund(req, refund)
 
 
 # The name other resources should call; `create_refund` is kept for existing callers.
