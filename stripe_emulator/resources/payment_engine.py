@@ -17,6 +17,7 @@ from ..helpers import apply_metadata
 from ..registry import Request
 from ..state import new_id, random_token
 from .balance_transactions import create_balance_transaction
+from . import async_payments
 from .charges import _now_for, build_charge
 from .disputes import create_dispute
 from .payment_methods import card_behaviour, card_traits, resolve_payment_method
@@ -78,8 +79,8 @@ def build_payment_intent(req: Any, p: dict[str, Any]) -> dict[str, Any]:
         "on_behalf_of": None,
         "payment_method": None,
         "payment_method_configuration_details": None,
-        "payment_method_options": {"card": {"installments": None, "mandate_options": None, "network": None,
-                                            "request_three_d_secure": "automatic"}},
+        "payment_method_options": async_payments.payment_method_options(list(p.get("payment_method_types") or ["card"]),
+                                                                        p.get("payment_method_options")),
         "payment_method_types": list(p.get("payment_method_types") or ["card"]),
         "processing": None,
         "receipt_email": p.get("receipt_email"),
@@ -175,6 +176,13 @@ def _succeed(req: Any, pi: dict[str, Any], pm: dict[str, Any], behaviour: str, t
 
 def _confirm(req: Any, pi: dict[str, Any], pm: dict[str, Any], *, off_session: bool, return_url: str | None) -> PaymentOutcome:
     """Run a confirmation with `pm` on `pi` (state: requires_payment_method/confirmation)."""
+    if pm["type"] in async_payments.ASYNC_TYPES:
+        async_payments.confirm(req, pi, pm)  # voucher / QR code: requires_action until paid
+        return PaymentOutcome(pi, None, None)
+    if "card" not in pi["payment_method_types"] and not (pi.get("automatic_payment_methods") or {}).get("enabled"):
+        raise StripeError("The PaymentMethod provided (card) is not allowed for this PaymentIntent. Please attach a "
+                          "PaymentMethod of one of the following types: " + ", ".join(pi["payment_method_types"]) + ".",
+                          code="payment_intent_unexpected_state", param="payment_method")
     pi["payment_method"] = pm["id"]
     behaviour = card_behaviour(req, pm["id"])
     if behaviour in ("3ds", "3ds_setup"):
@@ -238,6 +246,7 @@ def cancel_pi(req: Any, pi: dict[str, Any], reason: str | None) -> None:
             charge["amount_refunded"] = charge["amount"]
             charge["refunded"] = True
             emit("charge.refunded", charge)
+    req.store.priv(pi["id"]).pop("async", None)  # an unpaid voucher / QR code dies with the PaymentIntent
     pi["status"] = "canceled"
     pi["canceled_at"] = req.store.clock.now_for_customer(pi.get("customer"))
     pi["cancellation_reason"] = reason

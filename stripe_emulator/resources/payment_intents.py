@@ -9,6 +9,7 @@ from ..events import diff, emit
 from ..helpers import apply_metadata, fmt_money, get_or_404, minimum_charge_amount, ref_or_400
 from ..listing import created_filter, list_response, search_response
 from ..registry import Request, object_type, route
+from . import async_payments
 from .charges import capture_charge
 from .payment_engine import _confirm, _raise_if_failed, build_payment_intent, cancel_pi
 from .payment_methods import resolve_payment_method
@@ -25,15 +26,35 @@ def _check_amount(amount: int, currency: str) -> None:
         raise StripeError("Amount must be no more than $999,999.99", code="amount_too_large", param="amount")
 
 
+def _payment_method_from(req: Request, p: dict[str, Any]) -> dict[str, Any] | None:
+    """`payment_method` (an id or a test id) or `payment_method_data` (Boleto and Pix details, created here)."""
+    if p.get("payment_method") and p.get("payment_method_data"):
+        raise StripeError("You may only specify one of these parameters: payment_method, payment_method_data.",
+                          param="payment_method_data")
+    if p.get("payment_method"):
+        return resolve_payment_method(req, p["payment_method"])
+    data = p.get("payment_method_data")
+    if not data:
+        return None
+    ptype = data.get("type")
+    if ptype not in async_payments.ASYNC_TYPES:
+        raise StripeError(f"`payment_method_data[type]={ptype}` is not supported by the emulator (boleto and pix are); "
+                          "create card payment methods first and pass `payment_method`.", param="payment_method_data[type]")
+    return async_payments.create_async_payment_method(req, ptype, data=data.get(ptype),
+                                                      billing_details=data.get("billing_details"),
+                                                      metadata=data.get("metadata"))
+
+
 @route("POST", "/v1/payment_intents", "PaymentIntentCreateParams", returns="payment_intent")
 def create_payment_intent(req: Request) -> dict[str, Any]:
     p = req.params
     _check_amount(p["amount"], p["currency"])
+    async_payments.check_currency(list(p.get("payment_method_types") or []), p["currency"], "currency")
     if p.get("customer"):
         ref_or_400(req, p["customer"], "customer", "customer")
     if p.get("off_session") is not None and not p.get("confirm"):
         raise StripeError("You can only pass in `off_session` when `confirm` is set to true.", param="off_session")
-    pm = resolve_payment_method(req, p["payment_method"]) if p.get("payment_method") else None
+    pm = _payment_method_from(req, p)
     pi = build_payment_intent(req, p)
     apply_metadata(pi, p.get("metadata"))
     if pm is not None:
@@ -55,7 +76,9 @@ def create_payment_intent(req: Request) -> dict[str, Any]:
 
 @route("GET", "/v1/payment_intents/{id}", "PaymentIntentRetrieveParams", returns="payment_intent")
 def retrieve_payment_intent(req: Request) -> dict[str, Any]:
-    return get_or_404(req, req.path_params["id"], "payment_intent")
+    pi = get_or_404(req, req.path_params["id"], "payment_intent")
+    async_payments.expire_due(req, [pi])
+    return pi
 
 
 @route("POST", "/v1/payment_intents/{id}", "PaymentIntentUpdateParams", returns="payment_intent")
@@ -102,13 +125,14 @@ def confirm_payment_intent(req: Request) -> dict[str, Any]:
             f"You cannot confirm this PaymentIntent because it has a status of {pi['status']}.",
             code="payment_intent_unexpected_state",
         )
-    pm_id = p.get("payment_method") or pi.get("payment_method")
+    pm = _payment_method_from(req, p)
+    pm_id = pm["id"] if pm is not None else pi.get("payment_method")
     if not pm_id:
         raise StripeError("You cannot confirm this PaymentIntent because it's missing a payment method. "
                           "You can either update the PaymentIntent with a payment method and then confirm it again, "
                           "or confirm it again directly with a payment method.",
                           code="payment_intent_unexpected_state")
-    pm = resolve_payment_method(req, pm_id)
+    pm = pm or resolve_payment_method(req, pm_id)
     if "receipt_email" in p:
         pi["receipt_email"] = p["receipt_email"] or None
     if "setup_future_usage" in p:
@@ -158,6 +182,7 @@ def cancel_payment_intent(req: Request) -> dict[str, Any]:
 def list_payment_intents(req: Request) -> dict[str, Any]:
     p = req.params
     objs = req.store.all("payment_intent")
+    async_payments.expire_due(req, objs)
     if "customer" in p:
         objs = [o for o in objs if o.get("customer") == p["customer"]]
     objs = created_filter(objs, p.get("created"))

@@ -325,8 +325,14 @@ def create_payment_method(req: Request) -> dict[str, Any]:
         pm["id"], pm["customer"] = new_id("pm"), None
         req.store.add(pm, dict(req.store.private.get(src["id"], {})))
         return pm
+    if ptype in ("boleto", "pix"):
+        from .async_payments import create_async_payment_method
+
+        return create_async_payment_method(req, ptype, data=p.get(ptype), billing_details=p.get("billing_details"),
+                                           metadata=p.get("metadata"), param="")
     if ptype != "card":
-        raise StripeError(f"The payment method type `{ptype}` is not supported by the emulator; use `card`.", param="type")
+        raise StripeError(f"The payment method type `{ptype}` is not supported by the emulator; use `card`, "
+                          "`boleto` or `pix`.", param="type")
     card = p.get("card")
     if not card:
         raise StripeError("Missing required param: card.", param="card", code="parameter_missing")

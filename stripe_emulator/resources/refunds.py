@@ -38,6 +38,8 @@ def create_refund(req: Any, *, charge_id: str, amount: int | None = None, reason
     if charge["status"] != "succeeded":
         raise state_error(f"Charge {charge['id']} has a status of {charge['status']}; only a successful charge can be refunded.",
                           code="charge_not_refundable", param=param)
+    if (charge.get("payment_method_details") or {}).get("type") == "boleto":
+        raise state_error("Boleto payments cannot be refunded.", code="charge_not_refundable", param=param)
     dispute = charge_dispute(req, charge["id"]) if charge["disputed"] else None
     if dispute is not None and not is_inquiry(dispute):
         raise state_error(f"Charge {charge['id']} has been charged back; cannot issue a refund.", code="charge_disputed")
@@ -68,7 +70,9 @@ def create_refund(req: Any, *, charge_id: str, amount: int | None = None, reason
         "currency": charge["currency"],
         "customer": charge.get("customer"),
         "customer_account": None,
-        "destination_details": {"card": {"type": "refund"}, "type": "card"},
+        "destination_details": ({"card": {"type": "refund"}, "type": "card"}
+                                if (charge.get("payment_method_details") or {}).get("type", "card") == "card"
+                                else {"pix": {"reference": None, "reference_status": "pending"}, "type": "pix"}),
         "metadata": {},
         "payment_intent": charge.get("payment_intent"),
         "payment_method": charge.get("payment_method"),
