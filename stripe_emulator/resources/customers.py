@@ -10,6 +10,7 @@ from ..helpers import address, apply_metadata, get_or_404, merged, ref_or_400
 from ..listing import created_filter, list_response, search_response
 from ..registry import Request, includable, object_type, route, trigger
 from ..state import new_id, random_token
+from .payment_methods import attach_payment_method, check_attachable, resolve_payment_method
 
 object_type("customer")
 object_type("deleted_customer")
@@ -91,12 +92,15 @@ def _invoice_settings(req: Request, cus: dict[str, Any], value: Any) -> None:
 @route("POST", "/v1/customers", "CustomerCreateParams", returns="customer")
 def create_customer(req: Request) -> dict[str, Any]:
     p = req.params
+    pm = None
+    if p.get("payment_method"):
+        # A test id such as `pm_card_visa` is accepted here as everywhere; a card that cannot be attached
+        # fails the request before any customer exists, as on Stripe.
+        pm = resolve_payment_method(req, p["payment_method"])
+        check_attachable(req, pm, None)
     cus = build_customer(req, p)
     req.store.add(cus)
-    if p.get("payment_method"):
-        from .payment_methods import attach_payment_method
-
-        pm = ref_or_400(req, p["payment_method"], "payment_method", "payment_method", "PaymentMethod")
+    if pm is not None:
         attach_payment_method(req, pm, cus)
     emit("customer.created", cus)
     return cus

@@ -17,52 +17,152 @@ from ..state import new_id
 
 object_type("payment_method")
 
-# Test card numbers -> (brand, behaviour). Behaviours: ok | decline | insufficient_funds | 3ds (always
-# authenticate) | 3ds_setup (authenticate unless set up off-session) | dispute | expired | incorrect_cvc |
-# attach_ok_charge_fails.
+# Test card numbers -> (brand, behaviour). Behaviours (what a charge does): ok | decline | insufficient_funds |
+# lost_card | stolen_card | expired | incorrect_cvc | processing_error | card_velocity_exceeded | fraudulent (blocked
+# by Radar) | 3ds (always authenticate) | 3ds_setup (authenticate unless set up off-session) | dispute |
+# attach_ok_charge_fails. Billing code only distinguishes "ok"/"dispute" (charge succeeds) from the rest.
 TEST_CARDS: dict[str, tuple[str, str]] = {
     "4242424242424242": ("visa", "ok"),
     "4000056655665556": ("visa", "ok"),
     "5555555555554444": ("mastercard", "ok"),
     "2223003122003222": ("mastercard", "ok"),
+    "5200828282828210": ("mastercard", "ok"),
+    "5105105105105100": ("mastercard", "ok"),
     "378282246310005": ("amex", "ok"),
+    "371449635398431": ("amex", "ok"),
     "6011111111111117": ("discover", "ok"),
+    "3056930009020004": ("diners", "ok"),
+    "3566002020360505": ("jcb", "ok"),
+    "6200000000000005": ("unionpay", "ok"),
     "4000000000000002": ("visa", "decline"),
     "4000000000009995": ("visa", "insufficient_funds"),
     "4000000000009987": ("visa", "lost_card"),
+    "4000000000009979": ("visa", "stolen_card"),
     "4000000000000069": ("visa", "expired"),
     "4000000000000127": ("visa", "incorrect_cvc"),
+    "4000000000000119": ("visa", "processing_error"),
+    "4000000000006975": ("visa", "card_velocity_exceeded"),
+    "4100000000000019": ("visa", "fraudulent"),
+    "4000000000004954": ("visa", "fraudulent"),
+    "4000000000009235": ("visa", "ok"),
+    "4000000000000101": ("visa", "incorrect_cvc"),
+    "4000000000000010": ("visa", "ok"),
+    "4000000000000028": ("visa", "ok"),
+    "4000000000000036": ("visa", "ok"),
+    "4000000000000044": ("visa", "ok"),
+    "4000000000000077": ("visa", "ok"),
+    "4000003720000278": ("visa", "ok"),
     "4000000000000341": ("visa", "attach_ok_charge_fails"),
     "4000002500003155": ("visa", "3ds_setup"),
     "4000002760003184": ("visa", "3ds"),
     "4000000000003220": ("visa", "3ds"),
+    "4000000000003063": ("visa", "3ds"),
+    "4000000000003055": ("visa", "ok"),
+    "4000008260003178": ("visa", "3ds"),
+    "4000008400001629": ("visa", "3ds"),
     "4000000000000259": ("visa", "dispute"),
+    "4000000000002685": ("visa", "dispute"),
+    "4000000000001976": ("visa", "dispute"),
+    "4000000000005126": ("visa", "ok"),
 }
 
-# Magic ids usable wherever a payment method id is accepted (`pm_card_visa`) and card tokens (`tok_visa`).
+# Finer test behaviour of some numbers, kept with the payment method (never shown): `country`, `funding`,
+# `checks` (card checks), `dispute` (fraudulent | product_not_received | inquiry: the dispute opened after the
+# charge), `after_3ds` (the decline that follows a completed challenge), `refund_fails` (refunds fail a moment
+# after they succeed), `available_at_once` (funds skip the pending period).
+CARD_TRAITS: dict[str, dict[str, Any]] = {
+    "4000056655665556": {"funding": "debit"},
+    "5200828282828210": {"funding": "debit"},
+    "5105105105105100": {"funding": "prepaid"},
+    "4000000000000101": {"checks": {"cvc_check": "fail"}},
+    "4000000000000010": {"checks": {"address_line1_check": "fail", "address_postal_code_check": "fail"}},
+    "4000000000000028": {"checks": {"address_line1_check": "fail", "address_postal_code_check": "pass"}},
+    "4000000000000036": {"checks": {"address_line1_check": "pass", "address_postal_code_check": "fail"}},
+    "4000000000000044": {"checks": {"address_line1_check": "unavailable", "address_postal_code_check": "unavailable"}},
+    "4000000000000077": {"available_at_once": True},
+    "4000003720000278": {"available_at_once": True, "country": "IE"},
+    "4000008260003178": {"after_3ds": "insufficient_funds"},
+    "4000008400001629": {"after_3ds": "decline"},
+    "4000000000000259": {"dispute": "fraudulent"},
+    "4000000000002685": {"dispute": "product_not_received"},
+    "4000000000001976": {"dispute": "inquiry"},
+    "4000000000005126": {"refund_fails": True},
+}
+
+# Country test cards (Visa): `pm_card_br`, `pm_card_gb`, ...
+_COUNTRY_CARDS = {
+    "us": "4242424242424242", "ar": "4000000320000021", "br": "4000000760000002", "ca": "4000001240000000",
+    "mx": "4000004840008001", "at": "4000000400000008", "be": "4000000560000004", "dk": "4000002080000001",
+    "fi": "4000002460000001", "fr": "4000002500000003", "de": "4000002760000016", "ie": "4000003720000005",
+    "it": "4000003800000008", "nl": "4000005280000002", "no": "4000005780000007", "es": "4000007240000007",
+    "se": "4000007520000008", "ch": "4000007560000009", "gb": "4000008260000000", "au": "4000000360000006",
+    "hk": "4000003440000004", "jp": "4000003920000003", "sg": "4000007020000003", "nz": "4000005540000008",
+    "in": "4000003560000008",
+}
+for _cc, _num in _COUNTRY_CARDS.items():
+    if _cc != "us":
+        TEST_CARDS[_num] = ("visa", "ok")
+        CARD_TRAITS[_num] = {"country": _cc.upper()}
+
+# Magic ids usable wherever a payment method id is accepted (`pm_card_visa`) and card tokens (`tok_visa`):
+# the PaymentMethod ids of Stripe's testing docs.
 TEST_TOKENS: dict[str, str] = {
     "card_visa": "4242424242424242",
+    "card_visa_debit": "4000056655665556",
     "card_mastercard": "5555555555554444",
+    "card_mastercard_debit": "5200828282828210",
+    "card_mastercard_prepaid": "5105105105105100",
     "card_amex": "378282246310005",
     "card_discover": "6011111111111117",
+    "card_diners": "3056930009020004",
+    "card_jcb": "3566002020360505",
+    "card_unionpay": "6200000000000005",
     "card_chargeDeclined": "4000000000000002",
+    "card_visa_chargeDeclined": "4000000000000002",
     "card_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "card_visa_chargeDeclinedInsufficientFunds": "4000000000009995",
     "card_chargeDeclinedLostCard": "4000000000009987",
+    "card_visa_chargeDeclinedLostCard": "4000000000009987",
+    "card_chargeDeclinedStolenCard": "4000000000009979",
+    "card_visa_chargeDeclinedStolenCard": "4000000000009979",
     "card_chargeDeclinedExpiredCard": "4000000000000069",
     "card_chargeDeclinedIncorrectCvc": "4000000000000127",
+    "card_chargeDeclinedProcessingError": "4000000000000119",
+    "card_visa_chargeDeclinedVelocityLimitExceeded": "4000000000006975",
+    "card_chargeDeclinedFraudulent": "4100000000000019",
     "card_chargeCustomerFail": "4000000000000341",
+    "card_radarBlock": "4100000000000019",
+    "card_riskLevelHighest": "4000000000004954",
+    "card_riskLevelElevated": "4000000000009235",
+    "card_cvcCheckFail": "4000000000000101",
+    "card_avsFail": "4000000000000010",
+    "card_avsLine1Fail": "4000000000000028",
+    "card_avsZipFail": "4000000000000036",
+    "card_avsUnchecked": "4000000000000044",
+    "card_bypassPending": "4000000000000077",
+    "card_bypassPendingInternational": "4000003720000278",
     "card_threeDSecure2Required": "4000000000003220",
-    "card_threeDSecureRequired": "4000002760003184",
+    "card_threeDSecureRequired": "4000000000003063",
+    "card_threeDSecureOptional": "4000000000003055",
+    "card_threeDSecureRequiredChargeDeclined": "4000008400001629",
     "card_authenticationRequired": "4000002760003184",
     "card_authenticationRequiredOnSetup": "4000002500003155",
+    "card_authenticationRequiredSetupForOffSession": "4000002500003155",
+    "card_authenticationRequiredChargeDeclinedInsufficientFunds": "4000008260003178",
     "card_createDispute": "4000000000000259",
+    "card_createDisputeProductNotReceived": "4000000000002685",
+    "card_createDisputeInquiry": "4000000000001976",
+    "card_refundFail": "4000000000005126",
+    **{f"card_{cc}": num for cc, num in _COUNTRY_CARDS.items()},
 }
-_TOK_ALIASES = {"tok_visa": "card_visa", "tok_mastercard": "card_mastercard", "tok_amex": "card_amex",
-                "tok_chargeDeclined": "card_chargeDeclined",
-                "tok_chargeDeclinedInsufficientFunds": "card_chargeDeclinedInsufficientFunds",
-                "tok_threeDSecure2Required": "card_threeDSecure2Required", "tok_createDispute": "card_createDispute"}
+_TOK_ALIASES = {"tok_" + key[len("card_"):]: key for key in TEST_TOKENS}
 
-_NETWORK = {"visa": "visa", "mastercard": "mastercard", "amex": "amex", "discover": "discover", "unknown": "unknown"}
+# Behaviours whose card the issuer refuses already when it is attached to a customer.
+DECLINES_ON_ATTACH = {"decline", "insufficient_funds", "lost_card", "stolen_card", "expired", "incorrect_cvc",
+                      "processing_error", "card_velocity_exceeded"}
+
+_NETWORK = {"visa": "visa", "mastercard": "mastercard", "amex": "amex", "discover": "discover", "diners": "diners",
+            "jcb": "jcb", "unionpay": "unionpay", "unknown": "unknown"}
 
 
 def luhn_ok(number: str) -> bool:
@@ -93,8 +193,8 @@ def card_error(message: str, code: str, param: str | None = None, decline_code: 
     return StripeError(message, status=402, type="card_error", code=code, param=param, decline_code=decline_code)
 
 
-def _card_details(number: str, exp_month: int, exp_year: int) -> tuple[dict[str, Any], str]:
-    """Validate a raw test card number; return (card hash for the object, behaviour). Number is dropped."""
+def _card_details(number: str, exp_month: int, exp_year: int) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Validate a raw test card number; return (card hash for the object, behaviour, traits). Number is dropped."""
     digits = "".join(ch for ch in str(number) if ch.isdigit())
     if len(digits) < 12 or len(digits) > 19 or not luhn_ok(digits):
         raise card_error("Your card number is incorrect.", "incorrect_number", "card[number]")
@@ -106,15 +206,17 @@ def _card_details(number: str, exp_month: int, exp_year: int) -> tuple[dict[str,
     if exp_year < 2000 or exp_year > 2100:
         raise card_error("Your card's expiration year is invalid.", "invalid_expiry_year", "card[exp_year]")
     fingerprint = hashlib.sha256(f"emulator-card:{digits}".encode()).hexdigest()[:16]
+    traits = dict(CARD_TRAITS.get(digits, {}))
     card = {
         "brand": brand,
-        "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
-        "country": "US",
+        "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass",
+                   **traits.pop("checks", {})},
+        "country": traits.pop("country", "US"),
         "display_brand": brand,
         "exp_month": exp_month,
         "exp_year": exp_year,
         "fingerprint": fingerprint,
-        "funding": "credit",
+        "funding": traits.pop("funding", "credit"),
         "generated_from": None,
         "last4": digits[-4:],
         "networks": {"available": [_NETWORK.get(brand, "unknown")], "preferred": None},
@@ -122,7 +224,7 @@ def _card_details(number: str, exp_month: int, exp_year: int) -> tuple[dict[str,
         "three_d_secure_usage": {"supported": True},
         "wallet": None,
     }
-    return card, behaviour
+    return card, behaviour, traits
 
 
 def _billing_details(value: Any) -> dict[str, Any]:
@@ -141,7 +243,7 @@ def create_card_payment_method(
     customer: str | None = None, billing_details: Any = None, metadata: Any = None,
 ) -> dict[str, Any]:
     """Store a card payment method from a raw test number (hosted pages use this). Emits nothing."""
-    card, behaviour = _card_details(number, exp_month, exp_year)
+    card, behaviour, traits = _card_details(number, exp_month, exp_year)
     pm = {
         "id": new_id("pm"),
         "object": "payment_method",
@@ -156,7 +258,7 @@ def create_card_payment_method(
         "type": "card",
     }
     apply_metadata(pm, metadata)
-    req.store.add(pm, {"behaviour": behaviour})
+    req.store.add(pm, {"behaviour": behaviour, "traits": traits})
     if customer:
         cus = req.store.get(customer, "customer")
         if cus is not None:
@@ -179,24 +281,34 @@ def card_behaviour(req: Request, pm_id: str) -> str:
     return req.store.private.get(pm_id, {}).get("behaviour", "ok")
 
 
-def attach_payment_method(req: Request, pm: dict[str, Any], cus: dict[str, Any]) -> dict[str, Any]:
-    if pm.get("customer") == cus["id"]:
-        return pm
-    if pm.get("customer"):
+def card_traits(req: Request, pm_id: str | None) -> dict[str, Any]:
+    """The finer test behaviour of a card (see CARD_TRAITS); {} for ordinary cards."""
+    return req.store.private.get(pm_id or "", {}).get("traits") or {}
+
+
+def check_attachable(req: Request, pm: dict[str, Any], customer_id: str | None) -> None:
+    """Raise what attaching `pm` would raise (already attached elsewhere, a card the issuer refuses)."""
+    if pm.get("customer") and pm.get("customer") != customer_id:
         raise StripeError(
             "The payment method you provided has already been attached to a customer.",
             param="payment_method",
         )
-    if card_behaviour(req, pm["id"]) in ("decline", "insufficient_funds", "lost_card", "expired", "incorrect_cvc"):
+    if card_behaviour(req, pm["id"]) in DECLINES_ON_ATTACH:
         # Stripe checks the card with the issuer when attaching: these test cards fail to attach.
         raise _decline_for(card_behaviour(req, pm["id"]))
+
+
+def attach_payment_method(req: Request, pm: dict[str, Any], cus: dict[str, Any]) -> dict[str, Any]:
+    if pm.get("customer") == cus["id"]:
+        return pm
+    check_attachable(req, pm, cus["id"])
     pm["customer"] = cus["id"]
     emit("payment_method.attached", pm)
     return pm
 
 
 def _decline_for(behaviour: str) -> StripeError:
-    from .payments_core import decline_error_fields
+    from .payment_engine import decline_error_fields
 
     f = decline_error_fields(behaviour)
     return card_error(f["message"], f["code"], None, f.get("decline_code"))
@@ -213,8 +325,14 @@ def create_payment_method(req: Request) -> dict[str, Any]:
         pm["id"], pm["customer"] = new_id("pm"), None
         req.store.add(pm, dict(req.store.private.get(src["id"], {})))
         return pm
+    if ptype in ("boleto", "pix"):
+        from .async_payments import create_async_payment_method
+
+        return create_async_payment_method(req, ptype, data=p.get(ptype), billing_details=p.get("billing_details"),
+                                           metadata=p.get("metadata"), param="")
     if ptype != "card":
-        raise StripeError(f"The payment method type `{ptype}` is not supported by the emulator; use `card`.", param="type")
+        raise StripeError(f"The payment method type `{ptype}` is not supported by the emulator; use `card`, "
+                          "`boleto` or `pix`.", param="type")
     card = p.get("card")
     if not card:
         raise StripeError("Missing required param: card.", param="card", code="parameter_missing")

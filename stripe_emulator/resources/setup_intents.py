@@ -11,7 +11,7 @@ from ..listing import created_filter, equal_filter, list_response
 from ..registry import Request, object_type, route
 from ..state import new_id, random_token
 from .payment_methods import attach_payment_method, card_behaviour, resolve_payment_method
-from .payments_core import decline_error_fields
+from .payment_engine import decline_error_fields
 
 object_type("setup_intent")
 

@@ -26,6 +26,7 @@ from ..helpers import get_or_404
 from ..listing import list_response
 from ..registry import Request, object_type, route
 from ..state import new_id
+from . import async_payments
 from . import invoices as inv_mod
 from . import subscriptions as subs
 from .billing_common import DAY, sdk_params_name
@@ -159,6 +160,7 @@ def advance_clock(req: Request) -> dict[str, Any]:
     answer = copy.deepcopy(clock)
     try:
         advance(req, clock, target)
+        async_payments.expire_due(req)  # Boleto vouchers / Pix codes of the clock's customers may now be past due
     finally:
         clock["status"] = "ready"
         clock["status_details"] = {}
