@@ -3,7 +3,7 @@
 A credit note adjusts a finalized (open or paid) invoice. Its total first reduces the invoice's
 `amount_remaining` (`pre_payment_amount`, never below zero; an open invoice brought to zero is paid); the rest
 (`post_payment_amount`) must be split exactly into `refund_amount` (a Refund on the invoice's charge, through
-payments_core.create_refund), `credit_amount` (a `customer_balance_transaction` of type `credit_note`, so the
+refunds.refund_charge), `credit_amount` (a `customer_balance_transaction` of type `credit_note`, so the
 customer's balance goes down and pays the next invoice) and `out_of_band_amount`. Amounts are integer minor units.
 The total comes from `lines` (an invoice line by `amount` or `quantity`, or a custom line `unit_amount` x
 `quantity`) or from `amount`; together they must agree. Everything credited on an invoice, and on each of its
@@ -25,8 +25,8 @@ from ..listing import created_filter, list_response
 from ..registry import HtmlResponse, Request, object_type, route
 from ..state import new_id
 from . import invoices as inv_mod
-from . import payments_core
 from .invoice_pdf import render_invoice_pdf
+from .refunds import refund_charge
 
 object_type("credit_note")
 object_type("credit_note_line_item")
@@ -38,7 +38,7 @@ _REFUND_REASONS = {"duplicate": "duplicate", "fraudulent": "fraudulent"}
 
 # ------------------------------------------------------------------ customer balance transactions
 
-def create_balance_transaction(req: Any, *, customer: dict[str, Any], amount: int, currency: str, type: str,
+def add_customer_balance_transaction(req: Any, *, customer: dict[str, Any], amount: int, currency: str, type: str,
                                credit_note: str | None = None, invoice: str | None = None,
                                description: str | None = None, metadata: Any = None) -> dict[str, Any]:
     """Append to the customer's balance ledger and move `customer.balance` by `amount` (negative = credit the
@@ -101,7 +101,7 @@ def create_balance_transaction_route(req: Request) -> dict[str, Any]:
     p = req.params
     if p["amount"] == 0:
         raise StripeError("The amount must be a non-zero integer.", param="amount")
-    return create_balance_transaction(req, customer=cus, amount=p["amount"], currency=p["currency"].lower(),
+    return add_customer_balance_transaction(req, customer=cus, amount=p["amount"], currency=p["currency"].lower(),
                                       type="adjustment", description=p.get("description"),
                                       metadata=p.get("metadata"))
 
@@ -283,7 +283,7 @@ def create_credit_note(req: Request) -> dict[str, Any]:
     store = req.store
     # The refund is the only step that can still be refused (a disputed charge...): do it before writing anything.
     if p.get("refund_amount"):
-        refund = payments_core.create_refund(req, charge_id=inv_charge(req, inv), amount=p["refund_amount"],
+        refund = refund_charge(req, charge_id=inv_charge(req, inv), amount=p["refund_amount"],
                                              reason=_REFUND_REASONS.get(p.get("reason") or "", "requested_by_customer"),
                                              metadata={"credit_note": cn["id"]}, param="refund_amount")
         cn["refunds"] = [{"amount_refunded": refund["amount"], "payment_record_refund": None,
@@ -292,7 +292,7 @@ def create_credit_note(req: Request) -> dict[str, Any]:
     for ln in lines:
         store.add(ln, {"credit_note": cn["id"]})
     if p.get("credit_amount"):
-        txn = create_balance_transaction(req, customer=store.objects[inv["customer"]], amount=-p["credit_amount"],
+        txn = add_customer_balance_transaction(req, customer=store.objects[inv["customer"]], amount=-p["credit_amount"],
                                          currency=cn["currency"], type="credit_note", credit_note=cn["id"],
                                          invoice=inv["id"])
         cn["customer_balance_transaction"] = txn["id"]
@@ -361,7 +361,7 @@ def void_credit_note(req: Request) -> dict[str, Any]:
     before = copy.deepcopy(cn)
     if cn["customer_balance_transaction"]:
         txn = store.objects[cn["customer_balance_transaction"]]
-        create_balance_transaction(req, customer=store.objects[cn["customer"]], amount=-txn["amount"],
+        add_customer_balance_transaction(req, customer=store.objects[cn["customer"]], amount=-txn["amount"],
                                    currency=cn["currency"], type="credit_note", credit_note=cn["id"],
                                    invoice=inv["id"])
     inv_before = copy.deepcopy(inv)

@@ -170,3 +170,22 @@ def test_refused_schedules(client: stripe.StripeClient) -> None:
         client.v1.subscription_schedules.retrieve("sub_sched_missing")
     assert exc.value.http_status == 404
     assert client.v1.subscription_schedules.list(params={"customer": cus.id}).data == []
+
+
+def test_dunning_cancellation_aborts_the_schedule(client: stripe.StripeClient) -> None:
+    clock, cus, _ = _clock_customer(client)
+    price = _price(client, amount=2500)
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id}]})
+    end = sub["items"].data[0].current_period_end
+    sched = client.v1.subscription_schedules.create(params={"from_subscription": sub.id})
+    client.v1.subscription_schedules.update(sched.id, params={"phases": [
+        {"items": [{"price": price.id}], "start_date": sched.phases[0].start_date, "end_date": end},
+        {"items": [{"price": price.id}], "duration": {"interval": "month", "interval_count": 3}}]})
+    failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": cus.id})
+    client.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": failing.id}})
+    _advance(client, clock, end + 3600 + 7 * DAY + 60)  # renewal fails, retries run out: canceled
+    assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+    sched = client.v1.subscription_schedules.retrieve(sched.id)
+    assert (sched.status, sched.canceled_at) == ("canceled", end + 3600 + 7 * DAY)
+    types = [t for t in _schedule_events(client, sched.id, sub.id) if t.startswith("subscription_schedule.")]
+    assert types[-2:] == ["subscription_schedule.canceled", "subscription_schedule.aborted"]
