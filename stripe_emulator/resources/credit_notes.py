@@ -269,6 +269,15 @@ def _compute(req: Any, p: dict[str, Any], *, preview: bool) -> tuple[dict[str, A
     return cn, lines, inv
 
 
+def _sync_open_payment_intent(req: Any, inv: dict[str, Any]) -> None:
+    """An open invoice's unconfirmed PaymentIntent (after a failed attempt) must ask for the new amount due, or the
+    next retry would charge what the credit note took off."""
+    pi = req.store.get(req.store.priv(inv["id"]).get("payment_intent"), "payment_intent")
+    if (pi is not None and inv["amount_remaining"] > 0
+            and pi["status"] in ("requires_payment_method", "requires_confirmation", "requires_action")):
+        pi["amount"] = inv["amount_remaining"]
+
+
 def inv_charge(req: Any, inv: dict[str, Any]) -> str | None:
     pi = req.store.get(req.store.priv(inv["id"]).get("payment_intent"), "payment_intent")
     return (pi or {}).get("latest_charge")
@@ -302,6 +311,7 @@ def create_credit_note(req: Request) -> dict[str, Any]:
     if cn["pre_payment_amount"]:
         inv["amount_due"] -= cn["pre_payment_amount"]
         inv["amount_remaining"] -= cn["pre_payment_amount"]
+        _sync_open_payment_intent(req, inv)
     emit("credit_note.created", cn)
     emit("invoice.updated", inv, diff(before, inv))
     if inv["status"] == "open" and inv["amount_remaining"] == 0:
@@ -369,6 +379,7 @@ def void_credit_note(req: Request) -> dict[str, Any]:
     inv["post_payment_credit_notes_amount"] -= cn["post_payment_amount"]
     inv["amount_due"] += cn["pre_payment_amount"]
     inv["amount_remaining"] += cn["pre_payment_amount"]
+    _sync_open_payment_intent(req, inv)
     cn["status"] = "void"
     cn["voided_at"] = inv_mod._now(req, cn["customer"])
     emit("credit_note.voided", cn, diff(before, cn))

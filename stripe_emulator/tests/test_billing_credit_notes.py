@@ -162,3 +162,20 @@ def test_refused_credit_notes(client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.credit_notes.create(params={"invoice": draft.id, "amount": 100})
     assert client.v1.credit_notes.list(params={"invoice": inv.id}).data == []
+
+
+def test_retry_after_a_credit_note_charges_the_reduced_amount(client: stripe.StripeClient) -> None:
+    cus = client.v1.customers.create(params={"email": "cn-retry@example.com"})
+    declining = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": cus.id})
+    client.v1.invoice_items.create(params={"customer": cus.id, "amount": 4000, "currency": "usd"})
+    inv = client.v1.invoices.create(params={"customer": cus.id, "pending_invoice_items_behavior": "include",
+                                            "default_payment_method": declining.id})
+    client.v1.invoices.finalize_invoice(inv.id)
+    with pytest.raises(stripe.CardError):
+        client.v1.invoices.pay(inv.id)
+    client.v1.credit_notes.create(params={"invoice": inv.id, "amount": 1500})
+    good = client.v1.payment_methods.attach("pm_card_visa", params={"customer": cus.id})
+    paid = client.v1.invoices.pay(inv.id, params={"payment_method": good.id})
+    assert (paid.status, paid.amount_paid, paid.amount_remaining) == ("paid", 2500, 0)
+    pi = client.v1.payment_intents.retrieve(client.v1.invoice_payments.list(params={"invoice": inv.id}).data[0].payment.payment_intent)
+    assert (pi.amount, pi.amount_received) == (2500, 2500)
