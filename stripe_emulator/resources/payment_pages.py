@@ -16,8 +16,10 @@ import stripe.params as sdk_params
 from stripe.params._payment_intent_create_params import PaymentIntentCreateParamsPaymentMethodData
 from typing_extensions import NotRequired, TypedDict
 
+from ..context import using
 from ..errors import StripeError, state_error
-from ..registry import Request, route
+from ..internal import internal_request
+from ..registry import Request, route, trigger
 from . import async_payments, checkout
 from .payment_engine import decline_error_fields
 from .payment_methods import card_behaviour, resolve_payment_method
@@ -146,3 +148,31 @@ def confirm_payment_page(req: Request) -> dict[str, Any]:
     except checkout.CheckoutDecline as exc:
         raise StripeError(exc.message, status=402, type="card_error", code="card_declined") from None
     return payment_page(req, session)
+
+
+def _async_checkout(emulator: Any, succeeded: bool) -> dict[str, Any]:
+    from .catalog import _create_price
+
+    with emulator.store.lock, using(emulator):
+        req = internal_request(emulator)
+        price = _create_price(req, {"currency": "brl", "unit_amount": 5000, "product_data": {"name": "Camiseta"}})
+        req.params = {"mode": "payment", "line_items": [{"price": price["id"], "quantity": 1}],
+                      "payment_method_types": ["pix"], "success_url": "https://example.com/success"}
+        session = checkout.create_session(req)
+        checkout._complete_async(req, session, "pix", "jenny.rosen@example.com", {"payment_method_type": "pix"})
+        pi = req.store.objects[session["payment_intent"]]
+        if succeeded:
+            async_payments.settle(req, pi, succeeded=True)
+        else:
+            async_payments.expire(req, pi)
+        return {"checkout_session": session["id"], "payment_intent": pi["id"]}
+
+
+@trigger("checkout.session.async_payment_succeeded")
+def _t_async_succeeded(emulator: Any) -> dict[str, Any]:
+    return _async_checkout(emulator, True)
+
+
+@trigger("checkout.session.async_payment_failed")
+def _t_async_failed(emulator: Any) -> dict[str, Any]:
+    return _async_checkout(emulator, False)
