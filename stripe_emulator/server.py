@@ -30,6 +30,21 @@ log = logging.getLogger("stripe_emulator")
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 DEFAULT_API_VERSION = stripe.api_version
 _KEY_RE = re.compile(r"^(sk|rk)_test_[A-Za-z0-9_]+$")
+_PK_RE = re.compile(r"^pk_test_[A-Za-z0-9_]+$")
+# Endpoints Stripe.js calls with the publishable key (Bearer pk_test_… or `key=pk_test_…` in the form).
+_PUBLISHABLE_PREFIXES = ("/v1/payment_pages/",)
+
+
+def _publishable_key_allowed(path: str, query: str, raw_body: bytes, authorization: str | None) -> bool:
+    if not path.startswith(_PUBLISHABLE_PREFIXES):
+        return False
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and _PK_RE.match(key.strip()):
+        return True
+    from urllib.parse import parse_qs
+
+    form = parse_qs(query) | parse_qs(raw_body.decode("utf-8", "replace"))
+    return any(_PK_RE.match(k) for k in form.get("key", []))
 _MAX_BODY = 2 * 1024 * 1024
 
 _loaded = False
@@ -266,6 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
         store = emu.store
         if is_api:
             err = self._auth_error()
+            if err is not None and _publishable_key_allowed(path, query, raw_body, self.headers.get("Authorization")):
+                err = None
             if err is not None:
                 resp_headers["WWW-Authenticate"] = 'Basic realm="Stripe"'
                 return self._send_error(err, request_id, resp_headers)

@@ -20,16 +20,18 @@ from ..internal import internal_request
 from ..listing import created_filter, equal_filter, list_response
 from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
 from ..state import random_token
+from . import async_payments
 from . import invoices as inv_mod
 from . import payments_core
 from .billing_common import DAY, esc, page, sdk_params_name
 from .coupons import promotion_code_usable
-from .payment_methods import attach_payment_method, card_behaviour, create_card_payment_method
+from .payment_methods import attach_payment_method, card_behaviour, create_card_payment_method, resolve_payment_method
 
 object_type("checkout.session")
 object_type("item")
 
-_DECLINING = ("decline", "insufficient_funds", "lost_card", "expired", "incorrect_cvc", "attach_ok_charge_fails")
+# Cards refused before anything is created (every test decline; 3-D Secure failures are handled after the challenge).
+_DECLINING = tuple(b for b in payments_core.decline_behaviours() if b not in ("authentication_required", "3ds_failed"))
 
 
 def _now(req: Any, session: dict[str, Any] | None = None) -> int:
@@ -147,6 +149,10 @@ def create_session(req: Request) -> dict[str, Any]:
         raise StripeError("You must specify at least one recurring price in `subscription` mode when using prices.",
                           param="mode")
     currency = (p.get("currency") or prices[0]["currency"]).lower()
+    types = list(p.get("payment_method_types") or ["card"])
+    async_payments.check_currency(types, currency)
+    if mode != "payment" and any(t in async_payments.ASYNC_TYPES for t in types):
+        raise StripeError("Boleto and Pix are emulated in Checkout's `payment` mode only.", param="payment_method_types")
     for i, pr in enumerate(prices):
         if not inv_mod.price_offers_currency(store, pr, currency):
             raise StripeError(f"The price specified ({pr['id']}) does not support the currency `{currency}`.",
@@ -208,8 +214,8 @@ def create_session(req: Request) -> dict[str, Any]:
         "payment_link": None,
         "payment_method_collection": p.get("payment_method_collection", "always"),
         "payment_method_configuration_details": None,
-        "payment_method_options": {"card": {"request_three_d_secure": "automatic"}},
-        "payment_method_types": list(p.get("payment_method_types") or ["card"]),
+        "payment_method_options": _session_payment_method_options(types, p.get("payment_method_options")),
+        "payment_method_types": types,
         "payment_status": "unpaid",
         "permissions": None,
         "phone_number_collection": {"enabled": False},
@@ -251,6 +257,19 @@ def create_session(req: Request) -> dict[str, Any]:
     store.add(session, priv)
     _recompute(req, session)
     return session
+
+
+def _session_payment_method_options(types: list[str], options: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "card" in types:
+        out["card"] = {"request_three_d_secure": "automatic"}
+    pi_options = async_payments.payment_method_options([t for t in types if t != "card"], options)
+    if "boleto" in pi_options:
+        out["boleto"] = {"expires_after_days": pi_options["boleto"]["expires_after_days"]}
+    if "pix" in pi_options:
+        out["pix"] = {"amount_includes_iof": pi_options["pix"]["amount_includes_iof"],
+                      "expires_after_seconds": pi_options["pix"]["expires_after_seconds"]}
+    return out
 
 
 def _invoice_creation(value: Any) -> dict[str, Any]:
@@ -397,19 +416,120 @@ def complete_session(req: Any, session: dict[str, Any], form: dict[str, str]) ->
     code = (form.get("promotion_code") or "").strip()
     if code and store.priv(session["id"]).get("promotion_code") is None:
         _apply_promotion_code(req, session, code)
+    method = form.get("payment_method_type") or "card"
+    if method in async_payments.ASYNC_TYPES:
+        return _complete_async(req, session, method, email, form)
     try:
         pm = create_card_payment_method(req, number=number, exp_month=exp_month, exp_year=exp_year,
                                         billing_details={"email": email, "name": form.get("name") or None})
     except StripeError as exc:
         raise CheckoutDecline(exc.message) from None
+    return complete_with_card(req, session, pm, email, form, created_here=True)
+
+
+def complete_with_card(req: Any, session: dict[str, Any], pm: dict[str, Any], email: str | None,
+                       form: dict[str, str], *, created_here: bool) -> HtmlResponse:
+    """Pay the session with a card payment method (the hosted form's card, or a `payment_method` given to
+    `/v1/payment_pages/<id>/confirm`)."""
+    store = req.store
     behaviour = card_behaviour(req, pm["id"])
     if behaviour in _DECLINING:
-        store.remove(pm["id"])  # a refused card leaves nothing behind
+        if created_here:
+            store.remove(pm["id"])  # a refused card leaves nothing behind
         raise CheckoutDecline(payments_core.decline_error_fields(behaviour)["message"])
     priv = store.priv(session["id"])
     if session["mode"] == "payment":
         return _complete_payment(req, session, pm, email, form)
     return _complete_subscription(req, session, pm, email, form, priv)
+
+
+def _complete_async(req: Any, session: dict[str, Any], method: str, email: str | None,
+                    form: dict[str, str]) -> HtmlResponse:
+    """Boleto / Pix: the PaymentIntent waits for the customer's payment, the session completes `unpaid` at once
+    (`checkout.session.completed`), then `checkout.session.async_payment_succeeded` or `..._failed` follows."""
+    if method not in session["payment_method_types"]:
+        raise CheckoutDecline(f"This Checkout Session does not accept {method}.")
+    if session["mode"] != "payment" or session["amount_total"] == 0:
+        raise CheckoutDecline(f"{method.capitalize()} is only available for payments.")
+    store = req.store
+    billing = {"name": form.get("name") or None, "email": email,
+               "address": {k: form.get(f"address_{k}") or None for k in ("line1", "city", "state", "postal_code")}
+               | {"country": form.get("address_country") or "BR"}}
+    try:
+        pm = async_payments.create_async_payment_method(
+            req, method, data={"tax_id": form.get("tax_id") or ""} if method == "boleto" else {},
+            billing_details=billing, param="")
+    except StripeError as exc:
+        raise CheckoutDecline(exc.message) from None
+    cus = _customer_for(req, session, email, form.get("name"), session.get("customer_creation") == "always"
+                        or session["invoice_creation"]["enabled"])
+    pid = store.priv(session["id"]).get("payment_intent_data") or {}
+    pi = payments_core.build_payment_intent(req, {
+        "amount": session["amount_total"], "currency": session["currency"], "customer": cus["id"] if cus else None,
+        "description": pid.get("description"), "payment_method_types": [method],
+        "payment_method_options": session["payment_method_options"]})
+    apply_metadata(pi, pid.get("metadata"))
+    store.add(pi)
+    emit("payment_intent.created", pi)
+    session["payment_intent"] = pi["id"]
+    store.priv(pi["id"])["checkout_session"] = session["id"]
+    # completed (unpaid) before the PaymentIntent can settle, as Checkout does for delayed methods
+    _finish_async(req, session, cus, email, pm)
+    async_payments.confirm(req, pi, pm)
+    return HtmlResponse(_voucher_page(req, session, pi))
+
+
+def _finish_async(req: Any, session: dict[str, Any], cus: dict[str, Any] | None, email: str | None,
+                  pm: dict[str, Any]) -> None:
+    session["status"] = "complete"
+    session["payment_status"] = "unpaid"
+    if cus is not None:
+        session["customer"] = cus["id"]
+    session["customer_details"] = {
+        "address": copy.deepcopy(pm["billing_details"]["address"]), "business_name": None,
+        "email": email or (cus or {}).get("email"), "individual_name": None,
+        "name": pm["billing_details"].get("name") or (cus or {}).get("name"), "phone": None,
+        "tax_exempt": "none",
+        "tax_ids": [{"type": "br_cpf" if len("".join(c for c in pm["boleto"]["tax_id"] if c.isdigit())) == 11
+                     else "br_cnpj", "value": pm["boleto"]["tax_id"]}] if pm["type"] == "boleto" else None}
+    session["url"] = None
+    emit("checkout.session.completed", session)
+
+
+def _voucher_page(req: Any, session: dict[str, Any], pi: dict[str, Any]) -> str:
+    """What the hosted page shows after choosing Boleto or Pix: the voucher or the QR code, then the way on."""
+    na = pi.get("next_action") or {}
+    target = _success_url(session)
+    more = f"<p><a class='btn' id='continue' href='{esc(target)}'>Continue</a></p>" if target else ""
+    if na.get("type") == "boleto_display_details":
+        d = na["boleto_display_details"]
+        body = (f"<h1>Boleto issued</h1><p>Pay {esc(fmt_money(pi['amount'], pi['currency']))} before the due date."
+                f"</p><p>Number <code id='boleto-number'>{esc(d['number'])}</code></p>"
+                f"<p><a id='voucher' href='{esc(d['hosted_voucher_url'])}'>Open the voucher</a> &middot; "
+                f"<a href='{esc(d['pdf'])}'>PDF</a></p>")
+    elif na.get("type") == "pix_display_qr_code":
+        d = na["pix_display_qr_code"]
+        body = (f"<h1>Pay with Pix</h1><p>Scan the QR code to pay {esc(fmt_money(pi['amount'], pi['currency']))}.</p>"
+                f"<img id='pix-qr' alt='Pix QR code' src='{esc(d['image_url_svg'])}' width='200' height='200'>"
+                f"<p>Pix copy and paste: <code id='pix-data'>{esc(d['data'])}</code></p>"
+                f"<p><a id='instructions' href='{esc(d['hosted_instructions_url'])}'>Instructions</a></p>")
+    else:
+        body = f"<h1>Payment {esc(pi['status'])}</h1>"
+    return page("Checkout", f"<div class='main' id='async-{esc(pi['status'])}'>{body}{more}</div>")
+
+
+def _after_async(req: Any, pi: dict[str, Any], succeeded: bool) -> None:
+    session = req.store.get(req.store.private.get(pi["id"], {}).get("checkout_session"), "checkout.session")
+    if session is None:
+        return
+    if succeeded:
+        session["payment_status"] = "paid"
+        emit("checkout.session.async_payment_succeeded", session)
+    else:
+        emit("checkout.session.async_payment_failed", session)
+
+
+async_payments.AFTER_ASYNC_HOOKS.append(_after_async)
 
 
 def _known_email(req: Any, session: dict[str, Any]) -> str | None:
@@ -608,6 +728,27 @@ def checkout_page(req: Request) -> HtmlResponse:
     return HtmlResponse(render_page(req, session), status=200 if session["status"] == "open" else 410)
 
 
+def _method_chooser(session: dict[str, Any], form: dict[str, str]) -> str:
+    """Boleto / Pix for sessions that allow them (BRL): a choice of method and Boleto's payer fields."""
+    allowed = [t for t in session["payment_method_types"] if t in async_payments.ASYNC_TYPES]
+    if not allowed:
+        return ""
+    chosen = form.get("payment_method_type") or ("card" if "card" in session["payment_method_types"] else allowed[0])
+    radios = "".join(
+        f"<label><input type='radio' name='payment_method_type' id='method-{t}' value='{t}'"
+        f"{' checked' if t == chosen else ''}> {label}</label> "
+        for t, label in (("card", "Card"), ("boleto", "Boleto"), ("pix", "Pix"))
+        if t in session["payment_method_types"])
+    boleto = ""
+    if "boleto" in allowed:
+        fields = [("tax_id", "CPF / CNPJ"), ("address_line1", "Address"), ("address_city", "City"),
+                  ("address_state", "State"), ("address_postal_code", "Postal code")]
+        boleto = "<fieldset id='boleto-fields'><legend>Boleto</legend>" + "".join(
+            f"<label for='{k}'>{label}</label><input id='{k}' name='{k}' value='{esc(form.get(k) or '')}'>"
+            for k, label in fields) + "</fieldset>"
+    return f"<div id='payment-methods'>{radios}</div>{boleto}"
+
+
 def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, notice: str | None = None,
                 form: dict[str, str] | None = None) -> str:
     form = form or {}
@@ -668,7 +809,7 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
         f"{esc(fmt_money(session['amount_total'], cur))}</strong></td></tr></table></div>"
         "<div class='main'><h1>Pay with card</h1>" + msg +
         f"<form method='post' id='checkout-form' action='/_emulator/checkout_sessions/{esc(session['id'])}/complete'>"
-        + email_field +
+        + email_field + _method_chooser(session, form) +
         "<label for='card_number'>Card information</label>"
         f"<input id='card_number' name='card_number' inputmode='numeric' autocomplete='cc-number' "
         f"value='{esc(form.get('card_number') or '4242 4242 4242 4242')}'>"

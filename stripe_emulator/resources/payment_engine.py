@@ -42,6 +42,11 @@ _DECLINES: dict[str, dict[str, str]] = {
 }
 
 
+def decline_behaviours() -> list[str]:
+    """Every card behaviour that ends in an error (see payment_methods.TEST_CARDS)."""
+    return list(_DECLINES)
+
+
 def decline_error_fields(behaviour: str) -> dict[str, str]:
     return dict(_DECLINES.get(behaviour, _DECLINES["decline"]))
 

@@ -23,6 +23,7 @@ from .payment_engine import (
     charge_payment_method,
     complete_3ds_payment,
     confirm_with,
+    decline_behaviours,
     decline_error_fields,
 )
 from .payment_methods import attach_payment_method, card_behaviour, resolve_payment_method
@@ -36,5 +37,5 @@ __all__ = [
     "AFTER_3DS_HOOKS", "DAY", "DISPUTE_FEE", "PaymentOutcome", "_confirm", "attach_payment_method", "build_charge",
     "build_payment_intent", "cancel_pi", "capture_charge", "card_behaviour", "card_fee", "charge_payment_method",
     "complete_3ds_payment", "confirm_with", "create_balance_transaction", "create_dispute", "create_refund",
-    "decline_error_fields", "refund_charge", "resolve_payment_method",
+    "decline_behaviours", "decline_error_fields", "refund_charge", "resolve_payment_method",
 ]

@@ -271,3 +271,13 @@ def test_every_documented_id_resolves(client: stripe.StripeClient) -> None:
     for name in TEST_TOKENS:
         pm = client.v1.payment_methods.retrieve(f"pm_{name}")
         assert pm.type == "card" and pm.card.last4
+
+
+@pytest.mark.parametrize("name", ["charge.dispute.funds_withdrawn", "charge.dispute.updated", "charge.dispute.closed",
+                                  "charge.dispute.funds_reinstated", "charge.refund.updated", "refund.failed",
+                                  "payment_intent.requires_action", "payment_intent.processing", "charge.pending",
+                                  "checkout.session.async_payment_succeeded", "checkout.session.async_payment_failed"])
+def test_new_triggers_emit_their_event(emulator: Any, name: str) -> None:
+    out = emulator.control("POST", "/_emulator/trigger", {"type": name})
+    types = [e["type"] for e in out["events"]]
+    assert types.count(name) == 1
