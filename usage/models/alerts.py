@@ -7,7 +7,7 @@ from accounts.models import Team
 
 
 class UsageAlert(models.Model):
-    """An alert email sent to the team's owner; unique per period so each is sent once."""
+    """An alert email to the team (billing.emails' recipients), recorded once per (kind, metric, period)."""
 
     class Kind(models.TextChoices):
         QUOTA_80 = "quota_80", _("80% of included usage")

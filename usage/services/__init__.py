@@ -9,9 +9,10 @@ Writes for usage and credits, one module per concern:
 - `meter_reports`: metered overage to Stripe meters, the drift check, the monthly rollover;
 - `errors`: the usage app's domain errors.
 
-Import graph: `usage.metering` and `usage.tasks` import these modules; these never import `usage.metering`, and only
-`credits` imports `usage.tasks` (to enqueue the credits-exhausted alert). The names below are the package's public
-interface (`usage.services.credits_grant` etc.).
+Import graph: `usage.metering` and `usage.tasks` import these modules; these import neither (the credits-exhausted
+alert task reaches `credits` through CREDITS_EXHAUSTED_HOOKS, wired in `UsageConfig.ready()`). Within the package:
+errors, event_store, policy <- credits <- ingest; alerts and meter_reports stand alone. The names below are the
+package's public interface (`usage.services.credits_grant` etc.).
 """
 from .alerts import usage_alert_credits_exhausted, usage_alert_send, usage_alerts_check
 from .credits import credits_expire, credits_grant, credits_remove, credits_signup_grant

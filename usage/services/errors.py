@@ -6,11 +6,13 @@ from billing_site.errors import ApplicationError, BillingError
 
 
 def way_out_urls() -> dict:
-    """Where a team that hit a limit can go: buy credits, upgrade, or raise its spend cap (absolute URLs)."""
+    """Where a team that hit a limit can go: buy credits, upgrade, see its billing, raise its spend cap (absolute)."""
     return {
         "buy_credits_url": settings.SITE_URL + reverse("billing:pricing") + "#credits",
         "upgrade_url": settings.SITE_URL + reverse("billing:pricing"),
         "billing_url": settings.SITE_URL + reverse("billing:overview"),
+        # The spend cap form is on the usage page, not on /billing/.
+        "spend_cap_url": settings.SITE_URL + reverse("usage:overview"),
     }
 
 
@@ -37,7 +39,7 @@ class SpendCapReachedError(BillingError):
         super().__init__(
             "spend_cap_reached",
             f"Your team's spend cap allows {cap_units} {metric} beyond the plan this month and it is reached. "
-            f"The team's owner can raise the cap at {urls['billing_url']}.",
+            f"The team's owner can raise the cap at {urls['spend_cap_url']}.",
             extra={"metric": metric, "cap_units": cap_units, **urls},
         )
 
