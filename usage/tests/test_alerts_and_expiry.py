@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from billing import emails
 from usage import selectors, services, tasks
-from usage.models import CreditLedgerEntry, UsageAlert, UsageEvent
+from usage.models import CreditLedgerEntry, UsageAlert
 from usage.periods import period_for
-from usage.services import EventRow
+from usage.tests.factories import credits_granted, usage_stored
 
 pytestmark = pytest.mark.django_db
 Reason = CreditLedgerEntry.Reason
@@ -30,23 +30,17 @@ def committed(django_capture_on_commit_callbacks):
     return run
 
 
-def use(team, quantity, key):
-    services.usage_events_store(rows=[EventRow(team_id=team.pk, metric="api_call", quantity=quantity,
-                                               occurred_at=timezone.now(), idempotency_key=key,
-                                               source=UsageEvent.Source.INGEST)])
-
-
 def test_quota_alerts_are_sent_once_each_per_period(team_and_owner, set_plan, committed):
     team, owner = team_and_owner
     set_plan(team, "pro", included=100)
-    use(team, 79, "a")
+    usage_stored(team, 79, key="a")
     assert committed(tasks.usage_alerts_task) == 0 and mail.outbox == []
-    use(team, 1, "b")
+    usage_stored(team, 1, key="b")
     assert committed(tasks.usage_alerts_task) == 1
     assert committed(tasks.usage_alerts_task) == 0
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [owner.email]
     assert "80%" in mail.outbox[0].subject and "80 of the 100" in mail.outbox[0].body
-    use(team, 500, "c")
+    usage_stored(team, 500, key="c")
     assert committed(tasks.usage_alerts_task) == 1
     assert committed(tasks.usage_alerts_task) == 0
     assert len(mail.outbox) == 2 and "used up" in mail.outbox[1].subject
@@ -64,7 +58,7 @@ def test_alert_email_in_the_owners_language(team_and_owner, set_plan, committed)
     owner.language = "pt-br"
     owner.save()
     set_plan(team, "free", included=10)
-    use(team, 10, "a")
+    usage_stored(team, 10, key="a")
     assert committed(tasks.usage_alerts_task) == 2  # 80 % and 100 % crossed at once
     assert {m.to[0] for m in mail.outbox} == {owner.email}
 
@@ -77,7 +71,7 @@ def test_credits_exhausted_alert_once_per_period(team_and_owner, django_capture_
     with django_capture_on_commit_callbacks(execute=True):
         services.credits_remove(team=team, amount=1, reason=Reason.USAGE, reference="c2")
     assert len(mail.outbox) == 1 and "no credits left" in mail.outbox[0].subject
-    services.credits_grant(team=team, amount=1, reason=Reason.PURCHASE, reference="cs_1")
+    credits_granted(team, 1, reference="cs_1")
     with django_capture_on_commit_callbacks(execute=True):
         services.credits_remove(team=team, amount=1, reason=Reason.USAGE, reference="c3")
     assert len(mail.outbox) == 1
@@ -89,7 +83,7 @@ def test_alert_email_goes_after_commit_to_the_billing_address_once(set_plan, dja
 
     team, owner = make_team_with_owner(billing_email="finance@example.com")
     set_plan(team, "pro", included=10)
-    use(team, 8, "a")
+    usage_stored(team, 8, key="a")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert len(services.usage_alerts_check(team=team)) == 1
     assert mail.outbox == []  # nothing leaves before the transaction commits
@@ -105,7 +99,7 @@ def test_alert_email_goes_after_commit_to_the_billing_address_once(set_plan, dja
 def test_no_alert_email_when_the_transaction_rolls_back(team_and_owner, set_plan, committed):
     team, owner = team_and_owner
     set_plan(team, "pro", included=10)
-    use(team, 8, "a")
+    usage_stored(team, 8, key="a")
 
     def check_then_fail():
         with transaction.atomic():
@@ -123,7 +117,7 @@ def test_no_alert_email_when_the_transaction_rolls_back(team_and_owner, set_plan
 def test_failed_email_is_retried_later(team_and_owner, set_plan, monkeypatch, committed):
     team, owner = team_and_owner
     set_plan(team, "pro", included=10)
-    use(team, 8, "a")
+    usage_stored(team, 8, key="a")
     attempts = []
     real_send_mail = emails.send_mail
 
@@ -144,9 +138,9 @@ def test_failed_email_is_retried_later(team_and_owner, set_plan, monkeypatch, co
 
 def test_credit_expiry_is_off_by_default_and_expires_only_old_unspent_purchases(team_and_owner, settings):
     team, owner = team_and_owner
-    old = services.credits_grant(team=team, amount=10, reason=Reason.PURCHASE, reference="cs_old")
+    old = credits_granted(team, 10, reference="cs_old")
     CreditLedgerEntry.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(days=400))
-    services.credits_grant(team=team, amount=5, reason=Reason.PURCHASE, reference="cs_new")
+    credits_granted(team, 5, reference="cs_new")
     services.credits_remove(team=team, amount=4, reason=Reason.USAGE, reference="u1")
     assert services.credits_expire(team=team) is None  # USAGE_CREDIT_EXPIRY_DAYS unset
     settings.USAGE_CREDIT_EXPIRY_DAYS = 365
