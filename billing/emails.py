@@ -1,7 +1,14 @@
 """
-Emails to a team, in the language of its owner, always sent from a Celery task (after the writing transaction
-commits, so a rolled-back webhook never emails anyone). Templates: `billing/email/<name>.txt`; the first line is
-the subject, the rest the body. Context must be JSON-serialisable (it travels through the broker).
+The one way to email a team: `send_team_email`. Billing's receipts and notices and usage's alerts all go through it.
+
+- Sent from a Celery task after the writing transaction commits, so a rolled-back webhook or alert never emails
+  anyone; the task retries while the mail server is down (the message is rendered again from ids each time).
+- Recipients: the team's billing address (`team_email_recipients`) unless the caller passes `to=`.
+- Language: the team owner's.
+- Templates: a bare name is `billing/email/<name>.txt`; another app passes its own path without `.txt`
+  (`usage/email/quota_80`). The template's first line is the subject, the rest the body.
+- Context must be JSON-serialisable (it travels through the broker); `team`, `site_url` and `language` are added
+  when rendering.
 """
 import logging
 
@@ -24,26 +31,44 @@ def team_owner_language(*, team: Team) -> str:
     return owner.user.language if owner else settings.LANGUAGE_CODE
 
 
-def send_team_email(*, team: Team, template: str, context: dict) -> None:
-    """Queue a templated email to the team's billing address, sent once the current transaction commits."""
-    from .tasks import send_team_email_task
+def team_email_recipients(*, team: Team) -> list[str]:
+    """Who gets a team's emails when the caller does not say: its billing address."""
+    return [team.billing_email]
+
+
+def _template_path(template: str) -> str:
+    return f"{template}.txt" if "/" in template else f"billing/email/{template}.txt"
+
+
+def send_team_email(*, team: Team, template: str, context: dict, to: list[str] | None = None) -> None:
+    """
+    Queue a templated email to the team, sent by a task (retried) once the current transaction commits; nothing is
+    sent if it rolls back. `to` replaces the default recipients (`team_email_recipients`).
+    """
+    from .tasks import send_team_email_task  # service -> task enqueue: the tasks module imports this one
 
     team_id = team.pk
-    transaction.on_commit(lambda: send_team_email_task.delay(team_id, template, context))
+    recipients = list(to) if to else None
+    if recipients is None:
+        transaction.on_commit(lambda: send_team_email_task.delay(team_id, template, context))
+    else:
+        transaction.on_commit(lambda: send_team_email_task.delay(team_id, template, context, recipients))
 
 
-def team_email_send_now(*, team_id: int, template: str, context: dict) -> None:
+def team_email_send_now(*, team_id: int, template: str, context: dict, to: list[str] | None = None) -> None:
+    """The task's body: render in the owner's language and send. Raises OSError while SMTP is down (retried)."""
     team = Team.objects.filter(pk=team_id).first()
     if team is None:
         return
     language = team_owner_language(team=team)
     with translation.override(language):
         text = render_to_string(
-            f"billing/email/{template}.txt",
+            _template_path(template),
             {**context, "team": team, "site_url": settings.SITE_URL, "language": language},
         )
     subject, _, body = text.strip().partition("\n")
-    send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [team.billing_email])
+    recipients = list(to) if to else team_email_recipients(team=team)
+    send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, recipients)
     logger.info("sent %s email to team %s", template, team_id)
 
 

@@ -38,11 +38,11 @@ def events_sweep_task() -> int:
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, default_retry_delay=30)
-def send_team_email_task(self, team_id: int, template: str, context: dict) -> None:
+def send_team_email_task(self, team_id: int, template: str, context: dict, to: list[str] | None = None) -> None:
     from .emails import team_email_send_now
 
     try:
-        team_email_send_now(team_id=team_id, template=template, context=context)
+        team_email_send_now(team_id=team_id, template=template, context=context, to=to)
     except OSError as error:  # SMTP down: retry later, the message is rendered again from ids
         raise self.retry(exc=error)
 

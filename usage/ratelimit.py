@@ -2,7 +2,9 @@
 Redis access for metering, and the local-memory token bucket used when REDIS_URL is unset.
 
 The Redis side (token bucket + period counter + event buffer) is one Lua script so that admitting a call is one
-round trip and atomic: see usage/metering.py for how the results are used and docs/usage.md for the design.
+round trip and atomic: see usage/metering/backend.py for how the results are used and docs/usage.md for the
+design. The period counters live here (not in the metering backend) because ingest (usage.services.ingest) moves
+them too, and usage.services must not import usage.metering (metering is built on services, not the other way).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 
 _redis_clients: dict[str, object] = {}
@@ -19,8 +22,6 @@ _redis_lock = threading.Lock()
 
 def redis_client():
     """A redis-py client for USAGE_REDIS_URL (defaults to REDIS_URL), one connection pool per URL and process."""
-    import redis
-
     url = settings.USAGE_REDIS_URL
     client = _redis_clients.get(url)
     if client is None:
@@ -35,6 +36,24 @@ def redis_client():
 
 def redis_key(*parts) -> str:
     return settings.USAGE_REDIS_PREFIX + ":".join(str(p) for p in parts)
+
+
+def period_counter_key(*, team_id: int, metric: str, period_key: str) -> str:
+    """The Redis counter of a team's usage of `metric` in one period (`Period.key`): the metered hot path's quota."""
+    return redis_key("used", team_id, metric, period_key)
+
+
+def period_counters_add(*, team_id: int, period_key: str, added: dict[str, int]) -> None:
+    """
+    Add usage stored outside the hot path (ingested events) to the live period counters, so metering sees it at
+    once. A no-op without Redis (usage is then read from the database on every call) and for a counter not in Redis
+    yet (it is seeded from the database when first needed).
+    """
+    if not settings.USAGE_REDIS_URL:
+        return
+    add = script(COUNTER_ADD_LUA)
+    for metric, quantity in added.items():
+        add(keys=[period_counter_key(team_id=team_id, metric=metric, period_key=period_key)], args=[quantity])
 
 
 # Status codes shared by the Lua script and Python.

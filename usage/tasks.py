@@ -1,12 +1,19 @@
-"""Celery tasks for usage. Each calls a service, takes ids, and is safe to run twice (see each service)."""
+"""
+Celery tasks for usage. Each calls a service, takes ids, and is safe to run twice (see each service). The beat
+schedule and queued messages name them `usage.tasks.<function>`: keep the names.
+"""
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from accounts.models import Team
 
 from . import services
-from .metering import buffer_flush
+from .metering.buffer import buffer_flush
+from .models import CreditLedgerEntry
+from .periods import period_for
+from .selectors import period_totals_by_team
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +45,6 @@ def usage_meter_drift_check_task() -> int:
 
 @shared_task(ignore_result=True, **_RETRY)
 def usage_alerts_task() -> int:
-    from .periods import period_for
-    from .selectors import period_totals_by_team
-
     sent = 0
     for team_id in sorted({team_id for team_id, _m, _u in period_totals_by_team(period=period_for())}):
         team = Team.objects.filter(pk=team_id).first()
@@ -55,17 +59,19 @@ def usage_alert_credits_exhausted_task(team_id: int) -> bool:
     return bool(team and services.usage_alert_credits_exhausted(team=team))
 
 
+def credits_exhausted_alert_enqueue(team_id: int) -> None:
+    """A CREDITS_EXHAUSTED_HOOKS entry (registered in UsageConfig.ready): alert from a worker, off the hot path."""
+    usage_alert_credits_exhausted_task.delay(team_id)
+
+
 @shared_task(ignore_result=True, **_RETRY)
 def usage_period_rollover_task() -> int:
+    buffer_flush()  # the period's last metered calls must be stored before it is closed
     return len(services.usage_period_rollover())
 
 
 @shared_task(ignore_result=True, **_RETRY)
 def usage_credits_expire_task() -> int:
-    from django.conf import settings
-
-    from .models import CreditLedgerEntry
-
     if not settings.USAGE_CREDIT_EXPIRY_DAYS:
         return 0
     expired = 0

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import Membership
 from accounts.selectors import user_current_membership
 from billing_site.errors import NotFoundError
+from billing_site.money import minor_to_decimal
 
 from .forms import SpendCapForm
 from .models import TeamUsagePolicy
@@ -26,7 +27,7 @@ def _spend_cap_form(team) -> SpendCapForm:
     policy = TeamUsagePolicy.objects.filter(team=team).first()
     initial = {"currency": policy.currency if policy else "usd"}
     if policy and policy.spend_cap_minor is not None:
-        initial["spend_cap"] = f"{policy.spend_cap_minor // 100}.{policy.spend_cap_minor % 100:02d}"
+        initial["spend_cap"] = minor_to_decimal(policy.spend_cap_minor, policy.currency)
     return SpendCapForm(initial=initial)
 
 

@@ -7,9 +7,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.mixins import TeamScopedAPIMixin, request_membership, request_team
+from billing_site.errors import PermissionDeniedError
 
 from .. import selectors, services
-from ..metering import metered
+from ..metering.decorator import metered
 from ..models import TeamUsagePolicy
 from .serializers import (CreditLedgerEntrySerializer, SpendCapInputSerializer, SpendCapOutputSerializer,
                           UsageEventBatchInputSerializer, UsageEventBatchOutputSerializer, UsageSummarySerializer)
@@ -89,8 +90,6 @@ class SpendCapAPI(TeamScopedAPIMixin, APIView):
         payload.is_valid(raise_exception=True)
         membership = request_membership(request)
         if membership is None:
-            from billing_site.errors import PermissionDeniedError
-
             raise PermissionDeniedError("forbidden", "Only the team's owner, signed in, can change the spend cap.")
         policy = services.team_spend_cap_set(team=self.team, set_by=request.user, **payload.validated_data)
         return Response({"spend_cap_minor": policy.spend_cap_minor, "currency": policy.currency})

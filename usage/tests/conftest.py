@@ -14,11 +14,11 @@ from billing.selectors import PlanLimits
 @pytest.fixture(autouse=True)
 def _usage_isolation(settings):
     """Each test gets its own Redis key prefix (no flushing of a shared db) and no cached team policies."""
-    from usage import metering, ratelimit
+    from usage import ratelimit, services
 
     settings.USAGE_REDIS_PREFIX = f"usagetest:{uuid.uuid4().hex[:12]}:"
     settings.USAGE_POLICY_CACHE_SECONDS = 0
-    metering.policy_cache_clear()
+    services.policy_cache_clear()
     ratelimit.local_bucket.reset()
     url, prefix = settings.USAGE_REDIS_URL, settings.USAGE_REDIS_PREFIX
     yield

@@ -2,6 +2,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from accounts.tests.factories import TeamFactory, make_team_with_owner
+from billing_site.errors import ApplicationError
 from usage import selectors, services
 from usage.models import CreditBalance, CreditLedgerEntry
 from usage.services import InsufficientCreditsError
@@ -81,14 +82,14 @@ def test_partial_removal_takes_what_is_there_and_records_the_shortfall():
 @pytest.mark.parametrize("amount", [0, -1, 1.5, True])
 def test_invalid_amounts_are_refused(amount):
     team = TeamFactory()
-    with pytest.raises(services.ApplicationError):
+    with pytest.raises(ApplicationError):
         services.credits_grant(team=team, amount=amount, reason=Reason.STAFF_GRANT, reference="x")
-    with pytest.raises(services.ApplicationError):
+    with pytest.raises(ApplicationError):
         services.credits_remove(team=team, amount=amount, reason=Reason.USAGE, reference="x")
 
 
 def test_unknown_reason_is_refused():
-    with pytest.raises(services.ApplicationError):
+    with pytest.raises(ApplicationError):
         services.credits_grant(team=TeamFactory(), amount=1, reason="gift", reference="x")
 
 

@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from accounts.tests.factories import make_team_with_owner
 from usage import selectors, services
-from usage.models import CreditLedgerEntry, UsageDailyTotal, UsageEvent, UsagePeriodClose
+from usage.models import CreditLedgerEntry, UsageDailyTotal, UsageEvent
 from usage.periods import period_for
+from usage.tests.factories import TeamUsagePolicyFactory, UsagePeriodCloseFactory
 
 pytestmark = pytest.mark.django_db
 EVENTS = reverse("api:usage-events")
@@ -113,8 +114,7 @@ def test_events_for_a_closed_period_are_refused(api_key_client):
     team = api_key_client.team
     now = timezone.now()
     previous = period_for(now).previous()
-    UsagePeriodClose.objects.create(team=team, metric="api_call", period_start=previous.start,
-                                    period_end=previous.end, used=0, included=1000, overage=0, plan_key="free")
+    UsagePeriodCloseFactory(team=team, period=previous)
     late = (period_for(now).start - timedelta(minutes=1)).isoformat()
     response = api_key_client.post(EVENTS, batch(1, occurred_at=late), format="json")
     assert response.status_code == 400 and response.json()["error"]["details"]["field"] == "occurred_at"
@@ -214,6 +214,15 @@ def test_owner_sets_the_spend_cap_on_the_usage_page(team_and_owner, client, set_
     assert 'value="12.34"' in client.get(reverse("usage:overview")).content.decode()
     client.post(reverse("usage:spend_cap"), {"spend_cap": "", "currency": "usd"})
     assert TeamUsagePolicy.objects.get(team=team).spend_cap_minor is None
+
+
+def test_the_spend_cap_form_shows_the_cap_in_its_currencys_units(team_and_owner, client, set_plan):
+    team, owner = team_and_owner
+    set_plan(team, "pro")
+    # A zero-decimal currency: 500 minor units are 500 yen, not 5.00.
+    TeamUsagePolicyFactory(team=team, spend_cap_minor=500, currency="jpy")
+    client.force_login(owner)
+    assert 'value="500"' in client.get(reverse("usage:overview")).content.decode()
 
 
 def test_a_member_cannot_set_the_spend_cap(team_and_owner, client, set_plan):

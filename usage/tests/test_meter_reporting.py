@@ -8,9 +8,9 @@ from billing import selectors as billing_selectors
 from billing.stripe_gateway import _core, meters as meters_gateway
 from billing_site.errors import BillingError
 from usage import services
-from usage.models import MeterDriftCheck, MeterReport, UsageEvent, UsagePeriodClose
+from usage.models import MeterDriftCheck, MeterReport, UsagePeriodClose
 from usage.periods import period_for
-from usage.services import EventRow
+from usage.tests.factories import MeterReportFactory, usage_stored
 
 pytestmark = pytest.mark.django_db
 METER_EVENTS = "/v1/billing/meter_events"
@@ -53,12 +53,6 @@ def meter_event_posts(emulator) -> list[dict]:
     return [r for r in log["data"] if r["path"] == METER_EVENTS and r["method"] == "POST"]
 
 
-def use(team, quantity, *, key, at=None):
-    services.usage_events_store(rows=[EventRow(team_id=team.pk, metric="api_call", quantity=quantity,
-                                               occurred_at=at or timezone.now(), idempotency_key=key,
-                                               source=UsageEvent.Source.INGEST)])
-
-
 @pytest.fixture
 def pro_teams(team_and_owner, set_plan, stripe_setup):
     from accounts.tests.factories import make_team_with_owner
@@ -73,9 +67,9 @@ def pro_teams(team_and_owner, set_plan, stripe_setup):
 def test_overage_is_reported_once_and_retried_after_a_failure_mid_batch(pro_teams, stripe_setup, monkeypatch):
     emulator = stripe_setup["emulator"]
     for n, team in enumerate(pro_teams):
-        use(team, 10 + 3 * (n + 1), key=f"u{n}")  # overage 3, 6, 9, 12
+        usage_stored(team, 10 + 3 * (n + 1), key=f"u{n}")  # overage 3, 6, 9, 12
     free_team, _ = __import__("accounts.tests.factories", fromlist=["x"]).make_team_with_owner()
-    use(free_team, 5000, key="free")  # a credits plan is never reported to a meter
+    usage_stored(free_team, 5000, key="free")  # a credits plan is never reported to a meter
 
     reports = services.meter_reports_prepare_all()
     assert sorted(r.quantity for r in reports) == [3, 6, 9, 12]
@@ -108,7 +102,7 @@ def test_overage_is_reported_once_and_retried_after_a_failure_mid_batch(pro_team
     assert len([r for r in meter_event_posts(emulator) if r["status"] == 200]) == 4
 
     # More usage later: only the new units are reported, under a new identifier.
-    use(pro_teams[0], 4, key="later")
+    usage_stored(pro_teams[0], 4, key="later")
     later = services.meter_reports_prepare_all()
     assert [(r.team_id, r.quantity) for r in later] == [(pro_teams[0].pk, 4)]
     services.meter_reports_send()
@@ -118,7 +112,7 @@ def test_overage_is_reported_once_and_retried_after_a_failure_mid_batch(pro_team
 def test_a_lost_answer_is_retried_without_double_counting(pro_teams, stripe_setup, monkeypatch):
     team = pro_teams[0]
     customer = billing_selectors.team_stripe_customer_id(team=team)
-    use(team, 25, key="u")
+    usage_stored(team, 25, key="u")
     [report] = services.meter_reports_prepare_all()
     original = meters_gateway.meter_event_create
 
@@ -141,7 +135,7 @@ def test_drift_check_corrects_a_shortfall_and_cancels_a_needless_correction(pro_
     team = pro_teams[0]
     customer = billing_selectors.team_stripe_customer_id(team=team)
     later = timezone.now() + timedelta(minutes=2)
-    use(team, 15, key="u")
+    usage_stored(team, 15, key="u")
     services.meter_reports_prepare_all()
     services.meter_reports_send()
     period = period_for()
@@ -149,9 +143,8 @@ def test_drift_check_corrects_a_shortfall_and_cancels_a_needless_correction(pro_
     assert (check.outcome, check.project_total, check.stripe_total) == ("match", 5, 5)
 
     # We believe 3 more units went to Stripe, but Stripe never got them.
-    MeterReport.objects.create(team=team, metric="api_call", event_name="api_call", period_start=period.start,
-                               quantity=3, status=MeterReport.Status.SENT, stripe_customer_id=customer,
-                               event_timestamp=timezone.now(), sent_at=timezone.now())
+    MeterReportFactory(team=team, period_start=period.start, quantity=3, status=MeterReport.Status.SENT,
+                       stripe_customer_id=customer)
     check = services.meter_drift_check(team=team, metric="api_call", period_start=period.start, now=later)
     assert (check.outcome, check.drift) == ("corrected", -3)
     assert check.correction.kind == MeterReport.Kind.CORRECTION and check.correction.quantity == 3
@@ -176,7 +169,7 @@ def test_unexplained_excess_in_stripe_is_reported_not_touched(pro_teams, stripe_
     settings.USAGE_METER_DRIFT_SETTLE_SECONDS = 0
     team = pro_teams[0]
     customer = billing_selectors.team_stripe_customer_id(team=team)
-    use(team, 12, key="u")
+    usage_stored(team, 12, key="u")
     services.meter_reports_prepare_all()
     services.meter_reports_send()
     meters_gateway.meter_event_create(event_name="api_call", stripe_customer_id=customer, value=4,
@@ -195,8 +188,8 @@ def test_monthly_rollover_reports_the_final_overage_and_closes_the_period(pro_te
     now = timezone.now()
     current = period_for(now)
     previous = current.previous()
-    use(team, 14, key="old", at=previous.end - timedelta(hours=1))
-    use(team, 2, key="new", at=now)
+    usage_stored(team, 14, key="old", at=previous.end - timedelta(hours=1))
+    usage_stored(team, 2, key="new", at=now)
     closed = services.usage_period_rollover(now=now)
     assert [(c.metric, c.used, c.included, c.overage) for c in closed] == [("api_call", 14, 10, 4)]
     report = MeterReport.objects.get(period_start=previous.start)

@@ -2,7 +2,9 @@
 import pytest
 from django.urls import reverse
 
+from billing_site.errors import PermissionDeniedError
 from usage import metering, ratelimit, selectors, services
+from usage.metering import buffer as metering_buffer
 from usage.models import CreditLedgerEntry, UsageDailyTotal, UsageEvent
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +114,7 @@ def test_spend_cap_is_the_owners(api_key_client, db):
     from accounts.tests.factories import MembershipFactory
 
     member = MembershipFactory(team=api_key_client.team).user
-    with pytest.raises(services.PermissionDeniedError):
+    with pytest.raises(PermissionDeniedError):
         services.team_spend_cap_set(team=api_key_client.team, set_by=member, spend_cap_minor=100)
 
 
@@ -149,7 +151,7 @@ def test_flush_survives_a_worker_dying_mid_batch(api_key_client, needs_redis, se
     keys = [ratelimit.redis_key("buffer"), ratelimit.redis_key("batch", "dead"), ratelimit.redis_key("inflight")]
     assert claim(keys=keys, args=[3, "dead"]) == 3
     items = client.lrange(keys[1], 0, -1)
-    metering._store_buffered(items)
+    metering_buffer._store_buffered(items)
     assert UsageEvent.objects.filter(team=team).count() == 3
     # A fresh flush takes the remaining event; the dead batch is only re-flushed once it is stale.
     result = metering.buffer_flush()

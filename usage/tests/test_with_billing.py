@@ -9,10 +9,10 @@ from accounts import services as account_services
 from billing.selectors import team_plan_limits, team_stripe_customer_id
 from billing.stripe_gateway import meters as meters_gateway
 from billing.tests.conftest import billing_world, complete_checkout, deliver, stripe_events  # noqa: F401
-from usage import services, tasks
-from usage.models import MeterReport, UsageEvent
+from usage import tasks
+from usage.models import MeterReport
 from usage.periods import period_for
-from usage.services import EventRow
+from usage.tests.factories import usage_stored
 
 pytestmark = pytest.mark.django_db
 
@@ -35,9 +35,7 @@ def test_pro_subscriber_gets_pro_limits_and_its_overage_is_metered(billing_world
     answer = program.get(reverse("api:demo-metered-ping"))
     assert answer.status_code == 200 and answer["X-RateLimit-Limit"] == "20"
 
-    services.usage_events_store(rows=[EventRow(team_id=team.pk, metric="api_call", quantity=10_024,
-                                               occurred_at=timezone.now(), idempotency_key="bulk",
-                                               source=UsageEvent.Source.INGEST)])
+    usage_stored(team, 10_024, key="bulk")
     assert tasks.usage_overage_report_task.run() == {"prepared": 1, "sent": 1, "remaining": 0}
     report = MeterReport.objects.get(team=team)
     customer = team_stripe_customer_id(team=team)

@@ -1,6 +1,9 @@
 """Run a usage job by hand (what the Celery beat schedule runs): flush, report, drift, alerts, rollover, expire."""
 from django.core.management.base import BaseCommand
 
+from usage import tasks
+from usage.metering.buffer import buffer_flush
+
 
 class Command(BaseCommand):
     help = "Run a usage job now: flush | report | drift | alerts | rollover | expire"
@@ -9,9 +12,6 @@ class Command(BaseCommand):
         parser.add_argument("job", choices=["flush", "report", "drift", "alerts", "rollover", "expire"])
 
     def handle(self, *args, job: str, **options):
-        from usage import tasks
-        from usage.metering import buffer_flush
-
         if job == "flush":
             result = buffer_flush()
             self.stdout.write(f"flushed {result.events_read} events ({result.events_inserted} new) in "
