@@ -14,3 +14,7 @@ class UsageConfig(AppConfig):
         # ready() can run more than once (tests, reloads): register the hook once.
         if credits_signup_grant not in SIGNUP_HOOKS:
             SIGNUP_HOOKS.append(credits_signup_grant)
+
+        from billing.extensions import credit_ledger_register
+        from .ledger import UsageCreditLedger
+        credit_ledger_register(UsageCreditLedger())
