@@ -152,7 +152,7 @@ def test_stripe_failure_leaves_the_request_failed_and_retryable(paying_team, sup
     # Every POST /v1/refunds answers 500 (past the SDK's own network retries and the task's retries).
     bo_stripe.control("POST", "/_emulator/faults", {"path_prefix": "/v1/refunds", "method": "POST",
                                                     "status": "500", "count": "-1"})
-    monkeypatch.setattr("billing.tasks_backoffice.REFUND_MAX_RETRIES", 0)
+    monkeypatch.setattr("billing.backoffice.tasks.REFUND_MAX_RETRIES", 0)
     services.refund_request_approve(staff=staff(finance_user), refund_request_id=rr.pk)
     rr.refresh_from_db()
     assert rr.status == Status.FAILED

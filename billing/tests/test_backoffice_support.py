@@ -173,7 +173,7 @@ def test_reconciliation_detects_and_repairs_injected_drift(admin_client, paying_
 
 def test_stuck_refund_with_a_lost_webhook_is_repaired_from_stripe(admin_client, paying_team, finance_user,
                                                                   bo_stripe, monkeypatch):
-    from billing.tasks_backoffice import reconcile_task
+    from billing.backoffice.tasks import reconcile_task
 
     _team, _owner, charge = paying_team
     real_create = refund_services.refund_gateway.refund_create
