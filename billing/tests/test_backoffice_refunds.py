@@ -289,3 +289,31 @@ def test_dispute_closes_pending_requests(paying_team, support_user, bo_stripe):
     rr.refresh_from_db()
     assert rr.status == Status.CANCELED and "dp_1" in rr.decision_note
     assert refund_posts(bo_stripe) == 0
+
+
+
+def test_only_requests_older_than_the_resume_age_are_resumed(paying_team, finance_user, bo_stripe, settings):
+    """The periodic task resumes a request left processing BACKOFFICE_REFUND_RESUME_AFTER_MINUTES ago, not a live one."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.backoffice.tasks import refund_requests_resume_stuck_task
+
+    from .factories import RefundRequestFactory
+
+    team, _owner, charge = paying_team
+    settings.BACKOFFICE_REFUND_RESUME_AFTER_MINUTES = 15
+    live, lost = RefundRequestFactory.create_batch(2, team=team, stripe_charge_id=charge.id, amount_minor=100,
+                                                   requested_by=finance_user, status=Status.PROCESSING)
+    RefundRequest.objects.filter(pk=live.pk).update(updated=timezone.now() - timedelta(minutes=10))
+    RefundRequest.objects.filter(pk=lost.pk).update(updated=timezone.now() - timedelta(minutes=20))
+
+    assert refund_requests_resume_stuck_task() == 1
+
+    live.refresh_from_db()
+    lost.refresh_from_db()
+    assert (live.status, lost.status) == (Status.PROCESSING, Status.SUCCEEDED)
+    assert [r["amount"] for r in emulator_refunds(bo_stripe, charge.id)] == [100]
+    settings.BACKOFFICE_REFUND_RESUME_AFTER_MINUTES = 5
+    assert list(services.refund_requests_stuck().values_list("pk", flat=True)) == [live.pk]
