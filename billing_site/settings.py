@@ -170,7 +170,7 @@ else:
 
 # --- Celery -----------------------------------------------------------------------------------------------------
 # Tasks are found by autodiscovery (`<app>.tasks`, plus billing.backoffice.tasks: billing_site/celery.py); the
-# periodic ones are listed in CELERY_BEAT_SCHEDULE at the end of this file, after the settings they read.
+# periodic ones are in one table, CELERY_BEAT_SCHEDULE, below the settings it reads (after the back office).
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 # Without a broker, tasks run in-process as they are enqueued: the embedded default needs no worker.
