@@ -491,7 +491,8 @@ def credit_pack_credits_for_charge(*, team: Team, payment_intent_id: str) -> int
     """Credits granted for the credit-pack purchase this payment made (0 when it was not a credit pack)."""
     if not payment_intent_id:
         return 0
-    # BILL grants with reference = the Checkout Session id (or the PaymentIntent id for direct payments).
+    # A paid pack's credits are granted with reference = the Checkout Session id (or the PaymentIntent id for a
+    # direct payment): look under both.
     references = [payment_intent_id] + list(
         djstripe_models.Session.objects.filter(stripe_data__payment_intent=payment_intent_id).values_list("id",
                                                                                                         flat=True)

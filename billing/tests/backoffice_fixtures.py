@@ -1,6 +1,6 @@
 """
-Fixtures for the back-office tests (imported with `from .backoffice_fixtures import *` by test_backoffice_*.py, since
-billing/tests/conftest.py belongs to the billing core). Payments are made in the emulator through our own gateway and
+Fixtures for the back-office tests (imported with `from .backoffice_fixtures import *` by test_backoffice_*.py: they
+need the staff groups and mirrored payments, which the rest of billing's tests do not). Payments are made in the emulator through our own gateway and
 synced into dj-stripe's tables, the same path production takes.
 """
 import itertools
@@ -61,7 +61,7 @@ def finance_user2(db):
 
 
 def make_customer(team) -> djstripe_models.Customer:
-    """The team's Stripe customer, made the way the billing core makes it (linked profile, mirrored, subscriber)."""
+    """The team's Stripe customer, made the way billing makes it (linked profile, mirrored, subscriber)."""
     from billing.services import customer_get_or_create
 
     return djstripe_models.Customer.objects.get(id=customer_get_or_create(team=team))
