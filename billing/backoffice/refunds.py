@@ -524,10 +524,9 @@ def _clawback_credits(refund_request: RefundRequest) -> int:
     to_remove = max(0, target - already)
     if to_remove == 0:
         return 0
+    note = f"Refund of {refund_request.amount_display} on {refund_request.stripe_charge_id}"
     entry = credit_ledger().remove(team=team, amount=to_remove, reason="refund_clawback",
-                           reference=f"refund_request:{refund_request.pk}",
-                           note=f"Refund of {refund_request.amount_display} on {refund_request.stripe_charge_id}",
-                           allow_partial=True)
+                                   reference=f"refund_request:{refund_request.pk}", note=note, allow_partial=True)
     removed = abs(int(entry.delta))
     audit_record(staff=StaffContext.system(), action=AuditEntry.Action.CREDITS_CLAWED_BACK, target_type="team",
                  target_id=team.pk, team=team, before={"credits_to_remove": to_remove},

@@ -46,7 +46,7 @@ def team_credits_grant(*, staff: StaffContext, team: Team, amount: int, note: st
     with transaction.atomic():
         before = ledger.balance(team=team)
         entry = ledger.grant(team=team, amount=amount, reason="staff_grant", reference=_reference(action_token),
-                              created_by=staff.user, note=note)
+                             created_by=staff.user, note=note)
         audit_record(staff=staff, action=AuditEntry.Action.CREDITS_GRANTED, target_type="team", target_id=team.pk,
                      team=team, before={"credits_balance": before},
                      after={"credits_balance": ledger.balance(team=team), "granted": amount,
@@ -66,7 +66,7 @@ def team_credits_remove(*, staff: StaffContext, team: Team, amount: int, note: s
         before = ledger.balance(team=team)
         # Never below zero: the ledger refuses (InsufficientCreditsError is shown on the form).
         entry = ledger.remove(team=team, amount=amount, reason="staff_removal", reference=_reference(action_token),
-                               created_by=staff.user, note=note)
+                              created_by=staff.user, note=note)
         audit_record(staff=staff, action=AuditEntry.Action.CREDITS_REMOVED, target_type="team", target_id=team.pk,
                      team=team, before={"credits_balance": before},
                      after={"credits_balance": ledger.balance(team=team), "removed": amount,

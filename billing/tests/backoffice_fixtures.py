@@ -1,7 +1,7 @@
 """
-Fixtures for the back-office tests (imported with `from .backoffice_fixtures import *` by test_backoffice_*.py: they
-need the staff groups and mirrored payments, which the rest of billing's tests do not). Payments are made in the emulator through our own gateway and
-synced into dj-stripe's tables, the same path production takes.
+Fixtures for the back-office tests (imported with `from .backoffice_fixtures import *` by test_backoffice_*.py:
+they need staff groups and mirrored payments, which the rest of billing's tests do not). Payments are made in the
+emulator through our own gateway and synced into dj-stripe's tables, the same path production takes.
 """
 import itertools
 import json

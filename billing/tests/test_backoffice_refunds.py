@@ -293,7 +293,7 @@ def test_dispute_closes_pending_requests(paying_team, support_user, bo_stripe):
 
 
 def test_only_requests_older_than_the_resume_age_are_resumed(paying_team, finance_user, bo_stripe, settings):
-    """The periodic task resumes a request left processing BACKOFFICE_REFUND_RESUME_AFTER_MINUTES ago, not a live one."""
+    """The periodic task resumes a request processing for BACKOFFICE_REFUND_RESUME_AFTER_MINUTES, not a live one."""
     from datetime import timedelta
 
     from django.utils import timezone

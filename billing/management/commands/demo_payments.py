@@ -62,7 +62,7 @@ class Command(BaseCommand):
             mirror_store(kind="charge", data=charge)
             if credits:
                 credit_ledger().grant(team=team, amount=credits, reason="purchase", reference=payment_intent["id"],
-                              note="demo credit pack")
+                                      note="demo credit pack")
             self.stdout.write(f"  {charge['id']}: {amount} {currency} ({description})")
         self.stdout.write(self.style.SUCCESS(f"Demo payments ready for team '{team.name}' (id {team.pk}): refund them "
                                              "from /admin/billing/customeraccount/."))
