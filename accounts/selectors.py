@@ -1,4 +1,7 @@
 """Reads for accounts and teams."""
+from collections.abc import Callable
+
+from django.core import checks
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
@@ -57,8 +60,31 @@ def team_api_keys(*, team: Team) -> QuerySet[APIKey]:
     return APIKey.objects.filter(team=team).select_related("created_by")
 
 
-def team_seat_limit(*, team: Team) -> int | None:
-    """Seats the team's plan allows (None: unlimited). Billing answers; without it every team is on `free`."""
-    from billing.selectors import team_plan_limits  # local import: billing depends on accounts, not the reverse
+# Seats a team's plan allows (None: unlimited). Plans are billing's, and billing depends on accounts, not the
+# reverse: billing registers the answer here when it loads (billing.hooks.hooks_register, from BillingConfig.ready()),
+# as usage registers its signup grant in accounts.services.SIGNUP_HOOKS. A project without one fails the system
+# check accounts.E001 at start-up instead of letting every team invite without limit.
+SeatLimitProvider = Callable[..., "int | None"]
+SEAT_LIMIT_PROVIDER: SeatLimitProvider | None = None
 
-    return team_plan_limits(team=team).seats
+
+def seat_limit_provider_register(provider: SeatLimitProvider) -> None:
+    """`provider(team=...)` answers the seats the team's plan allows; registering again replaces it (reloads)."""
+    global SEAT_LIMIT_PROVIDER
+    SEAT_LIMIT_PROVIDER = provider
+
+
+def team_seat_limit(*, team: Team) -> int | None:
+    """Seats the team's plan allows (None: unlimited), as the registered provider (billing) answers."""
+    if SEAT_LIMIT_PROVIDER is None:
+        raise RuntimeError("No seat-limit provider registered (see accounts.E001)")
+    return SEAT_LIMIT_PROVIDER(team=team)
+
+
+@checks.register()
+def seat_limit_provider_check(app_configs=None, **kwargs):
+    if SEAT_LIMIT_PROVIDER is None:
+        return [checks.Error("No seat-limit provider is registered with accounts.selectors.",
+                             hint="The billing app registers it in its ready() (billing.hooks.hooks_register).",
+                             id="accounts.E001")]
+    return []

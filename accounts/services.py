@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from billing_site.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
+from . import selectors
 from .models import APIKey, Invitation, Membership, Team, User
 
 logger = logging.getLogger(__name__)
@@ -27,11 +28,9 @@ API_KEY_SECRET_BYTES = 32
 API_KEY_LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
-def _signup_hooks(team: Team) -> list:
-    """Other apps react to a new team (e.g. the signup credit grant) through hooks they register here."""
-    return list(SIGNUP_HOOKS)
-
-
+# Other apps react to a new team (e.g. usage's signup credit grant) through hooks they register here in their
+# AppConfig.ready(): accounts never imports them. Each is called as hook(team=..., user=...) inside the signup's
+# transaction.
 SIGNUP_HOOKS: list = []
 
 
@@ -56,16 +55,14 @@ def team_create(*, name: str, billing_email: str, owner: User) -> Team:
     team.full_clean()
     team.save()
     Membership.objects.create(user=owner, team=team, role=Membership.Role.OWNER)
-    for hook in _signup_hooks(team):
+    for hook in list(SIGNUP_HOOKS):
         hook(team=team, user=owner)
     return team
 
 
 def team_may_add_seat(*, team: Team) -> bool:
-    """The seat-limit hook: may this team add one more member? Billing supplies the plan's seat count."""
-    from .selectors import team_seat_limit  # local: selectors import billing lazily
-
-    limit = team_seat_limit(team=team)
+    """May this team add one more member? Billing supplies the plan's seat count (selectors.SEAT_LIMIT_PROVIDER)."""
+    limit = selectors.team_seat_limit(team=team)
     if limit is None:
         return True
     # A pending invitation holds a seat until it is accepted, cancelled or expired.
@@ -152,9 +149,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
     already_member = Membership.objects.filter(user=user, team=invitation.team).first()
     if already_member is None:
         # The pending invitation held a seat; the plan may have shrunk since it was sent.
-        from .selectors import team_seat_limit
-
-        limit = team_seat_limit(team=invitation.team)
+        limit = selectors.team_seat_limit(team=invitation.team)
         if limit is not None and invitation.team.memberships.count() >= limit:
             raise ApplicationError(
                 "seat_limit", _("This team has no free seat left. Ask its owner to upgrade the plan."),

@@ -141,14 +141,8 @@ def _subscription_ids(ctx):
 
 
 def _failed_events(ctx):
-    fields = selectors.webhook_event_fields()
-    events = []
-    for event in ctx.get("webhook_events", []):
-        if ctx.get("webhook_source") == "billing" and fields.get("stripe_id"):
-            status = getattr(event, fields["status"], "") if fields.get("status") else ""
-            stripe_id = getattr(event, fields["stripe_id"])
-            events.append((stripe_id, f"{stripe_id} {getattr(event, fields['type'], '')} ({status})"))
-    return {"events": events}
+    return {"events": [(event.stripe_event_id, f"{event.stripe_event_id} {event.type} ({event.status})")
+                       for event in ctx.get("webhook_events", [])]}
 
 
 ACTIONS = {

@@ -39,7 +39,7 @@ class ReconciliationRunAdmin(_ReadOnly, admin.ModelAdmin):
             return redirect("admin:billing_reconciliationrun_changelist")
         if not request.user.has_perm("billing.run_reconciliation"):
             raise PermissionDeniedError("permission_denied", "Running reconciliation needs billing.run_reconciliation.")
-        from billing.tasks_backoffice import reconcile_task
+        from billing.backoffice.tasks import reconcile_task
 
         reconcile_task.delay()
         messages.success(request, "Reconciliation started; drift appears below as it is found.")

@@ -15,6 +15,7 @@ from billing_site.errors import ApplicationError, PermissionDeniedError
 
 from . import selectors
 from .catalog import load_catalog
+from .extensions import credit_ledger
 from .services import checkout as checkout_services
 from .services import subscriptions as subscription_services
 
@@ -59,12 +60,7 @@ def overview(request):
     team = membership.team
     context = selectors.billing_overview(team=team, language=get_language())
     context.update(team=team, membership=membership, form_token=uuid.uuid4().hex)
-    try:
-        from usage.selectors import usage_panel_context
-
-        context["usage_panel"] = usage_panel_context(team=team)
-    except ImportError:  # the usage app is optional for this page
-        context["usage_panel"] = None
+    context["usage_panel"] = credit_ledger().panel_context(team=team)
     return render(request, "billing/overview.html", context)
 
 

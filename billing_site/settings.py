@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import environ
 import stripe
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -122,7 +123,7 @@ if RUNNING_TESTS:
     # A migrated test database reused between runs, named after its migrations (reasons in billing_site/testdb.py).
     configure_test_database(DATABASES["default"], installed_apps=INSTALLED_APPS, cache_dir=BASE_DIR / ".testdb")
 
-# --- Auth -------------------------------------------------------------------------------------------------------
+# --- Auth and accounts ------------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "billing:overview"
@@ -160,13 +161,16 @@ STORAGES = {
     },
 }
 
-# --- Redis, cache, Celery ---------------------------------------------------------------------------------------
+# --- Cache (Redis) ----------------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "billing"}}
 
+# --- Celery -----------------------------------------------------------------------------------------------------
+# Tasks are found by autodiscovery (`<app>.tasks`, plus billing.backoffice.tasks: billing_site/celery.py); the
+# periodic ones are in one table, CELERY_BEAT_SCHEDULE, below the settings it reads (after the back office).
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 # Without a broker, tasks run in-process as they are enqueued: the embedded default needs no worker.
@@ -188,10 +192,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers log through the project's JSON handler instead of Celery replacing the root logger with its own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Periodic jobs; each app adds its own entries (see billing/usage apps' schedules below).
-CELERY_BEAT_SCHEDULE: dict = {}
 
-# --- Stripe -----------------------------------------------------------------------------------------------------
+# --- Stripe and dj-stripe ---------------------------------------------------------------------------------------
 # The emulator's test keys (real sk_test_... keys work unchanged when STRIPE_API_BASE is unset). dj-stripe only
 # accepts keys shaped `sk_test_` + 24 or more alphanumerics (it reads the mode from the key), so these look like real
 # test keys; the emulator accepts any sk_test_/rk_test_ key.
@@ -200,7 +202,8 @@ EMULATOR_PUBLISHABLE_KEY = "pk_test_emulator000000000000000000000000"
 STRIPE_SECRET_KEY = required_in_production("STRIPE_SECRET_KEY", EMULATOR_SECRET_KEY)
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default=EMULATOR_PUBLISHABLE_KEY)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
-# Pin the version explicitly: dj-stripe documents one and the SDK sends another otherwise.
+# Pin the version explicitly: dj-stripe documents one and the SDK sends another otherwise. dj-stripe reads this
+# setting for every call it makes, so the mirror and the gateway agree on shapes.
 STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default=stripe.api_version)
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
 STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY if not STRIPE_LIVE_MODE else ""
@@ -211,126 +214,36 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Team"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
+# Our own webhook view (billing.webhooks.views) verifies signatures with the endpoint's stored secret; dj-stripe's
+# DJSTRIPE_WEBHOOK_SECRET / DJSTRIPE_WEBHOOK_EVENT_CALLBACK are deliberately not used (the callback is deprecated).
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 
-# --- Billing rules ----------------------------------------------------------------------------------------------
+# --- Billing ----------------------------------------------------------------------------------------------------
 # Minor units, per currency: refunds above this need a second staff approval.
 REFUND_APPROVAL_THRESHOLD = env.int("REFUND_APPROVAL_THRESHOLD", default=50000)
 TRIAL_PERIOD_DAYS = env.int("TRIAL_PERIOD_DAYS", default=14)
 SIGNUP_CREDIT_GRANT = env.int("SIGNUP_CREDIT_GRANT", default=3)
-
-# --- Email ------------------------------------------------------------------------------------------------------
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
-if env.str("EMAIL_URL", default=""):
-    vars().update(env.email_url("EMAIL_URL"))
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@example.com>")
-SERVER_EMAIL = DEFAULT_FROM_EMAIL
-
-# --- DRF --------------------------------------------------------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.APIKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 25,
-    "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
-    ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "billing_site.api_errors.exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Billing API",
-    "DESCRIPTION": "Plans, checkout, subscriptions, payments, usage and credits for API clients.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "COMPONENT_SPLIT_REQUEST": True,
-    # Swagger UI and ReDoc assets come from drf-spectacular-sidecar's static files, never from a CDN.
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-}
-
-# --- Logging: structured (one JSON object per line) to stdout ---------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "billing_site.logging.RequestIdFilter"}},
-    "formatters": {"json": {"()": "billing_site.logging.JsonFormatter"}},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "json",
-            "filters": ["request_id"],
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "stripe": {"level": "WARNING"},
-    },
-}
-
-# --- Operations -------------------------------------------------------------------------------------------------
-# When set, /metrics answers only to `Authorization: Bearer <token>` (Prometheus `authorization` config).
-METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
-
-# --- Production hardening ---------------------------------------------------------------------------------------
-if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    # /healthz and /readyz are probed over plain HTTP by the orchestrator inside the network.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    SECURE_REFERRER_POLICY = "same-origin"
-    X_FRAME_OPTIONS = "DENY"
-    SESSION_COOKIE_HTTPONLY = True
-
-# --- billing (added by BILL) ---------------------------------------------------------------------------------------
-# dj-stripe reads STRIPE_API_VERSION (above) for every call it makes, so the mirror and the gateway agree on shapes.
-# Our own webhook view (billing.webhooks.views) verifies signatures with the endpoint's stored secret; dj-stripe's
-# DJSTRIPE_WEBHOOK_SECRET / DJSTRIPE_WEBHOOK_EVENT_CALLBACK are deliberately not used (the callback is deprecated).
-DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 # Signatures older than this are rejected (replay protection), as Stripe's own libraries do by default.
 BILLING_WEBHOOK_TOLERANCE_SECONDS = env.int("BILLING_WEBHOOK_TOLERANCE_SECONDS", default=300)
 # Processing attempts before an event is parked for replay; the wait between attempts doubles from the base.
 BILLING_WEBHOOK_MAX_ATTEMPTS = env.int("BILLING_WEBHOOK_MAX_ATTEMPTS", default=5)
 BILLING_WEBHOOK_RETRY_BASE_SECONDS = env.float("BILLING_WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
-# Remember dj-stripe's owner-account lookups for 60 s per process (billing/services/mirror.py): a quarter of the webhook
-# task's time otherwise. Off only to measure dj-stripe as shipped (the ingest benchmark's stock side).
-BILLING_DJSTRIPE_ACCOUNT_MEMO = env.bool("BILLING_DJSTRIPE_ACCOUNT_MEMO", default=True)
 # Per-object watermark (billing/services/webhooks.py): an event's re-retrieve is skipped when the mirrored object was
 # written this long after the event was created. Negative turns the watermark off.
 BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS = env.float("BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS", default=5.0)
-# The sweep re-reads this many days of GET /v1/events and applies any event never delivered.
+# Remember dj-stripe's owner-account lookups for 60 s per process (billing/services/mirror.py): a quarter of the webhook
+# task's time otherwise. Off only to measure dj-stripe as shipped (the ingest benchmark's stock side).
+BILLING_DJSTRIPE_ACCOUNT_MEMO = env.bool("BILLING_DJSTRIPE_ACCOUNT_MEMO", default=True)
+# The sweep re-reads this many days of GET /v1/events, every this many minutes, and applies any event never
+# delivered.
 BILLING_EVENTS_SWEEP_DAYS = env.int("BILLING_EVENTS_SWEEP_DAYS", default=3)
 BILLING_EVENTS_SWEEP_MINUTES = env.int("BILLING_EVENTS_SWEEP_MINUTES", default=15)
 # Staff who are told about disputes (and other things that need a person).
 BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=["finance@example.com"])
 # Catalog currencies: prices carry BRL as `currency_options` on the USD price (one price per lookup key).
 BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
-CELERY_BEAT_SCHEDULE["billing-events-sweep"] = {
-    "task": "billing.tasks.events_sweep_task",
-    "schedule": BILLING_EVENTS_SWEEP_MINUTES * 60,
-}
-CELERY_BEAT_SCHEDULE["billing-webhook-retry-due"] = {
-    "task": "billing.tasks.webhook_events_retry_due_task",
-    "schedule": 60,
-}
 
-# --- usage (added by USAGE) ---------------------------------------------------------------------------------------
-from celery.schedules import crontab  # noqa: E402
-
+# --- Usage and credits ------------------------------------------------------------------------------------------
 # Redis for metering (rate limits, live period counters, the call-event buffer). Unset: in-process token bucket and
 # synchronous event inserts (the embedded default).
 USAGE_REDIS_URL = env.str("USAGE_REDIS_URL", default=REDIS_URL)
@@ -361,37 +274,128 @@ USAGE_ASYNC_COMMIT_USAGE_DEBITS = env.bool("USAGE_ASYNC_COMMIT_USAGE_DEBITS", de
 USAGE_CREDIT_EXPIRY_DAYS = env.int("USAGE_CREDIT_EXPIRY_DAYS", default=0)
 # Alert thresholds (percent of the included amount); each alert goes to the owner once per period.
 USAGE_ALERT_THRESHOLDS = (80, 100)
-CELERY_BEAT_SCHEDULE["usage-buffer-flush"] = {"task": "usage.tasks.usage_buffer_flush_task", "schedule": 5.0}
-CELERY_BEAT_SCHEDULE["usage-overage-report"] = {"task": "usage.tasks.usage_overage_report_task", "schedule": 600.0}
-CELERY_BEAT_SCHEDULE["usage-alerts"] = {"task": "usage.tasks.usage_alerts_task", "schedule": 600.0}
-CELERY_BEAT_SCHEDULE["usage-meter-drift-check"] = {
-    "task": "usage.tasks.usage_meter_drift_check_task",
-    "schedule": crontab(hour=3, minute=17),
-}
-CELERY_BEAT_SCHEDULE["usage-period-rollover"] = {
-    "task": "usage.tasks.usage_period_rollover_task",
-    "schedule": crontab(day_of_month=1, hour=0, minute=20),
-}
-CELERY_BEAT_SCHEDULE["usage-credits-expire"] = {
-    "task": "usage.tasks.usage_credits_expire_task",
-    "schedule": crontab(hour=2, minute=41),
-}
 
-# --- backoffice (added by BO) -----------------------------------------------------------------------------------
+# --- Back office ------------------------------------------------------------------------------------------------
 # Support may grant this many credits in one action; more needs `billing.grant_credits_unlimited` (Finance).
 BACKOFFICE_SUPPORT_CREDIT_LIMIT = env.int("BACKOFFICE_SUPPORT_CREDIT_LIMIT", default=100)
 BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS = env.int("BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS", default=30)
-# A refund request processing longer than this is reported by reconciliation (and resumed by the periodic task).
+# A refund request left processing (no Stripe refund id) this long lost its worker: the periodic task resumes it
+# with the request's own idempotency key. Far above a Stripe call's time limit, so a live attempt is never doubled.
+BACKOFFICE_REFUND_RESUME_AFTER_MINUTES = env.int("BACKOFFICE_REFUND_RESUME_AFTER_MINUTES", default=15)
+# A refund request processing longer than this is reported as drift by reconciliation (a person looks at it).
 BACKOFFICE_REFUND_STUCK_MINUTES = env.int("BACKOFFICE_REFUND_STUCK_MINUTES", default=60)
-# The back office's tasks live in billing/tasks_backoffice.py, which autodiscovery (tasks.py only) does not see.
-CELERY_IMPORTS = [*globals().get("CELERY_IMPORTS", []), "billing.tasks_backoffice"]
-# The scheduled run compares objects created in the last N days (the command compares everything, or --since).
+# Scheduled reconciliation: how often, and how far back it compares objects (the command compares everything, or
+# --since).
+BACKOFFICE_RECONCILE_EVERY_SECONDS = env.int("BACKOFFICE_RECONCILE_EVERY_SECONDS", default=6 * 3600)
 BACKOFFICE_RECONCILE_LOOKBACK_DAYS = env.int("BACKOFFICE_RECONCILE_LOOKBACK_DAYS", default=35)
-CELERY_BEAT_SCHEDULE["backoffice-reconcile"] = {
-    "task": "billing.tasks_backoffice.reconcile_task",
-    "schedule": env.int("BACKOFFICE_RECONCILE_EVERY_SECONDS", default=6 * 3600),
+
+# --- Celery beat: every periodic task, in one table -------------------------------------------------------------
+# Task names are public: stored beat rows and queued messages refer to them (the back office's tasks keep their
+# `billing.tasks_backoffice.*` names after moving to billing/backoffice/tasks.py). billing_site/tests/test_settings.py
+# checks that every name here is registered.
+CELERY_BEAT_SCHEDULE = {
+    "billing-events-sweep": {"task": "billing.tasks.events_sweep_task", "schedule": BILLING_EVENTS_SWEEP_MINUTES * 60},
+    "billing-webhook-retry-due": {"task": "billing.tasks.webhook_events_retry_due_task", "schedule": 60},
+    "usage-buffer-flush": {"task": "usage.tasks.usage_buffer_flush_task", "schedule": 5.0},
+    "usage-overage-report": {"task": "usage.tasks.usage_overage_report_task", "schedule": 600.0},
+    "usage-alerts": {"task": "usage.tasks.usage_alerts_task", "schedule": 600.0},
+    "usage-meter-drift-check": {
+        "task": "usage.tasks.usage_meter_drift_check_task",
+        "schedule": crontab(hour=3, minute=17),
+    },
+    "usage-period-rollover": {
+        "task": "usage.tasks.usage_period_rollover_task",
+        "schedule": crontab(day_of_month=1, hour=0, minute=20),
+    },
+    "usage-credits-expire": {
+        "task": "usage.tasks.usage_credits_expire_task",
+        "schedule": crontab(hour=2, minute=41),
+    },
+    "backoffice-reconcile": {
+        "task": "billing.tasks_backoffice.reconcile_task",
+        "schedule": BACKOFFICE_RECONCILE_EVERY_SECONDS,
+    },
+    # Every 10 minutes; each run resumes only requests older than BACKOFFICE_REFUND_RESUME_AFTER_MINUTES.
+    "backoffice-resume-stuck-refunds": {
+        "task": "billing.tasks_backoffice.refund_requests_resume_stuck_task",
+        "schedule": 10 * 60,
+    },
 }
-CELERY_BEAT_SCHEDULE["backoffice-resume-stuck-refunds"] = {
-    "task": "billing.tasks_backoffice.refund_requests_resume_stuck_task",
-    "schedule": 10 * 60,
+
+# --- Email ------------------------------------------------------------------------------------------------------
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@example.com>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- API (DRF, OpenAPI schema) ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.APIKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "billing_site.api_errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Billing API",
+    "DESCRIPTION": "Plans, checkout, subscriptions, payments, usage and credits for API clients.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc assets come from drf-spectacular-sidecar's static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Security (production hardening) ----------------------------------------------------------------------------
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # /healthz and /readyz are probed over plain HTTP by the orchestrator inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"
+    SESSION_COOKIE_HTTPONLY = True
+
+# --- Logging: structured (one JSON object per line) to stdout ---------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "billing_site.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "billing_site.logging.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "stripe": {"level": "WARNING"},
+    },
+}
+
+# --- Operations -------------------------------------------------------------------------------------------------
+# When set, /metrics answers only to `Authorization: Bearer <token>` (Prometheus `authorization` config).
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")

@@ -35,8 +35,7 @@ def prepare_data() -> None:
     colleague = User.objects.filter(email="colleague@shots.example").first() or User.objects.create_user(
         email="colleague@shots.example", password=PASSWORD)
     Membership.objects.get_or_create(user=colleague, team=team, defaults={"role": "admin"})
-    selectors.team_seat_limit = lambda *, team: 10  # the free plan has one seat; show a fuller team
-    services.team_seat_limit = selectors.team_seat_limit
+    selectors.seat_limit_provider_register(lambda *, team: 10)  # the free plan has one seat; show a fuller team
     if not team.invitations.filter(status="pending").exists():
         services.invitation_create(team=team, email="new.hire@shots.example", role="member", invited_by=owner)
     side_owner = User.objects.filter(email="friend@shots.example").first()

@@ -19,3 +19,9 @@ class UsageConfig(AppConfig):
             SIGNUP_HOOKS.append(credits_signup_grant)
         if credits_exhausted_alert_enqueue not in CREDITS_EXHAUSTED_HOOKS:
             CREDITS_EXHAUSTED_HOOKS.append(credits_exhausted_alert_enqueue)
+        # Billing reaches the credit ledger only through this registration (billing never imports usage).
+        from billing.extensions import credit_ledger_register
+
+        from .ledger import UsageCreditLedger
+
+        credit_ledger_register(UsageCreditLedger())

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from djstripe import models as djstripe_models
 
+from billing.extensions import credit_ledger
 from billing.models import AuditEntry, ReconciliationDrift, ReconciliationRun, RefundRequest
 from billing.stripe_gateway import backoffice as gateway
 from billing_site.errors import ApplicationError, BillingError, NotFoundError
@@ -115,10 +116,7 @@ def _check_stuck_refunds(run: ReconciliationRun) -> dict:
 
 def _check_credit_packs(run: ReconciliationRun, since: datetime | None) -> dict:
     """Paid credit-pack Checkout Sessions in the mirror vs credits the usage ledger granted for them."""
-    try:
-        from usage.selectors import credits_purchased_for
-    except ImportError:
-        return {"checked": 0, "drift": 0, "skipped": "usage app not installed"}
+    credits_purchased_for = credit_ledger().purchased_for
     from billing.catalog import load_catalog
 
     catalog = load_catalog()

@@ -23,6 +23,7 @@ from django.utils import timezone
 from djstripe import models as djstripe_models
 
 from accounts.models import Team
+from billing.extensions import credit_ledger
 from billing.models import AuditEntry, RefundRequest
 from billing.stripe_gateway import refunds as refund_gateway
 from billing_site.errors import ApplicationError, BillingError, NotFoundError, PermissionDeniedError
@@ -168,7 +169,8 @@ def _snapshot(rr: RefundRequest) -> dict:
 
 
 def _enqueue_execution(refund_request_id: int) -> None:
-    from billing.tasks_backoffice import refund_request_execute_task
+    # Imported when used: the tasks module imports this one (service -> task enqueue is the one allowed cycle).
+    from .tasks import refund_request_execute_task
 
     transaction.on_commit(lambda: refund_request_execute_task.delay(refund_request_id))
 
@@ -489,19 +491,14 @@ def credit_pack_credits_for_charge(*, team: Team, payment_intent_id: str) -> int
     """Credits granted for the credit-pack purchase this payment made (0 when it was not a credit pack)."""
     if not payment_intent_id:
         return 0
-    try:
-        from usage.selectors import credits_purchased_for
-    except ImportError:  # the usage app's ledger is not installed on this branch
-        logger.warning("usage.selectors.credits_purchased_for unavailable: no credit claw-back")
-        return 0
-
-    # BILL grants with reference = the Checkout Session id (or the PaymentIntent id for direct payments).
+    # A paid pack's credits are granted with reference = the Checkout Session id (or the PaymentIntent id for a
+    # direct payment): look under both.
     references = [payment_intent_id] + list(
         djstripe_models.Session.objects.filter(stripe_data__payment_intent=payment_intent_id).values_list("id",
                                                                                                         flat=True)
     )
     for reference in references:
-        credits = int(credits_purchased_for(team=team, reference=reference) or 0)
+        credits = int(credit_ledger().purchased_for(team=team, reference=reference) or 0)
         if credits:
             return credits
     return 0
@@ -527,12 +524,9 @@ def _clawback_credits(refund_request: RefundRequest) -> int:
     to_remove = max(0, target - already)
     if to_remove == 0:
         return 0
-    from usage.services import credits_remove
-
-    entry = credits_remove(team=team, amount=to_remove, reason="refund_clawback",
-                           reference=f"refund_request:{refund_request.pk}",
-                           note=f"Refund of {refund_request.amount_display} on {refund_request.stripe_charge_id}",
-                           allow_partial=True)
+    note = f"Refund of {refund_request.amount_display} on {refund_request.stripe_charge_id}"
+    entry = credit_ledger().remove(team=team, amount=to_remove, reason="refund_clawback",
+                                   reference=f"refund_request:{refund_request.pk}", note=note, allow_partial=True)
     removed = abs(int(entry.delta))
     audit_record(staff=StaffContext.system(), action=AuditEntry.Action.CREDITS_CLAWED_BACK, target_type="team",
                  target_id=team.pk, team=team, before={"credits_to_remove": to_remove},
@@ -541,9 +535,13 @@ def _clawback_credits(refund_request: RefundRequest) -> int:
     return removed
 
 
-def refund_requests_stuck(*, older_than_minutes: int = 15):
-    """Requests STARTED (processing, no Stripe refund id) for longer than a normal Stripe call takes."""
-    cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
+def refund_requests_stuck():
+    """
+    Requests STARTED (processing, no Stripe refund id) for longer than BACKOFFICE_REFUND_RESUME_AFTER_MINUTES, far
+    longer than a Stripe call takes: the worker that started them is gone. Resuming reuses the request's idempotency
+    key, so a refund Stripe did create is found, not made twice.
+    """
+    cutoff = timezone.now() - timedelta(minutes=settings.BACKOFFICE_REFUND_RESUME_AFTER_MINUTES)
     return RefundRequest.objects.filter(status__in=[Status.PROCESSING, Status.APPROVED], stripe_refund_id__isnull=True,
                                         updated__lt=cutoff)
 

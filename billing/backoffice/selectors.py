@@ -3,45 +3,17 @@ import logging
 import re
 from dataclasses import dataclass
 
-from django.apps import apps
-from django.db.models import Q, Sum
+from django.db.models import Q
 from djstripe import models as djstripe_models
 
 from accounts.models import Membership, Team
-from billing.models import AuditEntry, RefundRequest
+from billing.extensions import credit_ledger
+from billing.models import AuditEntry, RefundRequest, WebhookEvent
 from billing_site.money import format_money
 
 logger = logging.getLogger("billing.backoffice")
 
 STRIPE_ID = re.compile(r"^(cus|sub|in|ch|py|pi|re|evt)_[A-Za-z0-9_]+$")
-
-
-def webhook_event_model():
-    """The billing core's WebhookEvent model (BILL), or None before it is merged."""
-    try:
-        return apps.get_model("billing", "WebhookEvent")
-    except LookupError:
-        return None
-
-
-def _field(model, *candidates: str) -> str | None:
-    names = {f.name for f in model._meta.get_fields()} | {getattr(f, "attname", "") for f in model._meta.get_fields()}
-    return next((c for c in candidates if c in names), None)
-
-
-def webhook_event_fields() -> dict:
-    """Field names of the billing core's WebhookEvent (agreed in CONTRACTS.md; looked up, not guessed twice)."""
-    model = webhook_event_model()
-    if model is None:
-        return {}
-    return {
-        "stripe_id": _field(model, "stripe_event_id", "event_id", "stripe_id"),
-        "customer": _field(model, "stripe_customer_id", "customer_id", "customer"),
-        "object": _field(model, "stripe_object_id", "related_object_id", "object_id"),
-        "type": _field(model, "type", "event_type"),
-        "status": _field(model, "status"),
-        "received": _field(model, "received_at", "created"),
-    }
 
 
 def _teams_of_customers(customer_ids) -> list[int]:
@@ -73,11 +45,9 @@ def team_ids_for_stripe_id(*, term: str) -> list[int] | None:
                                                                                       flat=True))
         team_ids = list(RefundRequest.objects.filter(stripe_refund_id=term).values_list("team_id", flat=True))
     elif prefix == "evt":
-        model, fields = webhook_event_model(), webhook_event_fields()
-        if model is not None and fields.get("stripe_id") and fields.get("customer"):
-            customer_ids = list(model.objects.filter(**{fields["stripe_id"]: term})
-                                .values_list(fields["customer"], flat=True))
-        if not customer_ids:
+        customer_ids = list(WebhookEvent.objects.filter(stripe_event_id=term)
+                            .values_list("stripe_customer_id", flat=True))
+        if not any(customer_ids):  # an event that reached the mirror without passing through the webhook view
             customer_ids = [
                 ((data or {}).get("object") or {}).get("customer")
                 for data in djstripe_models.Event.objects.filter(id=term).values_list("data", flat=True)
@@ -161,32 +131,22 @@ def _subscription_rows(subscriptions) -> list[dict]:
 
 
 def _usage_context(team: Team) -> dict:
-    """Credits and usage from the usage app (absent before it is merged: the page says so). Three queries."""
-    context = {"usage_available": False}
-    try:
-        from usage import selectors as usage_selectors
-    except ImportError:
-        return context
-    context["usage_available"] = True
-    context["usage_summary"] = usage_selectors.usage_period_summary(team=team)
-    context["credits_balance"] = context["usage_summary"].get("credits_balance")
-    if context["credits_balance"] is None:
-        context["credits_balance"] = usage_selectors.credits_balance(team=team)
-    context["ledger"] = list(usage_selectors.credit_ledger(team=team)[:10])
-    return context
+    """Credits and usage through the credit ledger the usage app registers. Three queries."""
+    ledger = credit_ledger()
+    summary = ledger.period_summary(team=team)
+    return {
+        "usage_summary": summary,
+        "credits_balance": summary["credits_balance"],
+        "ledger": list(ledger.ledger(team=team)[:10]),
+    }
 
 
-def _webhook_events(customer_id: str | None) -> tuple[list, str]:
+def _webhook_events(customer_id: str | None) -> list[WebhookEvent]:
     if not customer_id:
-        return [], ""
-    model, fields = webhook_event_model(), webhook_event_fields()
-    if model is not None and fields.get("customer"):
-        order = f"-{fields['received']}" if fields.get("received") else "-pk"
-        # The list never shows the payload: leave the big JSON column out of the query.
-        return list(model.objects.filter(**{fields["customer"]: customer_id}).defer("payload")
-                    .order_by(order)[:15]), "billing"
-    return list(djstripe_models.Event.objects.filter(data__object__customer=customer_id)
-                .order_by("-created")[:15]), "djstripe"
+        return []
+    # The list never shows the payload: leave the big JSON column out of the query.
+    return list(WebhookEvent.objects.filter(stripe_customer_id=customer_id).defer("payload")
+                .order_by("-received_at")[:15])
 
 
 def team_memberships_with_team(*, team_id: int) -> list[Membership]:
@@ -228,12 +188,7 @@ def customer_360(*, team: Team, memberships: list[Membership] | None = None) -> 
         context.update(subscriptions=[], invoices=[], payments=[], payment_method="")
     context["refund_requests"] = list(RefundRequest.objects.filter(team=team)
                                       .select_related("requested_by", "approved_by")[:20])
-    context["webhook_events"], context["webhook_source"] = _webhook_events(customer_id)
+    context["webhook_events"] = _webhook_events(customer_id)
     context["audit_entries"] = list(AuditEntry.objects.filter(team=team).order_by("-id")[:20])
     context.update(_usage_context(team))
     return context
-
-
-def refund_requests_summary_for_charge(*, charge_id: str) -> dict:
-    rows = RefundRequest.objects.filter(stripe_charge_id=charge_id).values("status").annotate(total=Sum("amount_minor"))
-    return {row["status"]: row["total"] for row in rows}

@@ -11,6 +11,7 @@ from django.utils import timezone
 from djstripe import models as djstripe_models
 
 from accounts.models import Team
+from billing.extensions import credit_ledger
 from billing.models import AuditEntry
 from billing.stripe_gateway import backoffice as gateway
 from billing.stripe_gateway.sync import object_retrieve
@@ -20,14 +21,6 @@ from .audit import StaffContext, audit_record, staff_require
 from .mirror import mirror_store
 
 logger = logging.getLogger("billing.backoffice")
-
-
-def _credits_balance(team: Team) -> int | None:
-    try:
-        from usage.selectors import credits_balance
-    except ImportError:
-        return None
-    return credits_balance(team=team)
 
 
 def _reference(action_token: str) -> str:
@@ -49,15 +42,14 @@ def team_credits_grant(*, staff: StaffContext, team: Team, amount: int, note: st
                       target_type="team", target_id=team.pk, team=team)
     if not note.strip():
         raise ApplicationError("reason_required", "Say why (the customer never sees it).")
-    from usage.services import credits_grant
-
+    ledger = credit_ledger()
     with transaction.atomic():
-        before = _credits_balance(team)
-        entry = credits_grant(team=team, amount=amount, reason="staff_grant", reference=_reference(action_token),
-                              created_by=staff.user, note=note)
+        before = ledger.balance(team=team)
+        entry = ledger.grant(team=team, amount=amount, reason="staff_grant", reference=_reference(action_token),
+                             created_by=staff.user, note=note)
         audit_record(staff=staff, action=AuditEntry.Action.CREDITS_GRANTED, target_type="team", target_id=team.pk,
                      team=team, before={"credits_balance": before},
-                     after={"credits_balance": _credits_balance(team), "granted": amount,
+                     after={"credits_balance": ledger.balance(team=team), "granted": amount,
                             "ledger_entry": getattr(entry, "pk", None)}, reason=note)
     return entry
 
@@ -69,16 +61,15 @@ def team_credits_remove(*, staff: StaffContext, team: Team, amount: int, note: s
         raise ApplicationError("amount_not_positive", "Remove at least one credit.")
     if not note.strip():
         raise ApplicationError("reason_required", "Say why (the customer never sees it).")
-    from usage.services import credits_remove
-
+    ledger = credit_ledger()
     with transaction.atomic():
-        before = _credits_balance(team)
+        before = ledger.balance(team=team)
         # Never below zero: the ledger refuses (InsufficientCreditsError is shown on the form).
-        entry = credits_remove(team=team, amount=amount, reason="staff_removal", reference=_reference(action_token),
-                               created_by=staff.user, note=note)
+        entry = ledger.remove(team=team, amount=amount, reason="staff_removal", reference=_reference(action_token),
+                              created_by=staff.user, note=note)
         audit_record(staff=staff, action=AuditEntry.Action.CREDITS_REMOVED, target_type="team", target_id=team.pk,
                      team=team, before={"credits_balance": before},
-                     after={"credits_balance": _credits_balance(team), "removed": amount,
+                     after={"credits_balance": ledger.balance(team=team), "removed": amount,
                             "ledger_entry": getattr(entry, "pk", None)}, reason=note)
     return entry
 

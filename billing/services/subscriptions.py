@@ -13,7 +13,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from accounts.models import Membership, Team
-from billing_site.errors import ApplicationError, NotFoundError, PermissionDeniedError
+from billing_site.errors import ApplicationError, NotFoundError
 
 from ..catalog import load_catalog
 from ..selectors import (
@@ -199,21 +199,7 @@ def subscription_resume(*, team: Team) -> dict:
     return updated
 
 
-def subscription_cancel_now(*, team: Team, staff_user) -> dict:
-    """Immediate cancellation: staff only (customers cancel at period end)."""
-    if not getattr(staff_user, "is_staff", False):
-        raise PermissionDeniedError("forbidden", "Only staff can cancel a subscription immediately.")
-    subscription = _require_subscription(team)
-    canceled = subscriptions_gateway.subscription_cancel(
-        subscription_id=subscription.id, idempotency_key=_state_key("cancel_now", subscription)
-    )
-    _mirror(canceled, team)
-    return canceled
-
-
 def portal_session_start(*, team: Team) -> str:
-    from djstripe.models import Customer  # noqa: F401  (mirror exists once a customer exists)
-
     customer_id = team_stripe_customer_id(team=team) or customer_get_or_create(team=team)
     configuration_id = _portal_configuration_id()
     session = checkout_gateway.portal_session_create(

@@ -1,20 +1,21 @@
 """
-Fixtures for the back-office tests (imported with `from .backoffice_fixtures import *` by test_backoffice_*.py, since
-billing/tests/conftest.py belongs to the billing core). Payments are made in the emulator through our own gateway and
-synced into dj-stripe's tables, the same path production takes.
+Fixtures for the back-office tests (imported with `from .backoffice_fixtures import *` by test_backoffice_*.py:
+they need staff groups and mirrored payments, which the rest of billing's tests do not). Payments are made in the
+emulator through our own gateway and synced into dj-stripe's tables, the same path production takes.
 """
 import itertools
 import json
 import urllib.request
 
 import pytest
-from django.contrib.auth.models import Group
 from djstripe import models as djstripe_models
 
-from accounts.tests.factories import UserFactory, make_team_with_owner
+from accounts.tests.factories import make_team_with_owner
 from billing.backoffice.mirror import mirror_store
 from billing.stripe_gateway import client, write_options
 from billing.stripe_gateway.refunds import payment_intent_create_confirmed
+
+from .factories import StaffUserFactory
 
 _counter = itertools.count(1)
 # dj-stripe only accepts keys shaped like Stripe's (sk_test_ + 24 or more letters and digits).
@@ -44,30 +45,23 @@ def emulator_refunds(emulator, charge_id: str) -> list[dict]:
     return [r for r in emulator.store.all("refund") if r.get("charge") == charge_id]
 
 
-def staff_user(group_name: str | None, **kwargs):
-    user = UserFactory(is_staff=True, **kwargs)
-    if group_name:
-        user.groups.add(Group.objects.get(name=group_name))
-    return user
-
-
 @pytest.fixture
 def support_user(db):
-    return staff_user("Support", email=f"support{next(_counter)}@staff.example.com")
+    return StaffUserFactory(groups=["Support"])
 
 
 @pytest.fixture
 def finance_user(db):
-    return staff_user("Finance", email=f"finance{next(_counter)}@staff.example.com")
+    return StaffUserFactory(groups=["Finance"])
 
 
 @pytest.fixture
 def finance_user2(db):
-    return staff_user("Finance", email=f"finance{next(_counter)}@staff.example.com")
+    return StaffUserFactory(groups=["Finance"])
 
 
 def make_customer(team) -> djstripe_models.Customer:
-    """The team's Stripe customer, made the way the billing core makes it (linked profile, mirrored, subscriber)."""
+    """The team's Stripe customer, made the way billing makes it (linked profile, mirrored, subscriber)."""
     from billing.services import customer_get_or_create
 
     return djstripe_models.Customer.objects.get(id=customer_get_or_create(team=team))
@@ -108,14 +102,3 @@ def make_subscription(customer_id: str, *, trial_days: int | None = 7):
     invoice = mirror_store(kind="invoice", data=c.invoices.retrieve(sub["latest_invoice"]).to_dict())
     return subscription, invoice
 
-
-def make_webhook_event(*, stripe_event_id: str, event_type: str, obj: dict, status: str = "processed"):
-    from billing.models import WebhookEvent
-
-    return WebhookEvent.objects.create(
-        stripe_event_id=stripe_event_id, type=event_type, status=status,
-        payload={"id": stripe_event_id, "object": "event", "type": event_type, "data": {"object": obj}},
-        stripe_object_id=obj.get("id", ""), stripe_customer_id=obj.get("customer") or "",
-        attempts=5 if status == "parked" else 1, last_error="Traceback...\nRuntimeError: boom" if status in (
-            "failed", "parked") else "",
-    )

@@ -9,12 +9,8 @@ from billing.backoffice.audit import StaffContext, audit_chain_verify
 from billing.models import AuditEntry, RefundRequest
 
 from .backoffice_fixtures import *  # noqa: F401,F403
-from .backoffice_fixtures import (
-    emulator_refunds,
-    make_subscription,
-    make_webhook_event,
-    refund_posts,
-)
+from .backoffice_fixtures import emulator_refunds, make_subscription, refund_posts
+from .factories import WebhookEventFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,8 +28,8 @@ def world(paying_team, finance_user):
         from billing.backoffice.mirror import mirror_refresh
 
         refund = mirror_refresh(kind="refund", object_id=rr.stripe_refund_id)
-    event = make_webhook_event(stripe_event_id="evt_test_0001", event_type="invoice.paid",
-                               obj={"id": invoice.id, "object": "invoice", "customer": charge.customer_id})
+    event = WebhookEventFactory(stripe_event_id="evt_test_0001", type="invoice.paid",
+                                obj={"id": invoice.id, "object": "invoice", "customer": charge.customer_id})
     return {"team": team, "owner": owner, "charge": charge, "subscription": subscription, "invoice": invoice,
             "refund_request": rr, "refund": refund, "event": event}
 

@@ -152,7 +152,7 @@ def test_stripe_failure_leaves_the_request_failed_and_retryable(paying_team, sup
     # Every POST /v1/refunds answers 500 (past the SDK's own network retries and the task's retries).
     bo_stripe.control("POST", "/_emulator/faults", {"path_prefix": "/v1/refunds", "method": "POST",
                                                     "status": "500", "count": "-1"})
-    monkeypatch.setattr("billing.tasks_backoffice.REFUND_MAX_RETRIES", 0)
+    monkeypatch.setattr("billing.backoffice.tasks.REFUND_MAX_RETRIES", 0)
     services.refund_request_approve(staff=staff(finance_user), refund_request_id=rr.pk)
     rr.refresh_from_db()
     assert rr.status == Status.FAILED
@@ -289,3 +289,31 @@ def test_dispute_closes_pending_requests(paying_team, support_user, bo_stripe):
     rr.refresh_from_db()
     assert rr.status == Status.CANCELED and "dp_1" in rr.decision_note
     assert refund_posts(bo_stripe) == 0
+
+
+
+def test_only_requests_older_than_the_resume_age_are_resumed(paying_team, finance_user, bo_stripe, settings):
+    """The periodic task resumes a request processing for BACKOFFICE_REFUND_RESUME_AFTER_MINUTES, not a live one."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.backoffice.tasks import refund_requests_resume_stuck_task
+
+    from .factories import RefundRequestFactory
+
+    team, _owner, charge = paying_team
+    settings.BACKOFFICE_REFUND_RESUME_AFTER_MINUTES = 15
+    live, lost = RefundRequestFactory.create_batch(2, team=team, stripe_charge_id=charge.id, amount_minor=100,
+                                                   requested_by=finance_user, status=Status.PROCESSING)
+    RefundRequest.objects.filter(pk=live.pk).update(updated=timezone.now() - timedelta(minutes=10))
+    RefundRequest.objects.filter(pk=lost.pk).update(updated=timezone.now() - timedelta(minutes=20))
+
+    assert refund_requests_resume_stuck_task() == 1
+
+    live.refresh_from_db()
+    lost.refresh_from_db()
+    assert (live.status, lost.status) == (Status.PROCESSING, Status.SUCCEEDED)
+    assert [r["amount"] for r in emulator_refunds(bo_stripe, charge.id)] == [100]
+    settings.BACKOFFICE_REFUND_RESUME_AFTER_MINUTES = 5
+    assert list(services.refund_requests_stuck().values_list("pk", flat=True)) == [live.pk]

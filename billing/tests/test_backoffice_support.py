@@ -8,15 +8,19 @@ from billing.backoffice import refunds as refund_services
 from billing.backoffice import support
 from billing.backoffice.audit import StaffContext
 from billing.models import AuditEntry, ReconciliationDrift, RefundRequest, WebhookEvent
+from billing.extensions import credit_ledger
 from billing_site.errors import PermissionDeniedError
-from usage.models import CreditLedgerEntry
-from usage.selectors import credits_balance
-from usage.services import credits_grant, credits_remove
 
 from .backoffice_fixtures import *  # noqa: F401,F403
-from .backoffice_fixtures import make_payment, make_subscription, make_webhook_event
+from .backoffice_fixtures import make_payment, make_subscription
+from .factories import RefundRequestFactory, WebhookEventFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def credits_balance(*, team) -> int:
+    # billing's tests reach credits the way billing's code does: through the ledger usage registers.
+    return credit_ledger().balance(team=team)
 
 
 def staff(user):
@@ -102,20 +106,20 @@ def test_extend_trial_resync_and_resend_receipt(paying_team, support_user, bo_st
 def test_refunded_credit_pack_claws_back_unused_credits(paying_team, finance_user, bo_stripe):
     team, _owner, _charge = paying_team
     pack = make_payment(_charge.customer_id, amount_minor=3900)  # 50 credits for $39
-    credits_grant(team=team, amount=50, reason="purchase", reference=pack.payment_intent_id)
+    credit_ledger().grant(team=team, amount=50, reason="purchase", reference=pack.payment_intent_id)
     # Half refund: 25 credits back out.
     rr = refund_services.refund_request_create(staff=staff(finance_user), charge_id=pack.id, amount_minor=1950,
                                                currency="usd", reason="requested_by_customer")
     rr.refresh_from_db()
     assert rr.status == RefundRequest.Status.SUCCEEDED and rr.credits_clawed_back == 25
     # The customer spends all but 5 credits; refunding the rest claws back what is left, never below zero.
-    credits_remove(team=team, amount=credits_balance(team=team) - 5, reason="usage", reference="spent")
+    credit_ledger().remove(team=team, amount=credits_balance(team=team) - 5, reason="usage", reference="spent")
     rr2 = refund_services.refund_request_create(staff=staff(finance_user), charge_id=pack.id, amount_minor=1950,
                                                 currency="usd", reason="requested_by_customer")
     rr2.refresh_from_db()
     assert rr2.credits_clawed_back == 5
     assert credits_balance(team=team) == 0
-    entry = CreditLedgerEntry.objects.get(team=team, reason="refund_clawback", reference=f"refund_request:{rr2.pk}")
+    entry = credit_ledger().ledger(team=team).get(reason="refund_clawback", reference=f"refund_request:{rr2.pk}")
     assert entry.metadata["shortfall"] == 20
     assert AuditEntry.objects.filter(action="credits.clawed_back", team=team).count() == 2
 
@@ -131,8 +135,8 @@ def test_replay_of_a_parked_event(paying_team, support_user, finance_user, bo_st
     rr.refresh_from_db()
     assert rr.status == RefundRequest.Status.PROCESSING
     refund = bo_stripe.store.get(rr.stripe_refund_id, "refund")
-    event = make_webhook_event(stripe_event_id="evt_parked_1", event_type="refund.updated", obj=dict(refund),
-                               status="parked")
+    event = WebhookEventFactory(stripe_event_id="evt_parked_1", type="refund.updated", obj=dict(refund),
+                                status=WebhookEvent.Status.PARKED)
     results = support.webhook_events_replay(staff=staff(support_user), event_ids=[event.stripe_event_id], team=team)
     assert results == {"evt_parked_1": "processed"}
     event.refresh_from_db()
@@ -150,9 +154,8 @@ def test_reconciliation_detects_and_repairs_injected_drift(admin_client, paying_
 
     refund_create(charge_id=charge.id, amount_minor=700, reason="duplicate", idempotency_key="outside:1")
     # And a refund request stuck in processing.
-    stuck = RefundRequest.objects.create(team=team, stripe_charge_id=charge.id, amount_minor=100, currency="usd",
-                                         charge_amount_minor=9900, reason="duplicate", requested_by=finance_user,
-                                         status=RefundRequest.Status.PROCESSING)
+    stuck = RefundRequestFactory(team=team, stripe_charge_id=charge.id, requested_by=finance_user,
+                                 status=RefundRequest.Status.PROCESSING)
     RefundRequest.objects.filter(pk=stuck.pk).update(updated="2000-01-01T00:00:00Z")
     call_command("reconcile")
     out = capsys.readouterr().out
@@ -173,7 +176,7 @@ def test_reconciliation_detects_and_repairs_injected_drift(admin_client, paying_
 
 def test_stuck_refund_with_a_lost_webhook_is_repaired_from_stripe(admin_client, paying_team, finance_user,
                                                                   bo_stripe, monkeypatch):
-    from billing.tasks_backoffice import reconcile_task
+    from billing.backoffice.tasks import reconcile_task
 
     _team, _owner, charge = paying_team
     real_create = refund_services.refund_gateway.refund_create

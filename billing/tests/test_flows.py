@@ -113,15 +113,14 @@ def test_declined_card_stays_on_checkout_and_changes_nothing(billing_world, owne
 
 @pytest.mark.django_db
 def test_credit_pack_with_saved_3ds_card_requires_action_then_grants_once(billing_world, owner_client, team, stripe_emulator):
-    from usage.selectors import credits_balance
-
+    from billing.extensions import credit_ledger
     from billing.services import customer_get_or_create
     from billing.stripe_gateway.customers import payment_method_attach
 
     customer_id = customer_get_or_create(team=team)
     payment_method_attach(payment_method_id="pm_card_threeDSecure2Required", customer_id=customer_id,
                           idempotency_key="test-attach-3ds")
-    before = credits_balance(team=team)
+    before = credit_ledger().balance(team=team)
     page = owner_client.get(reverse("billing:pay_credit_pack", args=["credits_10"]))
     assert page.status_code == 200
     card = [c for c in __import__("billing.selectors", fromlist=["x"]).team_saved_cards(team=team)][0]["id"]
@@ -140,7 +139,7 @@ def test_credit_pack_with_saved_3ds_card_requires_action_then_grants_once(billin
     for _ in range(2):  # delivered twice: credited once
         for event in stripe_events({"payment_intent.succeeded"}):
             deliver(owner_client, billing_world, event)
-    assert credits_balance(team=team) == before + 10
+    assert credit_ledger().balance(team=team) == before + 10
 
 
 @pytest.mark.django_db

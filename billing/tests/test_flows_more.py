@@ -77,13 +77,11 @@ def test_payments_api_lists_the_teams_charges_with_filters_and_detail(billing_wo
 
 @pytest.mark.django_db
 def test_downgrade_refused_when_members_exceed_the_plans_seats(billing_world, owner_client, team, stripe_emulator):
-    from accounts.models import Membership
-    from accounts.tests.factories import UserFactory
+    from accounts.tests.factories import MembershipFactory
 
     subscribe(owner_client, stripe_emulator, "team_monthly")
     deliver_new(owner_client, billing_world, set())
-    for _ in range(3):
-        Membership.objects.create(team=team, user=UserFactory(), role=Membership.Role.MEMBER)
+    MembershipFactory.create_batch(3, team=team)  # role: member
     response = owner_client.patch("/api/v1/subscription/", {"lookup_key": "pro_monthly"}, content_type="application/json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "seat_limit"
 

@@ -37,11 +37,10 @@ def test_unknown_event_type_is_stored_and_processed_without_handlers(billing_wor
 
 @pytest.mark.django_db
 def test_credit_pack_granted_once_when_the_webhook_arrives_three_times(billing_world, client, team, django_capture_on_commit_callbacks):
-    from usage.selectors import credits_balance
-
+    from billing.extensions import credit_ledger
     from billing.services.checkout import checkout_session_start
 
-    before = credits_balance(team=team)
+    before = credit_ledger().balance(team=team)
     start = checkout_session_start(team=team, user=None, lookup_key="credits_10", currency="usd", request_token="t1")
     assert complete_checkout(_emu(), start.id).status_code == 303
     (completed,) = stripe_events({"checkout.session.completed"})
@@ -49,12 +48,12 @@ def test_credit_pack_granted_once_when_the_webhook_arrives_three_times(billing_w
         response = deliver(client, billing_world, completed)
         assert response.status_code == 200
     assert WebhookEvent.objects.filter(stripe_event_id=completed["id"]).count() == 1
-    assert credits_balance(team=team) == before + 10
+    assert credit_ledger().balance(team=team) == before + 10
     # A staff replay of the processed event grants nothing more either (idempotent on the session id).
     from billing.services import webhook_event_replay
 
     assert webhook_event_replay(event_id=completed["id"]) == WebhookEvent.Status.PROCESSED
-    assert credits_balance(team=team) == before + 10
+    assert credit_ledger().balance(team=team) == before + 10
 
 
 _EMU = {}

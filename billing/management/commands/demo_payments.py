@@ -11,6 +11,7 @@ from djstripe import models as djstripe_models
 
 from accounts.models import Membership, Team, User
 from billing.backoffice.mirror import mirror_store
+from billing.extensions import credit_ledger
 from billing.stripe_gateway.refunds import payment_intent_create_confirmed
 
 DEMO_CUSTOMER_EMAIL = "demo@example.com"
@@ -60,10 +61,8 @@ class Command(BaseCommand):
             mirror_store(kind="payment_intent", data={**payment_intent, "latest_charge": charge["id"]})
             mirror_store(kind="charge", data=charge)
             if credits:
-                from usage.services import credits_grant
-
-                credits_grant(team=team, amount=credits, reason="purchase", reference=payment_intent["id"],
-                              note="demo credit pack")
+                credit_ledger().grant(team=team, amount=credits, reason="purchase", reference=payment_intent["id"],
+                                      note="demo credit pack")
             self.stdout.write(f"  {charge['id']}: {amount} {currency} ({description})")
         self.stdout.write(self.style.SUCCESS(f"Demo payments ready for team '{team.name}' (id {team.pk}): refund them "
                                              "from /admin/billing/customeraccount/."))

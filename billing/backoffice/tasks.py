@@ -1,23 +1,29 @@
 """
 Back-office Celery tasks. They take ids, are safe to run twice (the services check state under row locks) and own
 their retries: a refund whose Stripe call could not be made is retried with backoff using the same idempotency key.
+
+The tasks keep the names they had in `billing/tasks_backoffice.py` (`name=`): messages already queued and beat
+rows stored by django-celery-beat still reach them.
 """
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-# The worker must know the refund webhook handlers too (the pipeline runs them in tasks).
-import billing.webhooks.backoffice_handlers  # noqa: E402,F401
+from .reconciliation import reconciliation_run
+from .refunds import RefundStripeUnavailable, refund_request_execute, refund_requests_stuck
 
 logger = logging.getLogger("billing.backoffice")
 
 REFUND_MAX_RETRIES = 5
 
 
-@shared_task(bind=True, acks_late=True, max_retries=REFUND_MAX_RETRIES)
+@shared_task(bind=True, acks_late=True, max_retries=REFUND_MAX_RETRIES,
+             name="billing.tasks_backoffice.refund_request_execute_task")
 def refund_request_execute_task(self, refund_request_id: int) -> str:
-    from billing.backoffice.refunds import RefundStripeUnavailable, refund_request_execute
-
     final = self.request.retries >= REFUND_MAX_RETRIES
     try:
         refund_request = refund_request_execute(refund_request_id=refund_request_id, final_attempt=final)
@@ -26,29 +32,20 @@ def refund_request_execute_task(self, refund_request_id: int) -> str:
     return refund_request.status
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, name="billing.tasks_backoffice.refund_requests_resume_stuck_task")
 def refund_requests_resume_stuck_task() -> int:
-    """Resume requests left STARTED without DONE (a worker died between the Stripe call and recording it)."""
-    from billing.backoffice.refunds import refund_requests_stuck
-
+    """Resume requests left STARTED without DONE (a worker died between the Stripe call and recording it): those
+    older than BACKOFFICE_REFUND_RESUME_AFTER_MINUTES."""
     stuck = list(refund_requests_stuck().values_list("pk", flat=True))
     for refund_request_id in stuck:
         refund_request_execute_task.delay(refund_request_id)
     return len(stuck)
 
 
-@shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900)
+@shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900, name="billing.tasks_backoffice.reconcile_task")
 def reconcile_task(since_iso: str | None = None) -> int:
     """Scheduled reconciliation: objects created in the last BACKOFFICE_RECONCILE_LOOKBACK_DAYS (the command does
     everything, or `--since`)."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-    from django.utils.dateparse import parse_datetime
-
-    from billing.backoffice.reconciliation import reconciliation_run
-
     since = parse_datetime(since_iso) if since_iso else (
         timezone.now() - timedelta(days=settings.BACKOFFICE_RECONCILE_LOOKBACK_DAYS))
     run = reconciliation_run(since=since, triggered_by="schedule")
