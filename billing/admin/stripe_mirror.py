@@ -9,22 +9,13 @@ from django.urls import reverse
 from django.utils.html import format_html
 from djstripe import models as djstripe_models
 
-from billing.admin_mixins import ExactIdSearchMixin, FastListMixin
+from billing.admin.mixins import ExactIdSearchMixin, FastListMixin, ReadOnlyAdminMixin
 from billing.backoffice.selectors import payment_rows
 from billing_site.money import format_money
 
 
-class ReadOnlyMirrorMixin(FastListMixin):
+class ReadOnlyMirrorMixin(ReadOnlyAdminMixin, FastListMixin):
     list_per_page = 50
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_actions(self, request):
         return {}  # dj-stripe's resync/sync-all actions write outside our services and audit

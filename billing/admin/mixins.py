@@ -1,4 +1,8 @@
 """
+`ReadOnlyAdminMixin`: the back office changes nothing through the admin's own add/change/delete: refund requests
+move through their decisions, the audit trail is append-only, events and the dj-stripe mirror come from Stripe,
+teams from signup. Every change is a service call behind a confirmed action, permission-checked and audited.
+
 What makes an admin list fast on a million rows:
 
 - `CappedCountPaginator`: Django's paginator runs COUNT(*) over the whole filtered result on every list page (a
@@ -12,6 +16,20 @@ What makes an admin list fast on a million rows:
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.utils.functional import cached_property
+
+
+class ReadOnlyAdminMixin:
+    """No add, change or delete for anyone, superusers included; `view` permission still opens lists and pages."""
+
+    # `obj=None` on add as well: the mixin also wraps dj-stripe's admins, and inlines take `obj` there.
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class CappedCountPaginator(Paginator):

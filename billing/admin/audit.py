@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.models import User
-from billing.admin_mixins import ExactIdSearchMixin
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin
 from billing.backoffice.audit import StaffContext, audit_chain_verify, audit_record, staff_require
 from billing.models import AuditEntry
 
@@ -41,7 +41,8 @@ class _Echo:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
+    # Append-only: nobody adds, edits or deletes through the admin, superusers included (and so no bulk actions).
     list_display = ["id", "created", "actor_email", "action", "outcome", "target", "team_link", "short_reason"]
     list_filter = [ActorFilter, "action", "outcome", ("created", admin.DateFieldListFilter)]
     search_fields = ["=target_id"]  # the search box; the lookups are `exact_search`
@@ -50,19 +51,6 @@ class AuditEntryAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     list_per_page = 100
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
     change_list_template = "admin/billing/auditentry/change_list.html"
-
-    # Append-only: nobody adds, edits or deletes through the admin, superusers included.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        return {}
 
     @admin.display(description="Target")
     def target(self, obj):
