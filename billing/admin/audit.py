@@ -5,11 +5,10 @@ from django.contrib import admin
 from django.db import transaction
 from django.http import Http404, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils.html import format_html
+from django.urls import path
 
 from accounts.models import User
-from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice.audit import StaffContext, audit_chain_verify, audit_record, staff_require
 from billing.models import AuditEntry
 
@@ -58,10 +57,7 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="Team")
     def team_link(self, obj):
-        if obj.team_id is None:
-            return ""
-        return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[obj.team_id]),
-                           obj.team.name)
+        return team_360_link(obj.team)
 
     @admin.display(description="Reason")
     def short_reason(self, obj):

@@ -12,10 +12,14 @@ What makes an admin list fast on a million rows:
 - `ExactIdSearchMixin`: the admin's `=field` search is `iexact` (UPPER(col) = UPPER(term), no index). Stripe ids are
   case-sensitive and unique: match them exactly, and route by prefix (ch_ → id, pi_ → payment_intent_id, ...) so
   the query hits one index instead of an OR across joins.
+
+`team_360_link`: every list that shows a team links it to its Customer 360 page the same way.
 """
 from django.core.paginator import Paginator
 from django.db.models import Q
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 
 class ReadOnlyAdminMixin:
@@ -63,3 +67,11 @@ class ExactIdSearchMixin(FastListMixin):
         if not condition:
             return queryset.none(), False
         return queryset.filter(condition), False
+
+
+def team_360_link(team, *, empty: str = "") -> str:
+    """A link to `team`'s Customer 360 page, or `empty` when there is no team (pass the related object: no query)."""
+    if team is None:
+        return empty
+    return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[team.pk]),
+                       team.name)

@@ -4,7 +4,7 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin
+from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice.audit import StaffContext
 from billing.backoffice.reconciliation import reconciliation_drift_repair
 from billing.models import ReconciliationDrift, ReconciliationRun
@@ -51,10 +51,7 @@ class ReconciliationDriftAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdm
 
     @admin.display(description="Team")
     def team_link(self, obj):
-        if obj.team_id is None:
-            return ""
-        return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[obj.team_id]),
-                           obj.team.name)
+        return team_360_link(obj.team)
 
     @admin.display(description="")
     def repair_button(self, obj):

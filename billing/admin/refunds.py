@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from billing.admin.forms import DecisionForm, RefundRequestForm
-from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice import refunds as refund_services
 from billing.backoffice.audit import StaffContext
 from billing.models import RefundRequest
@@ -41,10 +41,7 @@ class RefundRequestAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmi
 
     @admin.display(description="Team", ordering="team__name")
     def team_link(self, obj):
-        if obj.team_id is None:
-            return "—"
-        return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[obj.team_id]),
-                           obj.team.name)
+        return team_360_link(obj.team, empty="—")
 
     @admin.display(description="Charge")
     def charge_link(self, obj):

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from djstripe import models as djstripe_models
 
-from billing.admin.mixins import ExactIdSearchMixin, FastListMixin, ReadOnlyAdminMixin
+from billing.admin.mixins import ExactIdSearchMixin, FastListMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice.selectors import payment_rows
 from billing_site.money import format_money
 
@@ -49,10 +49,7 @@ def _money(data: dict, key: str = "amount") -> str:
 
 
 def _team_link(customer) -> str:
-    if customer is None or customer.subscriber_id is None:
-        return "—"
-    return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change",
-                                                      args=[customer.subscriber_id]), customer.subscriber.name)
+    return team_360_link(customer.subscriber if customer is not None else None, empty="—")
 
 
 class MirrorAdmin(ExactIdSearchMixin, ReadOnlyMirrorMixin, admin.ModelAdmin):
