@@ -37,7 +37,6 @@ class RefundRequestAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmi
     list_per_page = 50
     actions = ["approve_selected", "reject_selected", "retry_selected"]
     change_form_template = "admin/billing/refundrequest/detail.html"
-    readonly_fields = [f.name for f in RefundRequest._meta.fields]
 
     @admin.display(description="Team", ordering="team__name")
     def team_link(self, obj):

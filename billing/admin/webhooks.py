@@ -47,7 +47,6 @@ class WebhookConsoleAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdm
     ordering = ["-received_at", "-id"]
     actions = ["replay_selected"]
     change_form_template = "admin/billing/webhookevent/detail.html"
-    readonly_fields = [f.name for f in WebhookEvent._meta.fields]
 
     def get_queryset(self, request):
         # The list never needs the payload: leave the big JSON column in the table.
