@@ -12,7 +12,6 @@ class BillingConfig(AppConfig):
         from .hooks import hooks_register
 
         hooks_register()
-        from . import admin_webhooks  # noqa: F401  (WebhookEvent admin; BO owns admin.py)
         from .webhooks import handlers  # noqa: F401  (registers the project's webhook handlers)
         from .webhooks import backoffice_handlers  # noqa: F401  (refund and dispute handlers of the back office)
 

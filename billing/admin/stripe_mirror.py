@@ -5,32 +5,41 @@ read-only wrappers; the busy ones (charges, events, customers, payment intents, 
 lists built for 1,000,000 rows: exact-id search on unique indexes, no full counts, related rows joined, no N+1.
 """
 from django.contrib import admin
+from django.core.exceptions import FieldError
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.sql.query import Query
 from django.urls import reverse
 from django.utils.html import format_html
 from djstripe import models as djstripe_models
 
-from billing.admin_mixins import ExactIdSearchMixin, FastListMixin
+from billing.admin.mixins import ExactIdSearchMixin, FastListMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice.selectors import payment_rows
 from billing_site.money import format_money
 
 
-class ReadOnlyMirrorMixin(FastListMixin):
+class ReadOnlyMirrorMixin(ReadOnlyAdminMixin, FastListMixin):
     list_per_page = 50
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_actions(self, request):
         return {}  # dj-stripe's resync/sync-all actions write outside our services and audit
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+    def get_search_fields(self, request):
+        # dj-stripe's own admins still search columns its models folded into `stripe_data` (Account.settings,
+        # Session.customer_email, PromotionCode.code): any search on those lists was a FieldError, a 500. Keep the
+        # search fields that name a real field of the model.
+        return [name for name in super().get_search_fields(request) if _search_field_resolves(self.model, name)]
+
+
+def _search_field_resolves(model, search_field: str) -> bool:
+    """Whether the first name of an admin search field (`^name`, `=fk__name`, `name__iexact`) is a field of `model`."""
+    try:
+        Query(model).names_to_path(search_field.lstrip("^=@").split(LOOKUP_SEP), model._meta, allow_many=True)
+    except FieldError:
+        return False
+    return True
 
 
 def _money(data: dict, key: str = "amount") -> str:
@@ -40,10 +49,7 @@ def _money(data: dict, key: str = "amount") -> str:
 
 
 def _team_link(customer) -> str:
-    if customer is None or customer.subscriber_id is None:
-        return "—"
-    return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change",
-                                                      args=[customer.subscriber_id]), customer.subscriber.name)
+    return team_360_link(customer.subscriber if customer is not None else None, empty="—")
 
 
 class MirrorAdmin(ExactIdSearchMixin, ReadOnlyMirrorMixin, admin.ModelAdmin):

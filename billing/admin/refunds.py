@@ -6,8 +6,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing.admin_forms import DecisionForm, RefundRequestForm
-from billing.admin_mixins import ExactIdSearchMixin
+from billing.admin.forms import DecisionForm, RefundRequestForm
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice import refunds as refund_services
 from billing.backoffice.audit import StaffContext
 from billing.models import RefundRequest
@@ -23,7 +23,9 @@ DECISIONS = {
 
 
 @admin.register(RefundRequest)
-class RefundRequestAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+class RefundRequestAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
+    # Read-only: a request is opened from a payment (the request form), never blank, and changes state only through
+    # the decisions below.
     list_display = ["id", "team_link", "charge_link", "amount", "status_badge", "reason", "requested_by",
                     "approved_by", "created"]
     list_filter = ["status", "reason", "currency"]
@@ -35,28 +37,10 @@ class RefundRequestAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     list_per_page = 50
     actions = ["approve_selected", "reject_selected", "retry_selected"]
     change_form_template = "admin/billing/refundrequest/detail.html"
-    readonly_fields = [f.name for f in RefundRequest._meta.fields]
-
-    def has_add_permission(self, request):
-        return False  # opened from a payment (the request form), never blank
-
-    def has_change_permission(self, request, obj=None):
-        return False  # state changes only through the decisions below
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     @admin.display(description="Team", ordering="team__name")
     def team_link(self, obj):
-        if obj.team_id is None:
-            return "—"
-        return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[obj.team_id]),
-                           obj.team.name)
+        return team_360_link(obj.team, empty="—")
 
     @admin.display(description="Charge")
     def charge_link(self, obj):

@@ -1,4 +1,8 @@
 """
+`ReadOnlyAdminMixin`: the back office changes nothing through the admin's own add/change/delete: refund requests
+move through their decisions, the audit trail is append-only, events and the dj-stripe mirror come from Stripe,
+teams from signup. Every change is a service call behind a confirmed action, permission-checked and audited.
+
 What makes an admin list fast on a million rows:
 
 - `CappedCountPaginator`: Django's paginator runs COUNT(*) over the whole filtered result on every list page (a
@@ -8,10 +12,28 @@ What makes an admin list fast on a million rows:
 - `ExactIdSearchMixin`: the admin's `=field` search is `iexact` (UPPER(col) = UPPER(term), no index). Stripe ids are
   case-sensitive and unique: match them exactly, and route by prefix (ch_ → id, pi_ → payment_intent_id, ...) so
   the query hits one index instead of an OR across joins.
+
+`team_360_link`: every list that shows a team links it to its Customer 360 page the same way.
 """
 from django.core.paginator import Paginator
 from django.db.models import Q
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+
+class ReadOnlyAdminMixin:
+    """No add, change or delete for anyone, superusers included; `view` permission still opens lists and pages."""
+
+    # `obj=None` on add as well: the mixin also wraps dj-stripe's admins, and inlines take `obj` there.
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class CappedCountPaginator(Paginator):
@@ -45,3 +67,11 @@ class ExactIdSearchMixin(FastListMixin):
         if not condition:
             return queryset.none(), False
         return queryset.filter(condition), False
+
+
+def team_360_link(team, *, empty: str = "") -> str:
+    """A link to `team`'s Customer 360 page, or `empty` when there is no team (pass the related object: no query)."""
+    if team is None:
+        return empty
+    return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[team.pk]),
+                       team.name)

@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from djstripe import models as djstripe_models
 
-from billing.admin_forms import (
+from billing.admin.forms import (
     CancelSubscriptionForm,
     ConfirmForm,
     CreditsForm,
@@ -19,15 +19,16 @@ from billing.admin_forms import (
     ReplayEventsForm,
     ResendReceiptForm,
 )
-from billing.admin_mixins import FastListMixin
+from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin
 from billing.backoffice import selectors, support
 from billing.backoffice.audit import StaffContext
-from billing.models import CustomerAccount
+from billing.models import CustomerAccount, WebhookEvent
 from billing_site.errors import ApplicationError, PermissionDeniedError
 
 
 @admin.register(CustomerAccount)
-class CustomerAccountAdmin(FastListMixin, admin.ModelAdmin):
+class CustomerAccountAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
+    # Read-only: teams are created by signup, and the 360 page changes things only through the actions below.
     list_display = ["name", "billing_email", "stripe_customer", "created", "open_360"]
     search_fields = ["name"]
     search_help_text = ("Team name, billing or member email, or any Stripe id: cus_, sub_, in_, ch_, pi_, re_, evt_ "
@@ -35,15 +36,6 @@ class CustomerAccountAdmin(FastListMixin, admin.ModelAdmin):
     list_per_page = 50
     ordering = ["-id"]
     change_form_template = "admin/billing/customeraccount/customer_360.html"
-
-    def has_add_permission(self, request):
-        return False  # teams are created by signup
-
-    def has_change_permission(self, request, obj=None):
-        return False  # the 360 page is read-only; changes go through the actions below
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         customer_id = (djstripe_models.Customer.objects.filter(subscriber=OuterRef("pk"))
@@ -140,7 +132,7 @@ def _subscription_ids(ctx):
     return {"subscriptions": [row["subscription"].id for row in ctx.get("subscriptions", [])]}
 
 
-def _failed_events(ctx):
+def _replayable_events(ctx):
     return {"events": [(event.stripe_event_id, f"{event.stripe_event_id} {event.type} ({event.status})")
                        for event in ctx.get("webhook_events", [])]}
 
@@ -188,7 +180,7 @@ ACTIONS = {
     },
     "replay_events": {
         "title": "Replay webhook events", "form": ReplayEventsForm, "needs_context": True,
-        "form_kwargs": _failed_events,
+        "form_kwargs": _replayable_events,
         "run": lambda staff, team, data: "Replayed: " + ", ".join(
             f"{k}: {v}" for k, v in support.webhook_events_replay(
                 staff=staff, event_ids=data["event_ids"], team=team).items()),

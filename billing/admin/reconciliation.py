@@ -4,27 +4,16 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing.admin_mixins import FastListMixin
+from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice.audit import StaffContext
 from billing.backoffice.reconciliation import reconciliation_drift_repair
 from billing.models import ReconciliationDrift, ReconciliationRun
 from billing_site.errors import ApplicationError, PermissionDeniedError
 
 
-class _ReadOnly(FastListMixin):
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(_ReadOnly, admin.ModelAdmin):
+class ReconciliationRunAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
+    # Runs and drift are written by the reconciliation service; staff start a run or repair a drift, nothing else.
     list_display = ["id", "started_at", "finished_at", "status", "drift_count", "triggered_by", "since"]
     list_filter = ["status", "triggered_by"]
     readonly_fields = [f.name for f in ReconciliationRun._meta.fields]
@@ -47,7 +36,7 @@ class ReconciliationRunAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(ReconciliationDrift)
-class ReconciliationDriftAdmin(_ReadOnly, admin.ModelAdmin):
+class ReconciliationDriftAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
     list_display = ["id", "detected_at", "kind", "object_link", "team_link", "local_value", "stripe_value", "status",
                     "repair_button"]
     list_filter = ["status", "kind", "object_type"]
@@ -62,10 +51,7 @@ class ReconciliationDriftAdmin(_ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="Team")
     def team_link(self, obj):
-        if obj.team_id is None:
-            return ""
-        return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[obj.team_id]),
-                           obj.team.name)
+        return team_360_link(obj.team)
 
     @admin.display(description="")
     def repair_button(self, obj):
@@ -83,11 +69,6 @@ class ReconciliationDriftAdmin(_ReadOnly, admin.ModelAdmin):
             response.render()
             response.content = response.content.replace(b"__csrf__", get_token(request).encode())
         return response
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     def get_urls(self):
         return [path("<int:pk>/repair/", self.admin_site.admin_view(self.repair_view),

@@ -2,7 +2,7 @@
 The webhook console (BO) on top of the billing core's WebhookEvent: a list built for 1,000,000 events (exact-id
 search on indexed columns, a type filter that never scans the table, no full counts), a detail page with the
 pretty-printed payload, and replay of one or many events through `webhook_event_replay`, permission-checked and
-audited by billing.backoffice.support.webhook_events_replay. Replaces the billing core's basic admin for the model.
+audited by billing.backoffice.support.webhook_events_replay. The only admin of the model.
 """
 import json
 
@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing.admin_mixins import ExactIdSearchMixin
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin
 from billing.backoffice.audit import StaffContext
 from billing.backoffice.support import webhook_events_replay
 from billing.models import WebhookEvent
@@ -34,7 +34,9 @@ class EventTypeFilter(admin.SimpleListFilter):
         return queryset.filter(type=self.value()) if self.value() else queryset
 
 
-class WebhookConsoleAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+@admin.register(WebhookEvent)
+class WebhookConsoleAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
+    # Read-only: events come from Stripe only and are the record of what Stripe told us; replay is the one action.
     list_display = ["stripe_event_id", "type", "object_id", "status_badge", "attempts", "short_error", "received_at",
                     "processed_at", "customer_link"]
     list_filter = ["status", EventTypeFilter, "source", "livemode"]
@@ -45,16 +47,6 @@ class WebhookConsoleAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     ordering = ["-received_at", "-id"]
     actions = ["replay_selected"]
     change_form_template = "admin/billing/webhookevent/detail.html"
-    readonly_fields = [f.name for f in WebhookEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         # The list never needs the payload: leave the big JSON column in the table.
@@ -120,7 +112,3 @@ class WebhookConsoleAdmin(ExactIdSearchMixin, admin.ModelAdmin):
             "can_replay": request.user.has_perm("billing.replay_webhooks"),
         })
 
-
-if admin.site.is_registered(WebhookEvent):
-    admin.site.unregister(WebhookEvent)
-admin.site.register(WebhookEvent, WebhookConsoleAdmin)

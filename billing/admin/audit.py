@@ -5,11 +5,10 @@ from django.contrib import admin
 from django.db import transaction
 from django.http import Http404, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils.html import format_html
+from django.urls import path
 
 from accounts.models import User
-from billing.admin_mixins import ExactIdSearchMixin
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, team_360_link
 from billing.backoffice.audit import StaffContext, audit_chain_verify, audit_record, staff_require
 from billing.models import AuditEntry
 
@@ -41,7 +40,8 @@ class _Echo:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
+    # Append-only: nobody adds, edits or deletes through the admin, superusers included (and so no bulk actions).
     list_display = ["id", "created", "actor_email", "action", "outcome", "target", "team_link", "short_reason"]
     list_filter = [ActorFilter, "action", "outcome", ("created", admin.DateFieldListFilter)]
     search_fields = ["=target_id"]  # the search box; the lookups are `exact_search`
@@ -51,29 +51,13 @@ class AuditEntryAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
     change_list_template = "admin/billing/auditentry/change_list.html"
 
-    # Append-only: nobody adds, edits or deletes through the admin, superusers included.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        return {}
-
     @admin.display(description="Target")
     def target(self, obj):
         return f"{obj.target_type}:{obj.target_id}"
 
     @admin.display(description="Team")
     def team_link(self, obj):
-        if obj.team_id is None:
-            return ""
-        return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[obj.team_id]),
-                           obj.team.name)
+        return team_360_link(obj.team)
 
     @admin.display(description="Reason")
     def short_reason(self, obj):
