@@ -22,7 +22,7 @@ from billing.admin.forms import (
 from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin
 from billing.backoffice import selectors, support
 from billing.backoffice.audit import StaffContext
-from billing.models import CustomerAccount, WebhookEvent
+from billing.models import CustomerAccount
 from billing_site.errors import ApplicationError, PermissionDeniedError
 
 
