@@ -20,7 +20,7 @@ from billing.models import (
     WebhookEvent,
 )
 
-from .backoffice_fixtures import make_webhook_event
+from .factories import WebhookEventFactory
 
 BILLING_ADMINS = [model for model in admin.site._registry if model._meta.app_label == "billing"]
 MIRROR_ADMINS = [model for model in admin.site._registry if model._meta.app_label == "djstripe"]
@@ -47,9 +47,9 @@ def rows(db, admin_user):
         ReconciliationDrift: ReconciliationDrift.objects.create(
             run=run, kind=ReconciliationDrift.Kind.INVOICE_STATUS, object_type="invoice", object_id="in_smoke",
             team=team, local_value="open", stripe_value="paid"),
-        WebhookEvent: make_webhook_event(stripe_event_id="evt_smoke", event_type="invoice.paid",
-                                         obj={"id": "in_smoke", "object": "invoice", "customer": "cus_smoke"},
-                                         status="parked"),
+        WebhookEvent: WebhookEventFactory(stripe_event_id="evt_smoke", type="invoice.paid",
+                                          obj={"id": "in_smoke", "object": "invoice", "customer": "cus_smoke"},
+                                          status="parked"),
     }
 
 
