@@ -4,9 +4,10 @@ commits, so a rolled-back webhook never emails anyone). Templates: `billing/emai
 the subject, the rest the body. Context must be JSON-serialisable (it travels through the broker).
 """
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMultiAlternatives, send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -37,6 +38,13 @@ def team_email_send_now(*, team_id: int, template: str, context: dict) -> None:
     if team is None:
         return
     language = team_owner_language(team=team)
+    builder = TEAM_EMAIL_BUILDERS.get(template)
+    if builder is not None:
+        message = builder(team=team, context=context, language=language)
+        if message is not None:
+            message.send()
+            logger.info("sent %s email to team %s", template, team_id)
+        return
     with translation.override(language):
         text = render_to_string(
             f"billing/email/{template}.txt",
@@ -45,6 +53,19 @@ def team_email_send_now(*, team_id: int, template: str, context: dict) -> None:
     subject, _, body = text.strip().partition("\n")
     send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [team.billing_email])
     logger.info("sent %s email to team %s", template, team_id)
+
+
+# Emails richer than a text template (HTML, attachments: the receipts of billing/receipts.py) register a builder
+# here: builder(team=, context=, language=) -> EmailMultiAlternatives | None, called by the task when it sends.
+TEAM_EMAIL_BUILDERS: dict[str, Callable[..., EmailMultiAlternatives | None]] = {}
+
+
+def team_email_builder(template: str):
+    def register(func):
+        TEAM_EMAIL_BUILDERS[template] = func
+        return func
+
+    return register
 
 
 def send_staff_email(*, subject: str, body: str) -> None:

@@ -395,3 +395,11 @@ CELERY_BEAT_SCHEDULE["backoffice-resume-stuck-refunds"] = {
     "task": "billing.tasks_backoffice.refund_requests_resume_stuck_task",
     "schedule": 10 * 60,
 }
+
+# --- Receipts (issue 13) ---
+# The seller printed on the project's own PDF receipts (billing/receipts.py). Receipt numbers are sequential per
+# seller: RECEIPT_NUMBER_PREFIX names the sequence, so a new seller (a new legal entity) starts its own with a new prefix.
+RECEIPT_SELLER_NAME = env.str("RECEIPT_SELLER_NAME", default="Example Billing Ltd.")
+RECEIPT_SELLER_ADDRESS = env.str("RECEIPT_SELLER_ADDRESS", default="1 Example Street, Springfield")
+RECEIPT_SELLER_TAX_ID = env.str("RECEIPT_SELLER_TAX_ID", default="")
+RECEIPT_NUMBER_PREFIX = env.str("RECEIPT_NUMBER_PREFIX", default="RCPT-")
