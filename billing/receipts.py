@@ -274,10 +274,14 @@ class EmailContent:
 
 
 def _payment_ref(*, team: Team, context: dict) -> str | None:
-    """The charge a queued email is about: given, or the payment intent's (mirror first, then Stripe)."""
+    """The charge a queued email is about: given, or the payment intent's, or the invoice's (mirror, then Stripe)."""
     if context.get("charge"):
         return context["charge"]
     intent_id = context.get("payment_intent") or ""
+    if not intent_id and context.get("invoice"):
+        from .stripe_gateway.invoice_payments import payment_intent_id_for_invoice
+
+        intent_id = payment_intent_id_for_invoice(invoice_id=context["invoice"]) or ""
     if not intent_id:
         return None
     payment = selectors.team_payment(team=team, payment_id=intent_id)

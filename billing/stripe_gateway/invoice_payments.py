@@ -12,3 +12,13 @@ def invoice_id_for_payment_intent(*, payment_intent_id: str) -> str | None:
         invoice = payment.get("invoice")
         return invoice.get("id") if isinstance(invoice, dict) else invoice
     return None
+
+
+@stripe_operation("invoice_payment_list_for_invoice")
+def payment_intent_id_for_invoice(*, invoice_id: str) -> str | None:
+    """The payment intent that paid an invoice (its `paid` invoice payment), or None while nothing has paid it."""
+    page = to_dict(client().v1.invoice_payments.list(params={"invoice": invoice_id, "status": "paid", "limit": 1}))
+    for payment in page.get("data") or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        return intent.get("id") if isinstance(intent, dict) else intent
+    return None

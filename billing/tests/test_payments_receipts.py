@@ -356,3 +356,21 @@ def test_refunds_new_in_event_uses_previous_attributes_or_the_amount():
                                 refunded_now=300) == ["re_2"]
     assert refunds_new_in_event(charge=charge, previous={}, refunded_now=300) == ["re_2"]
     assert refunds_new_in_event(charge=charge, previous={}, refunded_now=500) == ["re_2", "re_1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_invoice_paid_event_emails_the_subscription_receipt_with_the_invoice_lines(
+        payments_world, django_capture_on_commit_callbacks):
+    from billing.webhooks.registry import handlers_for
+
+    w = payments_world
+    (event,) = [e for e in stripe_events({"invoice.paid"}) if e["data"]["object"]["id"] == w["invoice"].id]
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        for handler in handlers_for("invoice.paid"):
+            handler(event=event)
+    (message,) = mail.outbox
+    assert message.subject == "Receipt T13-000001 for your payment of $99.00"
+    text = pdf_text(message.attachments[0][1])
+    assert w["invoice"].stripe_data["number"] in text and "Subscription" in text
+    assert Receipt.objects.get().stripe_charge_id == w["invoice_charge_id"]
