@@ -433,6 +433,8 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
         status = PaymentStatus.FAILED
     card = (data.get("payment_method_details") or {}).get("card") or {}
     description = data.get("description") or ""
+    if description in STRIPE_INVOICE_PAYMENT_DESCRIPTIONS:
+        description = ""  # Stripe's bookkeeping words, not the customer's: the kind and invoice lines say it
     if kind == PaymentKind.CREDIT_PACK and pack is not None:
         quantity = int(metadata.get("quantity") or 1)
         description = description or (f"{quantity} × {pack.name}" if quantity > 1 else pack.name)
