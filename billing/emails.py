@@ -1,7 +1,9 @@
 """
 Emails to a team, in the language of its owner, always sent from a Celery task (after the writing transaction
 commits, so a rolled-back webhook never emails anyone). Templates: `billing/email/<name>.txt`; the first line is
-the subject, the rest the body. Context must be JSON-serialisable (it travels through the broker).
+the subject, the rest the body. Context must be JSON-serialisable (it travels through the broker). A template
+with a registered builder (`team_email_builder`: the receipts of billing/receipts.py) makes its own HTML + text
+message with attachments instead.
 """
 import logging
 from collections.abc import Callable
