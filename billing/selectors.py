@@ -435,12 +435,13 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
     description = data.get("description") or ""
     if description in STRIPE_INVOICE_PAYMENT_DESCRIPTIONS:
         description = ""  # Stripe's bookkeeping words, not the customer's: the kind and invoice lines say it
-    if kind == PaymentKind.CREDIT_PACK and pack is not None:
+    if kind == PaymentKind.CREDIT_PACK and pack is not None and not description:
+        # A pack bought without a description (Checkout, saved card): the catalog names it, quantity on its line.
         quantity = int(metadata.get("quantity") or 1)
-        description = description or (f"{quantity} × {pack.name}" if quantity > 1 else pack.name)
-    lines = _payment_lines(invoice=invoice, description=description, amount_minor=amount)
-    if kind == PaymentKind.CREDIT_PACK and pack is not None and not (data.get("description") or ""):
-        lines = (PaymentLine(description=pack.name, quantity=int(metadata.get("quantity") or 1), amount_minor=amount),)
+        description = pack.name
+        lines = (PaymentLine(description=pack.name, quantity=quantity, amount_minor=amount),)
+    else:
+        lines = _payment_lines(invoice=invoice, description=description, amount_minor=amount)
     return PaymentRow(
         id=charge.id, payment_intent=intent, kind=kind, status=status, stripe_status=stripe_status,
         amount_minor=amount, amount_refunded_minor=refunded, currency=(data.get("currency") or "usd").lower(),
