@@ -9,11 +9,14 @@ The one way to email a team: `send_team_email`. Billing's receipts and notices a
   (`usage/email/quota_80`). The template's first line is the subject, the rest the body.
 - Context must be JSON-serialisable (it travels through the broker); `team`, `site_url` and `language` are added
   when rendering.
+- A template with a registered builder (`team_email_builder`: the receipts of billing/receipts.py) makes its own
+  HTML + text message with attachments instead.
 """
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMultiAlternatives, send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -61,15 +64,35 @@ def team_email_send_now(*, team_id: int, template: str, context: dict, to: list[
     if team is None:
         return
     language = team_owner_language(team=team)
+    recipients = list(to) if to else team_email_recipients(team=team)
+    builder = TEAM_EMAIL_BUILDERS.get(template)
+    if builder is not None:
+        message = builder(team=team, context=context, language=language, to=recipients)
+        if message is not None:
+            message.send()
+            logger.info("sent %s email to team %s", template, team_id)
+        return
     with translation.override(language):
         text = render_to_string(
             _template_path(template),
             {**context, "team": team, "site_url": settings.SITE_URL, "language": language},
         )
     subject, _, body = text.strip().partition("\n")
-    recipients = list(to) if to else team_email_recipients(team=team)
     send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, recipients)
     logger.info("sent %s email to team %s", template, team_id)
+
+
+# Emails richer than a text template (HTML, attachments: the receipts of billing/receipts.py) register a builder
+# here: builder(team=, context=, language=, to=) -> EmailMultiAlternatives | None, called by the task when it sends.
+TEAM_EMAIL_BUILDERS: dict[str, Callable[..., EmailMultiAlternatives | None]] = {}
+
+
+def team_email_builder(template: str):
+    def register(func):
+        TEAM_EMAIL_BUILDERS[template] = func
+        return func
+
+    return register
 
 
 def send_staff_email(*, subject: str, body: str) -> None:

@@ -289,3 +289,242 @@ def billing_overview(*, team: Team, language: str | None = None) -> dict:
         "payment_method": payment_method, "other_prices": other_prices, "credit_packs": catalog.credit_packs,
         "has_customer": bool(team_stripe_customer_id(team=team)),
     }
+
+
+# --- payments and receipts (issue 13) -------------------------------------------------------------------------------
+# The team's charges as the customer reads them: from dj-stripe's mirror (Charge, Refund, PaymentIntent, Invoice),
+# never from Stripe, so the page and the API answer without a network call. A team has tens to hundreds of charges:
+# the customer and date range filter in SQL, the kind and refund-aware status (which need the invoice and refund
+# rows) in Python.
+@dataclass(frozen=True)
+class PaymentRefund:
+    id: str
+    amount_minor: int
+    currency: str
+    status: str  # Stripe's refund status: succeeded, pending, failed, canceled, requires_action
+    reason: str
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class PaymentLine:
+    description: str
+    quantity: int | None
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    id: str  # the charge (ch_...)
+    payment_intent: str | None
+    kind: str  # forms_payments.PaymentKind
+    status: str  # forms_payments.PaymentStatus
+    stripe_status: str
+    amount_minor: int
+    amount_refunded_minor: int
+    currency: str
+    description: str
+    card_brand: str
+    card_last4: str
+    created: datetime | None
+    invoice_id: str | None
+    invoice_number: str
+    lookup_key: str
+    receipt_url: str  # Stripe's hosted receipt
+    refunds: tuple[PaymentRefund, ...]
+    lines: tuple[PaymentLine, ...]
+    tax_minor: int
+
+    @property
+    def has_receipt(self) -> bool:
+        """Receipts document money received: a failed or still-processing charge has none."""
+        return self.stripe_status == "succeeded"
+
+
+# Since API 2025-03 a charge no longer names its invoice, and the invoice lists its payments only when expanded
+# (the mirror does not expand them). Stripe describes the payment intents it makes for subscription invoices so.
+STRIPE_INVOICE_PAYMENT_DESCRIPTIONS = ("Subscription creation", "Subscription update", "Subscription cycle")
+
+
+def _payment_invoices_by_intent(*, customer_id: str) -> dict[str, dict]:
+    """Payment intent (and charge) id -> invoice data, for every invoice of the customer in the mirror."""
+    from djstripe.models import Invoice
+
+    found: dict[str, dict] = {}
+    for data in Invoice.objects.filter(customer_id=customer_id).values_list("stripe_data", flat=True):
+        data = data or {}
+        # API versions before 2025-03 name the intent and charge on the invoice; later ones list invoice payments.
+        for key in ("payment_intent", "charge"):
+            ref = data.get(key)
+            ref = ref.get("id") if isinstance(ref, dict) else ref
+            if ref:
+                found[ref] = data
+        for payment in ((data.get("payments") or {}).get("data") or []):
+            ref = (payment.get("payment") or {}).get("payment_intent")
+            ref = ref.get("id") if isinstance(ref, dict) else ref
+            if ref:
+                found[ref] = data
+    return found
+
+
+def _payment_refunds(*, charge_data: dict, mirrored: list[dict]) -> tuple[PaymentRefund, ...]:
+    """The charge's refunds: dj-stripe's Refund rows, completed by the list embedded in the charge."""
+    by_id = {r["id"]: r for r in ((charge_data.get("refunds") or {}).get("data") or []) if r.get("id")}
+    by_id.update({r["id"]: r for r in mirrored if r.get("id")})
+    refunds = [
+        PaymentRefund(id=r["id"], amount_minor=int(r.get("amount") or 0),
+                      currency=r.get("currency") or charge_data.get("currency") or "", status=r.get("status") or "",
+                      reason=r.get("reason") or "", created=_ts(r.get("created")))
+        for r in by_id.values()
+    ]
+    return tuple(sorted(refunds, key=lambda r: (r.created or datetime.min.replace(tzinfo=dt_timezone.utc), r.id)))
+
+
+def _payment_lines(*, invoice: dict | None, description: str, amount_minor: int) -> tuple[PaymentLine, ...]:
+    if invoice:
+        lines = [
+            PaymentLine(description=line.get("description") or "", quantity=line.get("quantity"),
+                        amount_minor=int(line.get("amount") or 0))
+            for line in ((invoice.get("lines") or {}).get("data") or [])
+            if line.get("amount")  # a metered line with no usage adds nothing to read
+        ]
+        if lines:
+            return tuple(lines)
+    return (PaymentLine(description=description, quantity=1, amount_minor=amount_minor),)
+
+
+def _invoice_tax_minor(invoice: dict | None) -> int:
+    if not invoice:
+        return 0
+    total_taxes = invoice.get("total_taxes")  # API 2025-03 and later
+    if isinstance(total_taxes, list):
+        return sum(int(t.get("amount") or 0) for t in total_taxes)
+    return int(invoice.get("tax") or 0)
+
+
+def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> PaymentRow:
+    from .forms_payments import PaymentKind, PaymentStatus
+
+    data = charge.stripe_data or {}
+    metadata = data.get("metadata") or {}
+    intent = data.get("payment_intent")
+    intent = intent.get("id") if isinstance(intent, dict) else intent
+    invoice = invoices.get(intent or "") or invoices.get(charge.id)
+    legacy_invoice = data.get("invoice")
+    lookup_key = metadata.get("lookup_key") or ""
+    catalog = load_catalog()
+    pack = catalog.credit_pack_for_lookup_key(lookup_key) if lookup_key else None
+    if invoice or legacy_invoice or (data.get("description") or "").startswith(STRIPE_INVOICE_PAYMENT_DESCRIPTIONS):
+        kind = PaymentKind.SUBSCRIPTION
+    elif metadata.get("kind") == "credit_pack" or pack is not None:
+        kind = PaymentKind.CREDIT_PACK
+    else:
+        kind = PaymentKind.ONE_TIME
+    amount = int(data.get("amount") or 0)
+    refunded = int(data.get("amount_refunded") or 0)
+    stripe_status = data.get("status") or ""
+    if stripe_status == "succeeded" and refunded >= amount > 0:
+        status = PaymentStatus.REFUNDED
+    elif stripe_status == "succeeded" and refunded > 0:
+        status = PaymentStatus.PARTIALLY_REFUNDED
+    elif stripe_status in (PaymentStatus.SUCCEEDED, PaymentStatus.PENDING, PaymentStatus.FAILED):
+        status = PaymentStatus(stripe_status)
+    else:
+        status = PaymentStatus.FAILED
+    card = (data.get("payment_method_details") or {}).get("card") or {}
+    description = data.get("description") or ""
+    if description in STRIPE_INVOICE_PAYMENT_DESCRIPTIONS:
+        description = ""  # Stripe's bookkeeping words, not the customer's: the kind and invoice lines say it
+    if kind == PaymentKind.CREDIT_PACK and pack is not None and not description:
+        # A pack bought without a description (Checkout, saved card): the catalog names it, quantity on its line.
+        quantity = int(metadata.get("quantity") or 1)
+        description = pack.name
+        lines = (PaymentLine(description=pack.name, quantity=quantity, amount_minor=amount),)
+    else:
+        lines = _payment_lines(invoice=invoice, description=description, amount_minor=amount)
+    return PaymentRow(
+        id=charge.id, payment_intent=intent, kind=kind, status=status, stripe_status=stripe_status,
+        amount_minor=amount, amount_refunded_minor=refunded, currency=(data.get("currency") or "usd").lower(),
+        description=description, card_brand=card.get("brand") or "", card_last4=card.get("last4") or "",
+        created=charge.created or _ts(data.get("created")),
+        invoice_id=(invoice or {}).get("id") or (legacy_invoice if isinstance(legacy_invoice, str) else None),
+        invoice_number=(invoice or {}).get("number") or "", lookup_key=lookup_key,
+        receipt_url=data.get("receipt_url") or "", refunds=_payment_refunds(charge_data=data, mirrored=refunds),
+        lines=lines, tax_minor=_invoice_tax_minor(invoice),
+    )
+
+
+def _payment_rows(*, customer_id: str, charges, invoice_hint: str = "") -> list[PaymentRow]:
+    from djstripe.models import Invoice, Refund
+
+    charges = list(charges)
+    invoices = _payment_invoices_by_intent(customer_id=customer_id)
+    if invoice_hint and len(charges) == 1:
+        # The caller learnt from Stripe which invoice this one charge paid (receipts: see billing/receipts.py).
+        hinted = Invoice.objects.filter(id=invoice_hint, customer_id=customer_id).values_list(
+            "stripe_data", flat=True).first()
+        intent = (charges[0].stripe_data or {}).get("payment_intent")
+        if hinted:
+            invoices[intent if isinstance(intent, str) and intent else charges[0].id] = hinted
+    refunds: dict[str, list[dict]] = {}
+    for charge_id, data in Refund.objects.filter(charge_id__in=[c.id for c in charges]).values_list(
+            "charge_id", "stripe_data"):
+        refunds.setdefault(charge_id, []).append(data or {})
+    return [_payment_row(charge=c, invoices=invoices, refunds=refunds.get(c.id, [])) for c in charges]
+
+
+def team_payments(
+    *, team: Team, status: str = "", kind: str = "", created_gte: datetime | None = None,
+    created_lte: datetime | None = None, ordering: str = "-created",
+) -> list[PaymentRow]:
+    """
+    Every charge of the team (subscription invoices, credit packs, one-time card payments), newest first by default
+    (`ordering`: created, -created, amount, -amount). `status` and `kind` are forms_payments' values.
+    """
+    from djstripe.models import Charge
+
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id:
+        return []
+    charges = Charge.objects.filter(customer_id=customer_id)
+    if created_gte is not None:
+        charges = charges.filter(created__gte=created_gte)
+    if created_lte is not None:
+        charges = charges.filter(created__lte=created_lte)
+    rows = [row for row in _payment_rows(customer_id=customer_id, charges=charges)
+            if (not status or row.status == status) and (not kind or row.kind == kind)]
+    field = ordering.lstrip("-")
+    key = (lambda r: (r.amount_minor, r.id)) if field == "amount" else (
+        lambda r: (r.created or datetime.min.replace(tzinfo=dt_timezone.utc), r.id))
+    rows.sort(key=key, reverse=ordering.startswith("-"))
+    return rows
+
+
+def team_payment(*, team: Team, payment_id: str, invoice_hint: str = "") -> PaymentRow | None:
+    """
+    One of the team's payments by charge (ch_...) or payment intent (pi_...) id; None for anyone else's.
+    `invoice_hint`: the id of the invoice the caller knows the payment paid (it must be the team's, in the mirror).
+    """
+    from djstripe.models import Charge
+    from django.db.models import Q
+
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id or not payment_id:
+        return None
+    charge = (Charge.objects.filter(customer_id=customer_id)
+              .filter(Q(id=payment_id) | Q(payment_intent_id=payment_id)).order_by("-created").first())
+    if charge is None:
+        return None
+    return _payment_rows(customer_id=customer_id, charges=[charge], invoice_hint=invoice_hint)[0]
+
+
+def team_receipts_by_charge(*, team: Team, charge_ids: list[str]) -> dict[str, dict[str, str]]:
+    """charge id -> {"payment": receipt number, "<refund id>": receipt number} of receipts already issued."""
+    from .models import Receipt
+
+    found: dict[str, dict[str, str]] = {}
+    for charge_id, kind, refund_id, number in Receipt.objects.filter(
+            team=team, stripe_charge_id__in=charge_ids).values_list("stripe_charge_id", "kind", "stripe_refund_id",
+                                                                    "number"):
+        found.setdefault(charge_id, {})[refund_id if kind == Receipt.Kind.REFUND else "payment"] = number
+    return found

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_payments
 from .webhooks.views import stripe_webhook
 
 app_name = "billing"
@@ -17,6 +17,11 @@ urlpatterns = [
     path("billing/portal/", views.portal, name="portal"),
     path("billing/pay/return/", views.payment_return, name="payment_return"),
     path("billing/pay/<str:lookup_key>/", views.pay_credit_pack, name="pay_credit_pack"),
+    # Payment history and receipts (issue 13).
+    path("billing/payments/", views_payments.payments, name="payments"),
+    path("billing/payments/<str:payment_id>/receipt.pdf", views_payments.payment_receipt, name="payment_receipt"),
+    path("billing/payments/<str:payment_id>/refunds/<str:refund_id>/receipt.pdf", views_payments.refund_receipt,
+         name="refund_receipt"),
     # dj-stripe's URL scheme (`<uuid>` is WebhookEndpoint.djstripe_uuid), served by the project's own view.
     path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe_webhook"),
 ]

@@ -1,13 +1,14 @@
 """Money is integer minor units plus a lower-case ISO currency. This is the one place that formats it for people."""
 from decimal import Decimal, InvalidOperation
 
+from babel.numbers import format_currency
+from django.utils.translation import to_locale
+
 # Currencies with no minor unit (Stripe's zero-decimal list); everything else the project sells has two decimals.
 ZERO_DECIMAL_CURRENCIES = frozenset(
     {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "vnd", "vuv", "xaf", "xof", "xpf"}
 )
-_SYMBOLS = {"usd": "$", "brl": "R$ ", "eur": "€", "gbp": "£"}
-# Decimal and thousands separators by language (the site speaks en and pt-br).
-_SEPARATORS = {"pt-br": (",", "."), "pt": (",", ".")}
+
 
 
 def currency_exponent(currency: str) -> int:
@@ -49,18 +50,33 @@ def money_parse_minor(text: str | Decimal, currency: str) -> int:
     return int(scaled)
 
 
+def _babel_locale(language: str) -> str:
+    """A Django language code ("pt-br", "en") as a Babel locale ("pt_BR", "en"); unknown ones read as English."""
+    from babel import Locale, UnknownLocaleError
+
+    name = to_locale(language)
+    try:
+        Locale.parse(name)
+    except (ValueError, UnknownLocaleError):
+        return "en"
+    return name
+
+
 def format_money(amount_minor: int, currency: str, language: str | None = None) -> str:
-    """format_money(49900, "brl") -> "R$ 499,00"; format_money(9900, "usd") -> "$99.00"."""
+    """
+    format_money(49900, "brl") -> "R$ 499,00"; format_money(9900, "usd") -> "$99.00";
+    format_money(9900, "usd", "pt-br") -> "US$ 99,00"; format_money(249900, "brl", "en") -> "R$2,499.00".
+    Babel's CLDR data decides symbols, separators and the sign's place for the language.
+    """
     currency = currency.lower()
     if language is None:
         # A currency reads best in its home convention: reais with a comma, dollars with a point.
         language = "pt-br" if currency == "brl" else "en"
-    decimal_sep, thousands_sep = _SEPARATORS.get(language.lower(), (".", ","))
-    exponent = currency_exponent(currency)
-    negative = amount_minor < 0
-    units, cents = divmod(abs(int(amount_minor)), 10**exponent)
-    whole = f"{units:,}".replace(",", thousands_sep)
-    text = f"{whole}{decimal_sep}{cents:0{exponent}d}" if exponent else whole
-    symbol = _SYMBOLS.get(currency)
-    text = f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
-    return f"-{text}" if negative else text
+    text = format_currency(
+        minor_to_decimal(amount_minor, currency), currency.upper(), locale=_babel_locale(language),
+        # The amount has exactly the currency's minor unit already (Stripe's exponent, e.g. 0 for JPY).
+        currency_digits=True,
+    )
+    # CLDR puts a no-break space (U+00A0, or U+202F) between "R$" and the number. The contract's strings, the
+    # plain-text emails and grep-able tests use an ordinary space; pages that must not wrap an amount say so in CSS (white-space).
+    return text.replace("\u00a0", " ").replace("\u202f", " ")

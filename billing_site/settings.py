@@ -243,6 +243,13 @@ BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=["finance@exampl
 # Catalog currencies: prices carry BRL as `currency_options` on the USD price (one price per lookup key).
 BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
 
+# Receipts: the seller printed on the project's own PDF receipts (billing/receipts.py). Numbers are sequential per
+# seller: RECEIPT_NUMBER_PREFIX names the sequence, so a new seller (a new legal entity) starts its own with a new prefix.
+RECEIPT_SELLER_NAME = env.str("RECEIPT_SELLER_NAME", default="Example Billing Ltd.")
+RECEIPT_SELLER_ADDRESS = env.str("RECEIPT_SELLER_ADDRESS", default="1 Example Street, Springfield")
+RECEIPT_SELLER_TAX_ID = env.str("RECEIPT_SELLER_TAX_ID", default="")
+RECEIPT_NUMBER_PREFIX = env.str("RECEIPT_NUMBER_PREFIX", default="RCPT-")
+
 # --- Usage and credits ------------------------------------------------------------------------------------------
 # Redis for metering (rate limits, live period counters, the call-event buffer). Unset: in-process token bucket and
 # synchronous event inserts (the embedded default).

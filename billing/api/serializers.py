@@ -107,6 +107,20 @@ class InvoiceOutputSerializer(serializers.Serializer):
     invoice_pdf = serializers.CharField()
 
 
+class PaymentCardSerializer(serializers.Serializer):
+    brand = serializers.CharField()
+    last4 = serializers.CharField()
+
+
+class PaymentRefundSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    amount = serializers.IntegerField(help_text="Minor units.")
+    currency = serializers.CharField()
+    status = serializers.CharField()
+    reason = serializers.CharField(allow_null=True)
+    created = serializers.DateTimeField(allow_null=True)
+
+
 class PaymentOutputSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="Charge id (ch_...).")
     payment_intent = serializers.CharField(allow_null=True)
@@ -115,9 +129,14 @@ class PaymentOutputSerializer(serializers.Serializer):
     amount_refunded = serializers.IntegerField(help_text="Minor units.")
     currency = serializers.CharField()
     description = serializers.CharField(allow_blank=True, allow_null=True)
-    receipt_url = serializers.CharField(allow_null=True)
+    receipt_url = serializers.CharField(allow_null=True, help_text="Stripe's hosted receipt.")
     invoice = serializers.CharField(allow_null=True)
     created = serializers.DateTimeField()
+    # Issue 13: what kind of payment, the card, the refunds and the project's own PDF receipt.
+    kind = serializers.ChoiceField(choices=["subscription", "credit_pack", "one_time"])
+    card = PaymentCardSerializer(allow_null=True)
+    refunds = PaymentRefundSerializer(many=True)
+    receipt_pdf = serializers.URLField(allow_null=True, help_text="The project's PDF receipt (succeeded payments).")
 
 
 class InvoicePageSerializer(serializers.Serializer):
@@ -125,3 +144,10 @@ class InvoicePageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = InvoiceOutputSerializer(many=True)
+
+
+class PaymentPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = PaymentOutputSerializer(many=True)

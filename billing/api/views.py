@@ -1,10 +1,6 @@
 """Billing API: plans, the team's subscription, Checkout and portal sessions, invoices and payments."""
-import django_filters
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
-from django.db.models import BigIntegerField, Q
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
-from rest_framework import generics, status
+from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -151,67 +147,76 @@ class InvoiceListApi(TeamScopedAPIMixin, APIView):
         return paginator.get_paginated_response(s.InvoiceOutputSerializer(page, many=True).data)
 
 
-class PaymentFilter(django_filters.FilterSet):
-    status = django_filters.CharFilter(field_name="status")
-    created_gte = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
-    created_lte = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lte")
+def _payment_payload(payment: selectors.PaymentRow, request) -> dict:
+    from django.urls import reverse
 
-
-def _payment_row(charge) -> dict:
-    data = charge.stripe_data or {}
     return {
-        "id": charge.id, "payment_intent": data.get("payment_intent"), "status": data.get("status") or "",
-        "amount": data.get("amount") or 0, "amount_refunded": data.get("amount_refunded") or 0,
-        "currency": data.get("currency") or "", "description": data.get("description"),
-        "receipt_url": data.get("receipt_url"), "invoice": data.get("invoice"), "created": charge.created,
+        "id": payment.id, "payment_intent": payment.payment_intent, "status": payment.status, "kind": payment.kind,
+        "amount": payment.amount_minor, "amount_refunded": payment.amount_refunded_minor,
+        "currency": payment.currency, "description": payment.description, "receipt_url": payment.receipt_url or None,
+        "invoice": payment.invoice_id, "created": payment.created,
+        "card": {"brand": payment.card_brand, "last4": payment.card_last4} if payment.card_last4 else None,
+        "refunds": [{"id": r.id, "amount": r.amount_minor, "currency": r.currency, "status": r.status,
+                     "reason": r.reason or None, "created": r.created} for r in payment.refunds],
+        "receipt_pdf": request.build_absolute_uri(reverse("billing:payment_receipt", args=[payment.id]))
+        if payment.has_receipt else None,
     }
 
 
-class PaymentQuerysetMixin(TeamScopedAPIMixin):
-    def get_queryset(self):
-        from djstripe.models import Charge
+def _payment_filters(request):
+    """The page's filter form, read from the query string: anything it refuses is a 400 in the error shape."""
+    from ..forms_payments import PaymentFilterForm
 
-        if getattr(self, "swagger_fake_view", False):
-            # Schema generation: no request team; the model is enough to describe the filters.
-            return Charge.objects.none()
-        customer_id = selectors.team_stripe_customer_id(team=self.team)
-        return (Charge.objects.filter(customer_id=customer_id) if customer_id else Charge.objects.none()).annotate(
-            amount_minor=Cast(KeyTextTransform("amount", "stripe_data"), BigIntegerField())
-        )
+    form = PaymentFilterForm(request.query_params)
+    if not form.is_valid():
+        raise ApplicationError("invalid_filter", form.first_error(), http_status=400,
+                               extra={"fields": {name: [str(e) for e in errors] for name, errors in form.errors.items()}})
+    return form.filters()
 
 
-@extend_schema(parameters=[
+_PAYMENT_FILTER_PARAMETERS = [
+    OpenApiParameter("status", str, OpenApiParameter.QUERY, required=False,
+                     enum=["succeeded", "partially_refunded", "refunded", "pending", "failed"]),
+    OpenApiParameter("kind", str, OpenApiParameter.QUERY, required=False,
+                     enum=["subscription", "credit_pack", "one_time"]),
+    OpenApiParameter("created_gte", str, OpenApiParameter.QUERY, required=False,
+                     description="ISO 8601 date (from its first instant) or date-time."),
+    OpenApiParameter("created_lte", str, OpenApiParameter.QUERY, required=False,
+                     description="ISO 8601 date (up to its last instant) or date-time."),
     OpenApiParameter("ordering", str, OpenApiParameter.QUERY, required=False,
                      enum=["created", "-created", "amount", "-amount"], description="Default: -created."),
-])
-class PaymentListApi(PaymentQuerysetMixin, generics.ListAPIView):
-    """The team's charges (one per payment attempt), newest first; ?status=&created_gte=&created_lte=&ordering=."""
-    serializer_class = s.PaymentOutputSerializer
-    filterset_class = PaymentFilter
-    ordering_fields = {"created": "created", "amount": "amount_minor"}
-    ordering = ["-created"]
+    OpenApiParameter("page", int, OpenApiParameter.QUERY, required=False),
+]
 
-    def list(self, request, *args, **kwargs):
+
+class PaymentListApi(TeamScopedAPIMixin, APIView):
+    @extend_schema(operation_id="v1_payments_list", parameters=_PAYMENT_FILTER_PARAMETERS,
+                   responses=s.PaymentPageSerializer,
+                   description="The team's charges (one per payment attempt) with refunds and receipt links, newest "
+                               "first. An unknown status or kind, or a date that does not parse, answers 400.")
+    def get(self, request):
+        from rest_framework.pagination import PageNumberPagination
+
+        filters = _payment_filters(request)
         ordering = request.query_params.get("ordering", "-created")
-        field = ordering.lstrip("-")
-        if field not in ("created", "amount"):
+        if ordering.lstrip("-") not in ("created", "amount"):
             raise ValidationError({"ordering": "Order by created or amount (prefix - for descending)."})
-        queryset = self.filter_queryset_only(self.get_queryset()).order_by(
-            ("-" if ordering.startswith("-") else "") + ("amount_minor" if field == "amount" else "created"), "id")
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(s.PaymentOutputSerializer([_payment_row(c) for c in page], many=True).data)
+        rows = selectors.team_payments(team=self.team, status=filters.status, kind=filters.kind,
+                                       created_gte=filters.created_gte, created_lte=filters.created_lte,
+                                       ordering=ordering)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(
+            s.PaymentOutputSerializer([_payment_payload(p, request) for p in page], many=True).data)
 
-    def filter_queryset_only(self, queryset):
-        return PaymentFilter(self.request.query_params, queryset=queryset).qs
 
-
-class PaymentDetailApi(PaymentQuerysetMixin, APIView):
+class PaymentDetailApi(TeamScopedAPIMixin, APIView):
     @extend_schema(responses=s.PaymentOutputSerializer,
                    parameters=[OpenApiParameter("payment_id", str, OpenApiParameter.PATH,
                                                 description="Charge id (ch_...) or payment intent id (pi_...).")],
                    description="One of the team's payments.")
     def get(self, request, payment_id: str):
-        charge = self.get_queryset().filter(Q(id=payment_id) | Q(payment_intent_id=payment_id)).first()
-        if charge is None:
+        payment = selectors.team_payment(team=self.team, payment_id=payment_id)
+        if payment is None:
             raise NotFoundError("not_found", "Payment not found.")
-        return Response(s.PaymentOutputSerializer(_payment_row(charge)).data)
+        return Response(s.PaymentOutputSerializer(_payment_payload(payment, request)).data)

@@ -6,3 +6,5 @@ from .audit import AuditEntry  # noqa: E402,F401
 from .customers_backoffice import CustomerAccount  # noqa: E402,F401
 from .reconciliation import ReconciliationDrift, ReconciliationRun  # noqa: E402,F401
 from .refunds import RefundRequest  # noqa: E402,F401
+# Customer self-service (issue 13): the project's own numbered PDF receipts.
+from .receipts import Receipt, ReceiptCounter  # noqa: E402,F401

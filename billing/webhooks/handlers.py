@@ -14,6 +14,7 @@ from billing_site.money import format_money
 from ..catalog import load_catalog
 from ..emails import send_staff_email, send_team_email
 from ..models import BillingProfile
+from ..receipts import receipt_email_queue, refund_receipt_email_queue, refunds_new_in_event
 from .registry import webhook_handler
 
 logger = logging.getLogger("billing.webhooks")
@@ -81,10 +82,8 @@ def checkout_session_completed(*, event: dict) -> None:
         if credits <= 0:
             raise ValueError(f"checkout session {session['id']} bought an unknown credit pack {metadata!r}")
         credits_grant_for_purchase(team=team, amount=credits, reference=session["id"])
-        send_team_email(team=team, template="payment_receipt", context={
-            "amount": format_money(session.get("amount_total") or 0, session.get("currency") or "usd"),
-            "number": "", "hosted_invoice_url": "", "invoice_pdf": "",
-        })
+        intent = session.get("payment_intent")
+        receipt_email_queue(team=team, payment_intent_id=intent["id"] if isinstance(intent, dict) else intent or "")
     elif session.get("mode") == "subscription" and session.get("subscription"):
         subscription = session["subscription"]
         subscription_id = subscription["id"] if isinstance(subscription, dict) else subscription
@@ -147,12 +146,11 @@ def invoice_paid(*, event: dict) -> None:
     team = _team_for_customer(invoice.get("customer"))
     if team is None or not invoice.get("amount_paid"):
         return  # a zero invoice (trial start) is not a payment
-    send_team_email(team=team, template="payment_receipt", context={
-        "amount": format_money(invoice["amount_paid"], invoice.get("currency") or "usd"),
-        "number": invoice.get("number") or "",
-        "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
-        "invoice_pdf": invoice.get("invoice_pdf") or "",
-    })
+    # The charge is found when the email is sent (the task): the invoice names it only through its payments.
+    intent = invoice.get("payment_intent")  # API versions before 2025-03
+    receipt_email_queue(team=team, invoice_id=invoice["id"],
+                        payment_intent_id=intent["id"] if isinstance(intent, dict) else intent or "",
+                        charge_id=invoice.get("charge") if isinstance(invoice.get("charge"), str) else "")
 
 
 @webhook_handler("invoice.payment_failed")
@@ -170,15 +168,17 @@ def invoice_payment_failed(*, event: dict) -> None:
 
 @webhook_handler("charge.refunded")
 def charge_refunded(*, event: dict) -> None:
-    """Refund issued email, for the amount refunded by this event (a charge may be refunded in parts)."""
+    """Refund email with its receipt(s), for the refunds of this event (a charge may be refunded in parts)."""
     charge = _obj(event)
     team = _team_for_customer(charge.get("customer"))
     previous = (event.get("data") or {}).get("previous_attributes") or {}
     refunded_now = (charge.get("amount_refunded") or 0) - (previous.get("amount_refunded") or 0)
     if team is None or refunded_now <= 0:
         return
-    send_team_email(team=team, template="refund_issued",
-                    context={"amount": format_money(refunded_now, charge.get("currency") or "usd")})
+    refund_receipt_email_queue(team=team, charge_id=charge["id"],
+                               refund_ids=refunds_new_in_event(charge=charge, previous=previous,
+                                                               refunded_now=refunded_now),
+                               refunded_now=refunded_now)
 
 
 @webhook_handler("charge.dispute.created")
@@ -228,7 +228,4 @@ def payment_intent_succeeded(*, event: dict) -> None:
         logger.warning("payment intent %s has no known team; ignored", intent["id"])
         return
     credits_grant_for_purchase(team=team, amount=int(metadata.get("credits") or 0), reference=intent["id"])
-    send_team_email(team=team, template="payment_receipt", context={
-        "amount": format_money(intent.get("amount_received") or intent.get("amount") or 0, intent.get("currency") or "usd"),
-        "number": "", "hosted_invoice_url": "", "invoice_pdf": "",
-    })
+    receipt_email_queue(team=team, payment_intent_id=intent["id"])

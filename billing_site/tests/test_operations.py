@@ -65,8 +65,12 @@ def test_metrics_and_schema_and_pages(client):
         (99000, "usd", "en", "$990.00"),
         (123456789, "usd", "en", "$1,234,567.89"),
         (-250, "usd", None, "-$2.50"),
-        (500, "jpy", None, "500 JPY"),
-        (4990, "usd", "pt-br", "$49,90"),
+        # Babel (issue 13): the currency's CLDR symbol, and US$ for dollars in Portuguese (the issue's examples).
+        (500, "jpy", None, "¥500"),
+        (4990, "usd", "pt-br", "US$ 49,90"),
+        (249900, "brl", "pt-br", "R$ 2.499,00"),
+        (9900, "usd", "pt-br", "US$ 99,00"),
+        (249900, "brl", "en", "R$2,499.00"),
     ],
 )
 def test_format_money(amount, currency, language, expected):
