@@ -15,10 +15,6 @@ from billing import admin_audit, admin_customers, admin_reconciliation, admin_re
 from billing.admin_stripe import mirror_admins_make_read_only
 from billing.backoffice.roles import roles_sync_after_migrate
 
-# The refund webhook handlers register with the billing core's registry on import (the worker imports them through
-# billing.tasks_backoffice as well).
-import billing.webhooks.backoffice_handlers  # noqa: E402,F401
-
 try:  # the billing core's webhook admin, when merged
     from billing import admin_webhooks  # noqa: F401
 except ImportError:

@@ -6,9 +6,6 @@ import logging
 
 from celery import shared_task
 
-# The worker must know the refund webhook handlers too (the pipeline runs them in tasks).
-import billing.webhooks.backoffice_handlers  # noqa: E402,F401
-
 logger = logging.getLogger("billing.backoffice")
 
 REFUND_MAX_RETRIES = 5
