@@ -46,11 +46,15 @@ class _EmbeddedList(dict):
     first page only (10 invoice lines, 20 items): when `has_more` says so, the rest is fetched through the gateway.
     """
 
+    _all_rows: list | None = None
+
     def auto_paging_iter(self):
-        rows = list(self.get("data") or [])
-        yield from rows
-        if self.get("has_more") and self.get("url") and rows:
-            yield from list_remaining(url=self["url"], starting_after=rows[-1]["id"])
+        if self._all_rows is None:  # dj-stripe walks an invoice's lines twice: fetch the rest once
+            rows = list(self.get("data") or [])
+            if self.get("has_more") and self.get("url") and rows:
+                rows += list_remaining(url=self["url"], starting_after=rows[-1]["id"])
+            self._all_rows = rows
+        return iter(self._all_rows)
 
     def __iter__(self):
         return self.auto_paging_iter()
