@@ -99,13 +99,13 @@ def _payment_for_receipt(*, team: Team, payment_id: str, invoice_hint: str = "")
     if payment.kind == PaymentKind.SUBSCRIPTION and not payment.invoice_id and payment.payment_intent:
         from djstripe.models import Invoice
 
-        from .services.mirror import mirror_resync
+        from .services.mirror import mirror_refresh
         from .stripe_gateway.invoice_payments import invoice_id_for_payment_intent
 
         invoice_id = invoice_id_for_payment_intent(payment_intent_id=payment.payment_intent)
         if invoice_id:
             if not Invoice.objects.filter(id=invoice_id).exists():
-                mirror_resync(object_type="invoice", object_id=invoice_id)
+                mirror_refresh(kind="invoice", object_id=invoice_id)
             payment = selectors.team_payment(team=team, payment_id=payment.id, invoice_hint=invoice_id) or payment
     return payment
 
@@ -297,12 +297,12 @@ def _mirror_ensure(*, charge_id: str, invoice_id: str = "") -> None:
     """Webhooks may arrive in any order: make sure the charge (and its invoice) are in the mirror before reading."""
     from djstripe.models import Charge, Invoice
 
-    from .services.mirror import mirror_resync
+    from .services.mirror import mirror_refresh
 
     if invoice_id and not Invoice.objects.filter(id=invoice_id).exists():
-        mirror_resync(object_type="invoice", object_id=invoice_id)
+        mirror_refresh(kind="invoice", object_id=invoice_id)
     if not Charge.objects.filter(id=charge_id).exists():
-        mirror_resync(object_type="charge", object_id=charge_id)
+        mirror_refresh(kind="charge", object_id=charge_id)
 
 
 def _email_content(*, template: str, context: dict, language: str, attachments) -> EmailContent:
@@ -380,11 +380,11 @@ def receipt_email_build(*, team: Team, context: dict, language: str,
 def refund_receipt_email_build(*, team: Team, context: dict, language: str,
                                to: list[str]) -> EmailMultiAlternatives | None:
     charge_id = context["charge"]
-    from .services.mirror import mirror_resync
+    from .services.mirror import mirror_refresh
 
     # The refund changed the charge after whatever the mirror holds: re-read it (a Stripe call, outside any
     # transaction: this runs in the email task).
-    mirror_resync(object_type="charge", object_id=charge_id)
+    mirror_refresh(kind="charge", object_id=charge_id)
     refund_ids = list(context.get("refund_ids") or [])
     if not refund_ids:
         # The event's charge did not embed its refunds (API 2022-11 and later, unless expanded): take them from

@@ -26,7 +26,15 @@ class PlanLimits:
 
 
 def team_stripe_customer_id(*, team: Team) -> str | None:
+    """The team's Stripe customer id, or None (never had one, or it was deleted). `BillingProfile` is the source."""
     return BillingProfile.objects.filter(team=team).values_list("stripe_customer_id", flat=True).first()
+
+
+def customer_team(*, stripe_customer_id: str | None) -> Team | None:
+    """The team a Stripe customer belongs to, or None (unknown, or deleted and unlinked). Reads `BillingProfile`."""
+    if not stripe_customer_id:
+        return None
+    return Team.objects.filter(billing_profile__stripe_customer_id=stripe_customer_id).first()
 
 
 def team_subscription(*, team: Team, include_ended: bool = False):

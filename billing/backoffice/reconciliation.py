@@ -20,7 +20,7 @@ from billing.stripe_gateway import backoffice as gateway
 from billing_site.errors import ApplicationError, BillingError, NotFoundError
 
 from .audit import StaffContext, audit_record, staff_require
-from .mirror import mirror_refresh
+from billing.services.mirror import mirror_refresh
 
 logger = logging.getLogger("billing.backoffice")
 Kind = ReconciliationDrift.Kind

@@ -30,7 +30,7 @@ from billing_site.errors import ApplicationError, BillingError, NotFoundError, P
 from billing_site.money import format_money
 
 from .audit import StaffContext, audit_record, staff_require
-from .mirror import mirror_store
+from billing.services.mirror import mirror_store
 
 logger = logging.getLogger("billing.backoffice")
 

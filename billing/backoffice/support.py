@@ -18,7 +18,7 @@ from billing.stripe_gateway.sync import object_retrieve
 from billing_site.errors import ApplicationError, NotFoundError
 
 from .audit import StaffContext, audit_record, staff_require
-from .mirror import mirror_store
+from billing.services.mirror import mirror_store
 
 logger = logging.getLogger("billing.backoffice")
 

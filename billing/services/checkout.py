@@ -141,11 +141,11 @@ def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
     )
     if session.get("status") == "complete" and session.get("mode") == "subscription" and session.get("subscription"):
         # Show the plan at once: mirror the subscription now rather than waiting for its webhook.
-        from .mirror import mirror_sync_object
+        from .mirror import mirror_store
 
         subscription = session["subscription"]
         if isinstance(subscription, dict):
-            mirror_sync_object(data=subscription)
+            mirror_store(kind="subscription", data=subscription)
     return CheckoutResult(
         session_id=session["id"], status=session.get("status") or "", payment_status=session.get("payment_status") or "",
         mode=session.get("mode") or "", description=description, amount_total=session.get("amount_total") or 0,

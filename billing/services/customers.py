@@ -1,14 +1,23 @@
-"""The team ↔ Stripe customer link: created lazily, exactly one per team even when first checkouts race."""
+"""
+The team ↔ Stripe customer link: created lazily, exactly one per team even when first checkouts race.
+
+`BillingProfile.stripe_customer_id` is the one source of truth for the link; every reader goes through
+`billing.selectors.team_stripe_customer_id` / `customer_team`. dj-stripe's `Customer.subscriber` is a copy kept for
+dj-stripe's own views and the back office's joins: only the two services below (link, unlink) write either side,
+and always both together, so they cannot disagree.
+"""
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Team
 
 from .. import stripe_gateway  # noqa: F401  (package import keeps `stripe` confined to it)
 from ..models import BillingProfile
+from ..selectors import team_plan_cache_clear
 from ..stripe_gateway import customers as customers_gateway
-from .mirror import mirror_sync_object
+from .mirror import mirror_customer_subscriber_set, mirror_store
 
 logger = logging.getLogger(__name__)
 
@@ -59,21 +68,41 @@ def customer_get_or_create(*, team: Team) -> str:
 
 
 def mirror_customer_link(*, team: Team, customer: dict) -> None:
-    """Mirror the customer into dj-stripe and set its subscriber, so dj-stripe's views of the team agree."""
-    from djstripe.models import Customer
-
-    mirror_sync_object(data=customer)
-    Customer.objects.filter(id=customer["id"]).update(subscriber=team)
+    """Mirror the customer into dj-stripe and make it the team's subscriber there (the only one)."""
+    mirror_store(kind="customer", data=customer)
+    mirror_customer_subscriber_set(stripe_customer_id=customer["id"], team_id=team.pk)
 
 
 @transaction.atomic
 def customer_unlink(*, stripe_customer_id: str) -> Team | None:
-    """The customer was deleted on Stripe: forget the link so the next checkout creates a fresh customer."""
+    """
+    The customer was deleted on Stripe: forget the link on both sides (our profile and dj-stripe's subscriber), so
+    every reader agrees the team has no customer and the next checkout creates a fresh one. Safe to run twice.
+    """
+    # dj-stripe's copy is cleared even when no profile points at the customer any more (a replay, a late event):
+    # a deleted customer never stays any team's subscriber.
+    mirror_customer_subscriber_set(stripe_customer_id=stripe_customer_id, team_id=None)
     profile = BillingProfile.objects.select_for_update().filter(stripe_customer_id=stripe_customer_id).first()
     if profile is None:
         return None
     profile.stripe_customer_id = None
     profile.customer_generation += 1
     profile.save(update_fields=["stripe_customer_id", "customer_generation", "updated"])
-    logger.warning("stripe customer %s deleted: unlinked from team %s", stripe_customer_id, profile.team_id)
+    # The pipeline clears the plan cache of the event's team, found through the link this just removed.
+    team_id = profile.team_id
+    transaction.on_commit(lambda: team_plan_cache_clear(team_id=team_id))
+    logger.warning("stripe customer %s deleted: unlinked from team %s", stripe_customer_id, team_id)
+    return profile.team
+
+
+def billing_profile_flag_dispute(*, stripe_customer_id: str | None, note: str) -> Team | None:
+    """Flag the team of a disputed charge for staff (first flag time kept, note replaced); None if no team."""
+    if not stripe_customer_id:
+        return None
+    profile = BillingProfile.objects.filter(stripe_customer_id=stripe_customer_id).select_related("team").first()
+    if profile is None:
+        return None
+    profile.dispute_flagged_at = profile.dispute_flagged_at or timezone.now()
+    profile.dispute_note = note
+    profile.save(update_fields=["dispute_flagged_at", "dispute_note", "updated"])
     return profile.team

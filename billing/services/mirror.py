@@ -1,17 +1,22 @@
 """
-The local mirror of Stripe objects is dj-stripe's tables. Every write to it goes through here, from data we just
-retrieved from Stripe (never from an event's possibly stale snapshot when the object's current state matters).
+The one writer into dj-stripe's mirror tables (the project's code never calls `sync_from_stripe_data` or edits a
+dj-stripe row anywhere else; dj-stripe's own event handlers, run by the webhook pipeline, are the other writer).
+
+Every write stores an object we just got from Stripe through the gateway (an API answer or a fresh retrieve), never
+an event's possibly stale snapshot, so a mirrored row is always at least as new as the last event applied to it:
+the webhook pipeline's watermark (`billing.services.webhooks`) relies on that. The gateway's dicts are already
+JSON-safe (`stripe_gateway.to_dict`), which dj-stripe's JSON columns need.
 """
 import logging
-from decimal import Decimal
+import time
 
 from ..stripe_gateway import configure_module_sdk
-from ..stripe_gateway.sync import object_retrieve, retrievable_types
+from ..stripe_gateway.sync import list_remaining, object_retrieve
 
 logger = logging.getLogger(__name__)
 
 
-def _model_for(object_type: str):
+def _model_for(kind: str):
     from djstripe import models as dj
 
     return {
@@ -30,44 +35,84 @@ def _model_for(object_type: str):
         "account": dj.Account,
         "webhook_endpoint": dj.WebhookEndpoint,
         "balance_transaction": dj.BalanceTransaction,
-    }.get(object_type)
+    }[kind]
 
 
-def _jsonable(value):
-    """The SDK (v15) turns decimal strings such as `unit_amount_decimal` into Decimal; JSON columns need strings."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
+class _EmbeddedList(dict):
+    """
+    An embedded list (a subscription's `items`, an invoice's `lines`, a session's `line_items`) as dj-stripe 2.11
+    walks it: it calls `auto_paging_iter()` (or iterates) as on the SDK's ListObject, and silently skips an
+    invoice's lines when that fails. It stays a dict, so the raw object is still JSON-storable. Stripe embeds the
+    first page only (10 invoice lines, 20 items): when `has_more` says so, the rest is fetched through the gateway.
+    """
+
+    _all_rows: list | None = None
+
+    def auto_paging_iter(self):
+        if self._all_rows is None:  # dj-stripe walks an invoice's lines twice: fetch the rest once
+            rows = list(self.get("data") or [])
+            if self.get("has_more") and self.get("url") and rows:
+                rows += list_remaining(url=self["url"], starting_after=rows[-1]["id"])
+            self._all_rows = rows
+        return iter(self._all_rows)
+
+    def __iter__(self):
+        return self.auto_paging_iter()
 
 
-# Objects with nested lists (subscription items, invoice lines, session line items) must reach dj-stripe as SDK
-# objects (it pages through them); they are re-retrieved through dj-stripe's own retrieve, with its expansions.
-_RETRIEVE_FOR_SYNC = {"subscription", "invoice", "checkout.session", "customer", "charge", "payment_intent"}
+_EMBEDDED_LISTS = ("items", "lines", "line_items")
 
 
-def mirror_sync_object(*, data: dict):
-    """Write one Stripe object (already fetched) into dj-stripe's tables. Returns the model instance or None."""
-    object_type = data.get("object", "")
-    model = _model_for(object_type)
-    if model is None:
-        return None
-    configure_module_sdk()  # dj-stripe fetches related objects with the module-level SDK
-    if object_type in _RETRIEVE_FOR_SYNC and not data.get("deleted"):
-        return model.sync_from_stripe_data(model(id=data["id"]).api_retrieve())
-    return model.sync_from_stripe_data(_jsonable(data))
+def _customer_id(data: dict) -> str | None:
+    customer = data.get("customer")
+    if isinstance(customer, dict):
+        return customer.get("id")
+    return customer or None
 
 
-def mirror_resync(*, object_type: str, object_id: str):
-    """Re-retrieve an object from Stripe and mirror its current state (out-of-order events converge on it)."""
-    if object_type in _RETRIEVE_FOR_SYNC:
-        return mirror_sync_object(data={"object": object_type, "id": object_id})
-    if object_type not in retrievable_types():
-        return None
-    return mirror_sync_object(data=object_retrieve(object_type=object_type, object_id=object_id))
+def _customer_ensure(*, customer_id: str | None) -> None:
+    """Mirror the object's customer first from our own retrieve, so dj-stripe never fetches it on its own."""
+    from djstripe.models import Customer
+
+    if customer_id and not Customer.objects.filter(id=customer_id).exists():
+        mirror_store(kind="customer", data=object_retrieve(object_type="customer", object_id=customer_id))
+
+
+def mirror_store(*, kind: str, data: dict):
+    """
+    Write one Stripe object we hold (a gateway answer, JSON-safe) into dj-stripe's tables; returns the row.
+    `kind` is the object's Stripe type (`data["object"]`), named by the caller so a wrong object fails loudly.
+    """
+    if data.get("object", kind) != kind:
+        raise ValueError(f"mirror_store(kind={kind!r}) was given a {data.get('object')!r} object")
+    model = _model_for(kind)
+    configure_module_sdk()  # dj-stripe fetches related objects (prices, payment methods) with the module-level SDK
+    data = dict(data)
+    if kind != "customer" and not data.get("deleted"):
+        _customer_ensure(customer_id=_customer_id(data))
+    for key in _EMBEDDED_LISTS:
+        if isinstance(data.get(key), dict) and data[key].get("object") == "list":
+            data[key] = _EmbeddedList(data[key])
+    return model.sync_from_stripe_data(data)
+
+
+def mirror_refresh(*, kind: str, object_id: str):
+    """Re-retrieve one object from Stripe and mirror its current state (out-of-order events converge on it)."""
+    return mirror_store(kind=kind, data=object_retrieve(object_type=kind, object_id=object_id))
+
+
+def mirror_customer_subscriber_set(*, stripe_customer_id: str, team_id: int | None) -> None:
+    """
+    Point dj-stripe's `Customer.subscriber` at the team (or at nobody): it mirrors `BillingProfile`, the one source
+    of the team ↔ customer link, so dj-stripe's own views of a team agree with ours. Only
+    `billing.services.customers` calls this, when it links or unlinks.
+    """
+    from djstripe.models import Customer
+
+    if team_id is not None:
+        # One subscriber row per team: an older customer of the team (deleted, replaced) stops pointing at it.
+        Customer.objects.filter(subscriber_id=team_id).exclude(id=stripe_customer_id).update(subscriber_id=None)
+    Customer.objects.filter(id=stripe_customer_id).update(subscriber_id=team_id)
 
 
 # --- dj-stripe's owner-account lookups, memoised per process -------------------------------------------------------
@@ -88,8 +133,6 @@ def djstripe_account_memo_clear() -> None:
 
 
 def djstripe_account_memo_install() -> None:
-    import time
-
     from django.db import transaction
     from djstripe.models import Account
 

@@ -28,7 +28,7 @@ from django.urls import reverse
 from ..catalog import Catalog, load_catalog
 from ..stripe_gateway import events as events_gateway
 from ..stripe_gateway import products as products_gateway
-from .mirror import mirror_sync_object
+from .mirror import mirror_store
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ WEBHOOK_EVENTS = sorted({
     "payment_intent.canceled",
     "charge.succeeded", "charge.failed", "charge.refunded", "charge.updated",
     "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_withdrawn",
-    "refund.created", "refund.updated", "charge.refund.updated",
+    "refund.created", "refund.updated", "refund.failed", "charge.refund.updated",
     "payment_method.attached", "payment_method.detached",
     "product.created", "product.updated", "price.created", "price.updated",
 })
@@ -281,7 +281,7 @@ class _Pusher:
                     endpoint_id=local.id, params={"enabled_events": WEBHOOK_EVENTS, "disabled": False},
                     idempotency_key=f"webhook_endpoint:{local.id}:{_digest(WEBHOOK_EVENTS)}",
                 )
-                mirror_sync_object(data={**updated, "secret": local.secret})
+                mirror_store(kind="webhook_endpoint", data={**updated, "secret": local.secret})
                 self.wrote(f"  webhook endpoint: events updated {local.id}")
             else:
                 self.say(f"  webhook endpoint: up to date ({local.url})")
@@ -297,7 +297,7 @@ class _Pusher:
             idempotency_key=f"webhook_endpoint:{endpoint_uuid}",
         )
         with transaction.atomic():
-            endpoint = mirror_sync_object(data=created)  # dj-stripe stores `secret` from the create answer
+            endpoint = mirror_store(kind="webhook_endpoint", data=created)  # dj-stripe stores `secret` from the create answer
             WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
                 secret=created["secret"], djstripe_uuid=endpoint_uuid,
                 djstripe_tolerance=settings.BILLING_WEBHOOK_TOLERANCE_SECONDS,
@@ -308,13 +308,13 @@ class _Pusher:
     # -- mirror ---------------------------------------------------------------------------------------------------
     def mirror(self, products: dict[str, dict], prices: dict[str, dict]) -> None:
         account = products_gateway.account_retrieve()
-        mirror_sync_object(data=account)
+        mirror_store(kind="account", data=account)
         for product in products.values():
-            mirror_sync_object(data=product)
+            mirror_store(kind="product", data=product)
         for price in prices.values():
             if "currency_options" not in price:  # a create answer: read it back with the options expanded
                 price = products_gateway.price_retrieve(price_id=price["id"])
-            mirror_sync_object(data=price)
+            mirror_store(kind="price", data=price)
         self.say(f"  mirrored account {account['id']}, {len(products)} products, {len(prices)} prices into dj-stripe")
 
 

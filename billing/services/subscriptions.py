@@ -31,7 +31,7 @@ from ..stripe_gateway import checkout as checkout_gateway
 from ..stripe_gateway import payments as payments_gateway
 from ..stripe_gateway import subscriptions as subscriptions_gateway
 from .customers import customer_get_or_create
-from .mirror import mirror_sync_object
+from .mirror import mirror_store
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _state_key(action: str, subscription, extra: str = "") -> str:
 
 
 def _mirror(subscription_data: dict, team: Team):
-    mirror_sync_object(data=subscription_data)
+    mirror_store(kind="subscription", data=subscription_data)
     team_plan_cache_clear(team_id=team.pk)
 
 

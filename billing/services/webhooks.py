@@ -47,10 +47,6 @@ class RecordResult:
     webhook_event_id: int | None
     created: bool
 
-    @property
-    def webhook_event(self) -> WebhookEvent | None:
-        return WebhookEvent.objects.filter(pk=self.webhook_event_id).first() if self.webhook_event_id else None
-
 
 # The hot path of the endpoint: one statement, no model instance, no exception for a duplicate (an IntegrityError
 # would also cost a savepoint and a rollback). Column list and defaults mirror `WebhookEvent`; the model stays the
@@ -193,13 +189,11 @@ def _mirror(payload: dict) -> None:
 
 
 def _clear_plan_cache(payload: dict) -> None:
-    from ..models import BillingProfile
-    from ..selectors import team_plan_cache_clear
+    from ..selectors import customer_team, team_plan_cache_clear
 
-    customer_id = _customer_of((payload.get("data") or {}).get("object") or {})
-    if customer_id:
-        for team_id in BillingProfile.objects.filter(stripe_customer_id=customer_id).values_list("team_id", flat=True):
-            transaction.on_commit(lambda team_id=team_id: team_plan_cache_clear(team_id=team_id))
+    team = customer_team(stripe_customer_id=_customer_of((payload.get("data") or {}).get("object") or {}))
+    if team is not None:
+        transaction.on_commit(lambda: team_plan_cache_clear(team_id=team.pk))
 
 
 def _commit_without_fsync_wait() -> None:

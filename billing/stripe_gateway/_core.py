@@ -7,6 +7,7 @@ The one place that talks to Stripe (with its sibling modules in this package). E
 - turns Stripe's exceptions into BillingError(code, user_message) and logs status, code and Stripe's request id.
 """
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -108,6 +109,17 @@ def stripe_operation(operation: str) -> Callable[[Callable[..., T]], Callable[..
     """Decorator for gateway functions: translate Stripe errors into BillingError, with the request id logged."""
 
     def decorator(func: Callable[..., T]) -> Callable[..., T]:
+        if inspect.isgeneratorfunction(func):
+            # A lazy list (auto-pagination) calls Stripe while the caller iterates, after the call itself returned.
+            @functools.wraps(func)
+            def generator_wrapper(*args: Any, **kwargs: Any):
+                try:
+                    yield from func(*args, **kwargs)
+                except stripe.StripeError as error:
+                    raise _translate(error, operation) from error
+
+            return generator_wrapper
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> T:
             try:
@@ -121,5 +133,10 @@ def stripe_operation(operation: str) -> Callable[[Callable[..., T]], Callable[..
 
 
 def to_dict(stripe_object: Any) -> dict:
-    """Plain JSON-able dict of an SDK object (what dj-stripe's sync_from_stripe_data also accepts)."""
-    return stripe_object.to_dict() if hasattr(stripe_object, "to_dict") else dict(stripe_object)
+    """
+    Plain, JSON-safe dict of an SDK object: what every gateway function returns. The SDK turns Stripe's decimal
+    strings (`unit_amount_decimal` of metered prices, ...) into Decimal; `for_json` puts back the string Stripe
+    sent, so the dict can go as it is into a JSON column (dj-stripe's mirror, stored events) or an API answer.
+    This is the project's one Decimal-to-JSON conversion.
+    """
+    return stripe_object.to_dict(for_json=True)

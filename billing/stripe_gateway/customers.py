@@ -8,11 +8,6 @@ def customer_create(*, team_id: int, email: str, name: str, idempotency_key: str
     return to_dict(client().v1.customers.create(params=params, options=write_options(idempotency_key)))
 
 
-@stripe_operation("customer_retrieve")
-def customer_retrieve(*, customer_id: str) -> dict:
-    return to_dict(client().v1.customers.retrieve(customer_id, params={"expand": ["invoice_settings.default_payment_method"]}))
-
-
 @stripe_operation("customer_search_by_team")
 def customer_search_by_team(*, team_id: int) -> list[dict]:
     """Customers tagged with this team id (recovery path when our link row was lost after Stripe created one)."""

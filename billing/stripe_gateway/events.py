@@ -1,19 +1,7 @@
 """Events (the sweep for missed deliveries) and webhook endpoints."""
 from collections.abc import Iterator
-from decimal import Decimal
 
 from ._core import client, stripe_operation, to_dict, write_options
-
-
-def _plain(value):
-    """JSON-safe copy: the SDK turns decimal strings into Decimal; events are stored as JSON exactly as sent."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 @stripe_operation("event_list")
@@ -22,7 +10,7 @@ def event_list_page(*, created_gte: int, starting_after: str | None = None, limi
     if starting_after:
         params["starting_after"] = starting_after
     page = client().v1.events.list(params=params)
-    return [_plain(to_dict(e)) for e in page.data], bool(page.has_more)
+    return [to_dict(e) for e in page.data], bool(page.has_more)
 
 
 def event_iter(*, created_gte: int) -> Iterator[dict]:
@@ -34,11 +22,6 @@ def event_iter(*, created_gte: int) -> Iterator[dict]:
         if not has_more or not events:
             return
         starting_after = events[-1]["id"]
-
-
-@stripe_operation("event_retrieve")
-def event_retrieve(*, event_id: str) -> dict:
-    return _plain(to_dict(client().v1.events.retrieve(event_id)))
 
 
 @stripe_operation("webhook_endpoint_list")
@@ -56,8 +39,3 @@ def webhook_endpoint_create(*, params: dict, idempotency_key: str) -> dict:
 @stripe_operation("webhook_endpoint_update")
 def webhook_endpoint_update(*, endpoint_id: str, params: dict, idempotency_key: str) -> dict:
     return to_dict(client().v1.webhook_endpoints.update(endpoint_id, params=params, options=write_options(idempotency_key)))
-
-
-@stripe_operation("webhook_endpoint_delete")
-def webhook_endpoint_delete(*, endpoint_id: str, idempotency_key: str) -> dict:
-    return to_dict(client().v1.webhook_endpoints.delete(endpoint_id, options=write_options(idempotency_key)))

@@ -3,6 +3,7 @@ Refunds and the charge reads they need (back office). Every write carries an ide
 from its own row: a refund request's key is `refund_request:<id>` (see billing.backoffice.refunds).
 """
 from ._core import client, stripe_operation, to_dict, write_options
+from .payments import charge_retrieve  # noqa: F401  (one definition; the back office reads charges from here)
 
 
 @stripe_operation("refund_create")
@@ -23,11 +24,6 @@ def refunds_for_charge(*, charge_id: str) -> list[dict]:
     """Every refund of a charge (auto-paginated): used to find a refund whose answer we never stored."""
     page = client().v1.refunds.list(params={"charge": charge_id, "limit": 100})
     return [to_dict(refund) for refund in page.auto_paging_iter()]
-
-
-@stripe_operation("charge_retrieve")
-def charge_retrieve(*, charge_id: str) -> dict:
-    return to_dict(client().v1.charges.retrieve(charge_id))
 
 
 @stripe_operation("payment_intent_create_confirmed")

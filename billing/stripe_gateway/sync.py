@@ -20,14 +20,27 @@ _RETRIEVERS = {
 }
 
 
-def retrievable_types() -> frozenset[str]:
-    return frozenset(_RETRIEVERS)
-
-
 @stripe_operation("object_retrieve")
 def object_retrieve(*, object_type: str, object_id: str) -> dict:
     """Current state of a Stripe object (KeyError for a type we do not re-sync)."""
     return to_dict(_RETRIEVERS[object_type](client(), object_id))
+
+
+@stripe_operation("list_remaining")
+def list_remaining(*, url: str, starting_after: str) -> list[dict]:
+    """
+    The rest of a list Stripe embedded in an object (an invoice's `lines` past the first 10, say): every page of
+    the list's own `url` after `starting_after`.
+    """
+    stripe_client = client()
+    rows: list[dict] = []
+    while True:
+        page = stripe_client.deserialize(
+            stripe_client.raw_request("get", url, limit=100, starting_after=starting_after), api_mode="V1")
+        rows.extend(to_dict(obj) for obj in page.data)
+        if not page.has_more or not page.data:
+            return rows
+        starting_after = page.data[-1].id
 
 
 class SignatureError(Exception):

@@ -11,7 +11,7 @@ import pytest
 from djstripe import models as djstripe_models
 
 from accounts.tests.factories import make_team_with_owner
-from billing.backoffice.mirror import mirror_store
+from billing.services.mirror import mirror_store
 from billing.stripe_gateway import client, write_options
 from billing.stripe_gateway.refunds import payment_intent_create_confirmed
 
@@ -97,8 +97,8 @@ def make_subscription(customer_id: str, *, trial_days: int | None = 7):
     params = {"customer": customer_id, "items": [{"price": price["id"]}], "default_payment_method": pm["id"]}
     if trial_days:
         params["trial_period_days"] = trial_days
-    sub = c.subscriptions.create(params=params, options=write_options(f"test_subscription:{n}")).to_dict()
+    sub = c.subscriptions.create(params=params, options=write_options(f"test_subscription:{n}")).to_dict(for_json=True)
     subscription = mirror_store(kind="subscription", data=sub)
-    invoice = mirror_store(kind="invoice", data=c.invoices.retrieve(sub["latest_invoice"]).to_dict())
+    invoice = mirror_store(kind="invoice", data=c.invoices.retrieve(sub["latest_invoice"]).to_dict(for_json=True))
     return subscription, invoice
 

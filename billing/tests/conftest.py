@@ -84,7 +84,7 @@ def clock_customer(team):
     customer = sdk.v1.customers.create(params={"email": team.billing_email, "test_clock": clock.id,
                                                "metadata": {"team_id": str(team.pk)}})
     BillingProfile.objects.update_or_create(team=team, defaults={"stripe_customer_id": customer.id})
-    mirror_customer_link(team=team, customer=customer.to_dict())
+    mirror_customer_link(team=team, customer=customer.to_dict(for_json=True))
     return sdk, clock, now
 
 

@@ -25,7 +25,7 @@ def world(paying_team, finance_user):
     rr.refresh_from_db()
     refund = djstripe_models.Refund.objects.filter(id=rr.stripe_refund_id).first()
     if refund is None:
-        from billing.backoffice.mirror import mirror_refresh
+        from billing.services.mirror import mirror_refresh
 
         refund = mirror_refresh(kind="refund", object_id=rr.stripe_refund_id)
     event = WebhookEventFactory(stripe_event_id="evt_test_0001", type="invoice.paid",

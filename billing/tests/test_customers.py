@@ -75,3 +75,41 @@ def test_concurrent_first_checkouts_create_one_customer(stripe_emulator):
     # The row lock serialises the creators: exactly one create reaches Stripe.
     assert len(customers) == 1
     assert BillingProfile.objects.filter(team=team).count() == 1
+
+
+@pytest.mark.django_db
+def test_after_customer_deleted_no_reader_sees_a_customer_and_checkout_makes_a_new_one(billing_world, client, team,
+                                                                                       stripe_emulator):
+    from djstripe.models import Customer
+
+    from billing.backoffice.selectors import customer_360
+    from billing.backoffice.support import team_stripe_customer
+    from billing.selectors import customer_team
+    from billing.services.checkout import checkout_session_start
+    from billing.stripe_gateway._core import client as stripe_client
+
+    from .conftest import deliver, stripe_events
+
+    first = customer_get_or_create(team=team)
+    assert customer_team(stripe_customer_id=first) == team
+    stripe_client().v1.customers.delete(first)
+    events = stripe_events({"customer.created", "customer.deleted"})
+    assert [e["type"] for e in events] == ["customer.created", "customer.deleted"]
+    # Delivered out of order and twice: the late `customer.created` must not link the deleted customer again.
+    for event in [events[1], events[0], events[1]]:
+        assert deliver(client, billing_world, event).status_code == 200
+
+    assert team_stripe_customer_id(team=team) is None
+    assert customer_team(stripe_customer_id=first) is None
+    assert Customer.objects.get(id=first).subscriber_id is None
+    assert team_stripe_customer(team=team) is None
+    assert customer_360(team=team)["customer_id"] is None
+    assert BillingProfile.objects.get(team=team).customer_generation == 1
+
+    start = checkout_session_start(team=team, user=None, lookup_key="pro_monthly", currency="usd", request_token="t")
+    second = team_stripe_customer_id(team=team)
+    assert second not in (None, first)
+    assert len(emulator_requests(stripe_emulator, "POST", "/v1/customers")) == 2
+    assert stripe_client().v1.checkout.sessions.retrieve(start.id).customer == second
+    assert customer_team(stripe_customer_id=second) == team
+    assert team_stripe_customer(team=team).id == second

@@ -91,7 +91,7 @@ def test_plan_change_adds_the_overage_item_to_a_subscription_that_had_none(
     """Subscriptions started before overage items existed get theirs with the next plan change."""
     from billing.selectors import price_id_for_lookup_key
     from billing.services import customer_get_or_create
-    from billing.services.mirror import mirror_sync_object
+    from billing.services.mirror import mirror_store
     from billing.stripe_gateway._core import client as stripe_client
 
     settings.TRIAL_PERIOD_DAYS = 0
@@ -102,7 +102,7 @@ def test_plan_change_adds_the_overage_item_to_a_subscription_that_had_none(
         "customer": customer_id, "items": [{"price": price_id_for_lookup_key("pro_monthly")}],
         "default_payment_method": card.id, "metadata": {"team_id": str(team.pk), "plan_key": "pro"},
     }, options={"idempotency_key": f"test-legacy-{team.pk}"})
-    mirror_sync_object(data=legacy.to_dict())
+    mirror_store(kind="subscription", data=legacy.to_dict(for_json=True))
     preview = owner_client.patch("/api/v1/subscription/", {"lookup_key": "team_monthly"},
                                  content_type="application/json").json()["preview"]
     changed = owner_client.patch("/api/v1/subscription/", {"lookup_key": "team_monthly",

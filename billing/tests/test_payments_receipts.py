@@ -15,7 +15,7 @@ from djstripe import models as djstripe_models
 
 from accounts.tests.factories import make_team_with_owner
 from billing import selectors
-from billing.backoffice.mirror import mirror_refresh, mirror_store
+from billing.services.mirror import mirror_refresh, mirror_store
 from billing.emails import team_email_send_now
 from billing.models import Receipt, ReceiptCounter
 from billing.models.receipts import ReceiptImmutableError

@@ -1,5 +1,6 @@
 """
-The billing app's own reactions to Stripe events (the mirror itself is dj-stripe's, run before these).
+The billing app's own reactions to Stripe events (the mirror itself is dj-stripe's, run before these). Which event
+types call which handler is written in one table, `billing.webhooks.registry`.
 
 Each handler is safe to run twice: grants are idempotent on (team, reason, reference), flags are set not toggled,
 emails are the only repeatable side effect and go out after commit. When state matters more than the event's
@@ -7,24 +8,17 @@ snapshot, the handler re-reads it (the freshly synced mirror, or Stripe through 
 """
 import logging
 
-from django.utils import timezone
-
 from billing_site.money import format_money
 
 from ..catalog import load_catalog
 from ..emails import send_staff_email, send_team_email
-from ..models import BillingProfile
+from ..extensions import credit_ledger
 from ..receipts import receipt_email_queue, refund_receipt_email_queue, refunds_new_in_event
-from .registry import webhook_handler
+from ..selectors import customer_team
+from ..services.customers import billing_profile_flag_dispute, customer_unlink
+from ..services.mirror import mirror_refresh
 
 logger = logging.getLogger("billing.webhooks")
-
-
-def _team_for_customer(customer_id: str | None):
-    if not customer_id:
-        return None
-    profile = BillingProfile.objects.filter(stripe_customer_id=customer_id).select_related("team").first()
-    return profile.team if profile else None
 
 
 def _obj(event: dict) -> dict:
@@ -47,22 +41,18 @@ def _plan_name_of_subscription(subscription: dict) -> str:
 
 
 def credits_grant_for_purchase(*, team, amount: int, reference: str) -> None:
-    # USAGE owns the ledger. Without it the event must fail (and be parked for replay), never silently drop credits.
-    from usage.services import credits_grant
-
-    credits_grant(team=team, amount=amount, reason="purchase", reference=reference,
+    # The usage app owns the ledger (registered with billing.extensions). Idempotent on (team, reason, reference).
+    credit_ledger().grant(team=team, amount=amount, reason="purchase", reference=reference,
                   note="Credit pack bought through Stripe Checkout")
 
 
-@webhook_handler("checkout.session.completed", "checkout.session.async_payment_succeeded")
 def checkout_session_completed(*, event: dict) -> None:
     """Credit pack → credits granted once per session; subscription → the subscription mirrored now."""
-    from ..services.mirror import mirror_resync
     from ..stripe_gateway.checkout import checkout_session_retrieve
 
     session = checkout_session_retrieve(session_id=_obj(event)["id"])
     metadata = session.get("metadata") or {}
-    team = _team_for_customer(session.get("customer"))
+    team = customer_team(stripe_customer_id=session.get("customer"))
     if team is None and metadata.get("team_id"):
         from accounts.models import Team
 
@@ -87,13 +77,12 @@ def checkout_session_completed(*, event: dict) -> None:
     elif session.get("mode") == "subscription" and session.get("subscription"):
         subscription = session["subscription"]
         subscription_id = subscription["id"] if isinstance(subscription, dict) else subscription
-        mirror_resync(object_type="subscription", object_id=subscription_id)
+        mirror_refresh(kind="subscription", object_id=subscription_id)
 
 
-@webhook_handler("customer.subscription.created")
 def subscription_created(*, event: dict) -> None:
     subscription = _obj(event)
-    team = _team_for_customer(subscription.get("customer"))
+    team = customer_team(stripe_customer_id=subscription.get("customer"))
     if team is None:
         return
     send_team_email(team=team, template="subscription_started", context={
@@ -102,12 +91,11 @@ def subscription_created(*, event: dict) -> None:
     })
 
 
-@webhook_handler("customer.subscription.updated")
 def subscription_updated(*, event: dict) -> None:
     """Tell the team when its plan or its cancellation changed (not for every renewal's period move)."""
     subscription = _obj(event)
     previous = (event.get("data") or {}).get("previous_attributes") or {}
-    team = _team_for_customer(subscription.get("customer"))
+    team = customer_team(stripe_customer_id=subscription.get("customer"))
     if team is None or not ({"items", "cancel_at_period_end", "cancel_at"} & set(previous)):
         return
     items = (subscription.get("items") or {}).get("data") or []
@@ -119,20 +107,18 @@ def subscription_updated(*, event: dict) -> None:
     })
 
 
-@webhook_handler("customer.subscription.deleted")
 def subscription_deleted(*, event: dict) -> None:
     subscription = _obj(event)
-    team = _team_for_customer(subscription.get("customer"))
+    team = customer_team(stripe_customer_id=subscription.get("customer"))
     if team is None:
         return
     send_team_email(team=team, template="subscription_canceled",
                     context={"plan_name": _plan_name_of_subscription(subscription)})
 
 
-@webhook_handler("customer.subscription.trial_will_end")
 def subscription_trial_will_end(*, event: dict) -> None:
     subscription = _obj(event)
-    team = _team_for_customer(subscription.get("customer"))
+    team = customer_team(stripe_customer_id=subscription.get("customer"))
     if team is None:
         return
     send_team_email(team=team, template="trial_ending", context={
@@ -140,10 +126,9 @@ def subscription_trial_will_end(*, event: dict) -> None:
     })
 
 
-@webhook_handler("invoice.paid")
 def invoice_paid(*, event: dict) -> None:
     invoice = _obj(event)
-    team = _team_for_customer(invoice.get("customer"))
+    team = customer_team(stripe_customer_id=invoice.get("customer"))
     if team is None or not invoice.get("amount_paid"):
         return  # a zero invoice (trial start) is not a payment
     # The charge is found when the email is sent (the task): the invoice names it only through its payments.
@@ -153,11 +138,10 @@ def invoice_paid(*, event: dict) -> None:
                         charge_id=invoice.get("charge") if isinstance(invoice.get("charge"), str) else "")
 
 
-@webhook_handler("invoice.payment_failed")
 def invoice_payment_failed(*, event: dict) -> None:
     """Dunning notice: Stripe retries the card; the team is asked to update it (portal link on /billing/)."""
     invoice = _obj(event)
-    team = _team_for_customer(invoice.get("customer"))
+    team = customer_team(stripe_customer_id=invoice.get("customer"))
     if team is None:
         return
     send_team_email(team=team, template="payment_failed", context={
@@ -166,11 +150,10 @@ def invoice_payment_failed(*, event: dict) -> None:
     })
 
 
-@webhook_handler("charge.refunded")
 def charge_refunded(*, event: dict) -> None:
     """Refund email with its receipt(s), for the refunds of this event (a charge may be refunded in parts)."""
     charge = _obj(event)
-    team = _team_for_customer(charge.get("customer"))
+    team = customer_team(stripe_customer_id=charge.get("customer"))
     previous = (event.get("data") or {}).get("previous_attributes") or {}
     refunded_now = (charge.get("amount_refunded") or 0) - (previous.get("amount_refunded") or 0)
     if team is None or refunded_now <= 0:
@@ -181,7 +164,6 @@ def charge_refunded(*, event: dict) -> None:
                                refunded_now=refunded_now)
 
 
-@webhook_handler("charge.dispute.created")
 def dispute_created(*, event: dict) -> None:
     """Flag the team for staff and tell finance: a dispute has a response deadline."""
     dispute = _obj(event)
@@ -195,23 +177,15 @@ def dispute_created(*, event: dict) -> None:
         customer_id = charge_retrieve(charge_id=charge_id).get("customer")
     note = (f"Dispute {dispute['id']} on charge {charge_id}: {dispute.get('reason')}, "
             f"{format_money(dispute.get('amount') or 0, dispute.get('currency') or 'usd')}")
-    profile = BillingProfile.objects.filter(stripe_customer_id=customer_id).select_related("team").first()
-    if profile is not None:
-        profile.dispute_flagged_at = profile.dispute_flagged_at or timezone.now()
-        profile.dispute_note = note
-        profile.save(update_fields=["dispute_flagged_at", "dispute_note", "updated"])
-    team_text = f"team {profile.team} (#{profile.team_id})" if profile else f"unknown customer {customer_id}"
+    team = billing_profile_flag_dispute(stripe_customer_id=customer_id, note=note)
+    team_text = f"team {team} (#{team.pk})" if team else f"unknown customer {customer_id}"
     send_staff_email(subject=f"Dispute opened: {dispute['id']}", body=f"{note}\nCustomer: {team_text}\n")
 
 
-@webhook_handler("customer.deleted")
 def customer_deleted(*, event: dict) -> None:
-    from ..services.customers import customer_unlink
-
     customer_unlink(stripe_customer_id=_obj(event)["id"])
 
 
-@webhook_handler("payment_intent.succeeded")
 def payment_intent_succeeded(*, event: dict) -> None:
     """Credit packs bought outside Checkout (card + 3-D Secure on our page): granted once per payment intent."""
     from ..stripe_gateway.payments import payment_intent_retrieve
@@ -223,7 +197,7 @@ def payment_intent_succeeded(*, event: dict) -> None:
     intent = payment_intent_retrieve(payment_intent_id=intent["id"])  # current state, not the snapshot
     if intent.get("status") != "succeeded":
         return
-    team = _team_for_customer(intent.get("customer"))
+    team = customer_team(stripe_customer_id=intent.get("customer"))
     if team is None:
         logger.warning("payment intent %s has no known team; ignored", intent["id"])
         return

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from djstripe import models as djstripe_models
 
 from accounts.models import Membership, Team, User
-from billing.backoffice.mirror import mirror_store
 from billing.extensions import credit_ledger
+from billing.services.mirror import mirror_store
 from billing.stripe_gateway.refunds import payment_intent_create_confirmed
 
 DEMO_CUSTOMER_EMAIL = "demo@example.com"

@@ -1,17 +1,16 @@
 """
-Refund webhooks for the back office (registered with the billing core's registry; the pipeline calls them once per
+The back office's reactions to Stripe events (listed in `billing.webhooks.registry`; the pipeline calls them once per
 event, and again on replay, so each one is safe to run twice). Event data may be older than the object, so the
 refund is re-retrieved from Stripe before its state is applied.
 """
 import logging
 
-from billing.backoffice.mirror import mirror_store
-from billing.backoffice.refunds import refund_request_apply_stripe_refund
 from billing.models import RefundRequest
+from billing.services.mirror import mirror_refresh
 from billing.stripe_gateway import refunds as refund_gateway
 from billing_site.errors import BillingError
 
-from .registry import webhook_handler
+from .refunds import refund_request_apply_stripe_refund, refund_requests_close_for_dispute
 
 logger = logging.getLogger("billing.backoffice")
 
@@ -25,7 +24,6 @@ def _current_refund(snapshot: dict) -> dict:
         raise  # Stripe unreachable: the pipeline retries the event later
 
 
-@webhook_handler("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 def refund_requests_on_refund_event(*, event: dict) -> None:
     snapshot = event["data"]["object"]
     meta_id = str((snapshot.get("metadata") or {}).get("refund_request_id") or "")
@@ -36,7 +34,6 @@ def refund_requests_on_refund_event(*, event: dict) -> None:
     refund_request_apply_stripe_refund(refund=_current_refund(snapshot))
 
 
-@webhook_handler("charge.refunded")
 def refund_requests_on_charge_refunded(*, event: dict) -> None:
     charge = event["data"]["object"]
     open_requests = RefundRequest.objects.filter(stripe_charge_id=charge["id"],
@@ -47,16 +44,13 @@ def refund_requests_on_charge_refunded(*, event: dict) -> None:
     for refund in refund_gateway.refunds_for_charge(charge_id=charge["id"]):
         refund_request_apply_stripe_refund(refund=refund)
     try:
-        mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=charge["id"]))
+        mirror_refresh(kind="charge", object_id=charge["id"])
     except BillingError:
         logger.warning("charge %s mirror not refreshed after charge.refunded", charge["id"])
 
 
-@webhook_handler("charge.dispute.created")
 def refund_requests_on_dispute(*, event: dict) -> None:
     """A disputed charge cannot be refunded: close the requests that have not reached Stripe (audited)."""
-    from billing.backoffice.refunds import refund_requests_close_for_dispute
-
     dispute = event["data"]["object"]
     charge_id = dispute.get("charge")
     if isinstance(charge_id, dict):
