@@ -9,3 +9,5 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         # Registers the OpenAPI description of API-key authentication with drf-spectacular.
         from .api import schema  # noqa: F401
+        # Audits django-axes lockouts.
+        from . import signals  # noqa: F401

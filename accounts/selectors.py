@@ -1,4 +1,5 @@
 """Reads for accounts and teams."""
+import django_otp
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
@@ -57,8 +58,25 @@ def team_api_keys(*, team: Team) -> QuerySet[APIKey]:
     return APIKey.objects.filter(team=team).select_related("created_by")
 
 
+def api_key_creator_may_act(*, api_key: APIKey) -> bool:
+    """
+    Whether a key's creator may still act through it: an active user, still a member of the key's team, with a role
+    that may mint keys (owner or admin). Read live on every request (one indexed query).
+    """
+    creator = api_key.created_by
+    if creator is None or not creator.is_active:
+        return False
+    return Membership.objects.filter(
+        team_id=api_key.team_id, user_id=creator.pk, role__in=[Membership.Role.OWNER, Membership.Role.ADMIN]
+    ).exists()
+
+
 def team_seat_limit(*, team: Team) -> int | None:
     """Seats the team's plan allows (None: unlimited). Billing answers; without it every team is on `free`."""
     from billing.selectors import team_plan_limits  # local import: billing depends on accounts, not the reverse
 
     return team_plan_limits(team=team).seats
+
+
+def user_has_confirmed_otp_device(*, user: User) -> bool:
+    return django_otp.user_has_device(user, confirmed=True)

@@ -68,6 +68,6 @@ fi
 
 echo "Serving ${SITE_URL} on port ${PORT} (back office at ${SITE_URL}/admin/). Ctrl-C to stop."
 .venv/bin/gunicorn billing_site.wsgi:application --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 \
-    --access-logfile - --graceful-timeout 5 &
+    --access-logfile - --logger-class billing_site.gunicorn_logging.RedactingLogger --graceful-timeout 5 &
 pids+=($!)
 wait "${pids[-1]}"
