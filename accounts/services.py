@@ -397,7 +397,7 @@ def staff_totp_demo_device(*, user: User) -> str:
     Development only (`make run`): give a demo staff user a confirmed TOTP device and return its base32 secret, so
     people and scripts can log in. Refused in production, where a secret is never printed.
     """
-    if not settings.DEBUG:
+    if settings.IS_PRODUCTION:
         raise ApplicationError("forbidden", "Demo TOTP devices exist only with DJANGO_DEBUG=true.", http_status=403)
     device = TOTPDevice.objects.filter(user=user, confirmed=True, name="Demo authenticator").first()
     if device is None:

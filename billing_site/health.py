@@ -68,7 +68,7 @@ def metrics(request):
     from django_prometheus.exports import ExportToDjangoView
 
     token = settings.METRICS_BEARER_TOKEN
-    if not token and not settings.DEBUG:
+    if not token and settings.IS_PRODUCTION:
         # Production refuses to start without a token (settings); this guards a settings module that skipped that.
         return HttpResponse("Forbidden: METRICS_BEARER_TOKEN is not configured\n", status=403,
                             content_type="text/plain")

@@ -427,6 +427,9 @@ from datetime import timedelta  # noqa: E402
 
 from csp.constants import NONE, SELF  # noqa: E402
 
+# Read once here: Django's test runner turns DEBUG off at run time, and the checks below must mean "deployed".
+IS_PRODUCTION = not DEBUG
+
 # API request bodies: DRF reads the stream itself, so DATA_UPLOAD_MAX_MEMORY_SIZE does not bound them; these do
 # (413 / 400 in the API's error shape: billing_site/parsers.py and billing_site.middleware).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
@@ -484,7 +487,7 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-if not DEBUG:
+if IS_PRODUCTION:
     # Password-reset and invitation links were printed to stdout logs by the console backend.
     if EMAIL_BACKEND in {
         "django.core.mail.backends.console.EmailBackend",
