@@ -448,6 +448,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # Emails are case-insensitive logins: ANA@example.com and ana@example.com are one account for the counter too.
 AXES_USERNAME_CALLABLE = "accounts.security.axes_username"
+# Both login forms (ours and the admin's) post the email as `username` (axes would look for USERNAME_FIELD, `email`).
+AXES_USERNAME_FORM_FIELD = "username"
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_RESET_ON_SUCCESS = True
 # Axes keeps failed attempts in the database (AccessAttempt); the user agent and path are kept, never the password.
