@@ -264,6 +264,21 @@ def _api_keys_revoke_of_member(*, team: Team, user_id: int) -> int:
     )
 
 
+def membership_keys_sync(*, team: Team, user_id: int, changed_by: User) -> int:
+    """
+    After staff edited or deleted a membership in the back office: revoke the person's keys for the team unless they
+    are still an owner or admin of it. Returns how many keys were revoked.
+    """
+    still_manager = Membership.objects.filter(
+        team=team, user_id=user_id, role__in=[Membership.Role.OWNER, Membership.Role.ADMIN]
+    ).exists()
+    revoked = 0 if still_manager else _api_keys_revoke_of_member(team=team, user_id=user_id)
+    if revoked:
+        logger.info("api keys revoked after a membership change", extra={
+            "team_id": team.pk, "user_id": user_id, "staff_user_id": changed_by.pk, "api_keys_revoked": revoked})
+    return revoked
+
+
 # --- API keys ---------------------------------------------------------------------------------------------------
 
 

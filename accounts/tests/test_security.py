@@ -435,3 +435,27 @@ def test_invitation_and_reset_tokens_are_redacted_from_log_lines():
     record = logging.makeLogRecord({"msg": "Not Found: %s", "args": ("/accounts/invitations/s3cret/",),
                                     "levelname": "WARNING", "path": "/accounts/invitations/s3cret/"})
     assert "s3cret" not in JsonFormatter().format(record)
+
+
+def test_staff_demoting_a_member_or_deactivating_a_user_in_the_admin_revokes_their_keys(client, admin_user):
+    team, _owner = make_team_with_owner()
+    admin, created = admin_with_full_key(team)
+    membership = Membership.objects.get(team=team, user=admin)
+    client.force_login(admin_user)
+    response = client.post(reverse("admin:accounts_membership_change", args=[membership.pk]),
+                           {"user": admin.pk, "team": team.pk, "role": "member", "created_0": "2026-01-01",
+                            "created_1": "00:00:00"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert APIKey.objects.get(pk=created.api_key.pk).revoked_at is not None
+
+    other_team, _ = make_team_with_owner()
+    other_admin, other_key = admin_with_full_key(other_team)
+    page = client.get(reverse("admin:accounts_user_change", args=[other_admin.pk]))
+    form = page.context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name != "password"}
+    data.update({"is_active": "", "groups": [], "user_permissions": [], "date_joined_0": "2026-01-01",
+                 "date_joined_1": "00:00:00", "last_login_0": "", "last_login_1": ""})
+    data.pop("is_active")
+    response = client.post(reverse("admin:accounts_user_change", args=[other_admin.pk]), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert APIKey.objects.get(pk=other_key.api_key.pk).revoked_at is not None
