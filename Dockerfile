@@ -32,4 +32,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz\", timeout=2)"]
 # gunicorn reads WEB_CONCURRENCY for its worker count; `exec` makes it PID 1 so it receives SIGTERM.
-CMD ["sh", "-c", "exec gunicorn billing_site.wsgi:application --bind 0.0.0.0:${PORT} --threads 4 --access-logfile - --graceful-timeout 20"]
+CMD ["sh", "-c", "exec gunicorn billing_site.wsgi:application --bind 0.0.0.0:${PORT} --threads 4 --access-logfile - --logger-class billing_site.gunicorn_logging.RedactingLogger --graceful-timeout 20"]

@@ -68,6 +68,7 @@ screenshots: install
 check: install
 	DJANGO_DEBUG=false DJANGO_SECRET_KEY=check-only-$$RANDOM$$RANDOM$$RANDOM-not-a-real-secret-key-0123456789abcdef \
 	  API_KEY_HMAC_SECRET=check-only STRIPE_SECRET_KEY=sk_test_check_only SITE_URL=https://billing.example.com \
+	  EMAIL_URL=smtp+tls://check:only@smtp.example.com:587 METRICS_BEARER_TOKEN=check-only \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:

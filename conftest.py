@@ -60,6 +60,15 @@ def _celery_eager_unless_worker(request):
 
 
 @pytest.fixture(autouse=True)
+def _staff_second_factor_only_where_tested(request, settings):
+    """
+    The staff second factor (STAFF_OTP_REQUIRED, always on outside tests) is on only in tests marked `staff_otp`:
+    the back-office tests log staff in with force_login and test the back office, not the login.
+    """
+    settings.STAFF_OTP_REQUIRED = "staff_otp" in request.keywords
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness is for attackers, not for the test suite.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -44,6 +44,11 @@ class UserAdmin(DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            services.user_deactivate(user=obj, deactivated_by=request.user)  # their API keys stop at once
+
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
@@ -54,6 +59,14 @@ class TeamAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     show_full_result_count = False
 
+    def save_formset(self, request, form, formset, change):
+        # A member removed or demoted here loses their API keys for the team, as on the team's own pages.
+        touched = [m for m in formset.forms if m.instance.user_id and (m.has_changed() or m in formset.deleted_forms)]
+        super().save_formset(request, form, formset, change)
+        for membership_form in touched:
+            services.membership_keys_sync(team=form.instance, user_id=membership_form.instance.user_id,
+                                          changed_by=request.user)
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
@@ -63,6 +76,25 @@ class MembershipAdmin(admin.ModelAdmin):
     list_select_related = ["user", "team"]
     autocomplete_fields = ["user", "team"]
     show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        previous = Membership.objects.filter(pk=obj.pk).values("team_id", "user_id").first() if change else None
+        super().save_model(request, obj, form, change)
+        services.membership_keys_sync(team=obj.team, user_id=obj.user_id, changed_by=request.user)
+        if previous and (previous["team_id"], previous["user_id"]) != (obj.team_id, obj.user_id):
+            services.membership_keys_sync(team=Team.objects.get(pk=previous["team_id"]), user_id=previous["user_id"],
+                                          changed_by=request.user)
+
+    def delete_model(self, request, obj):
+        team, user_id = obj.team, obj.user_id
+        super().delete_model(request, obj)
+        services.membership_keys_sync(team=team, user_id=user_id, changed_by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        pairs = [(m.team, m.user_id) for m in queryset.select_related("team")]
+        super().delete_queryset(request, queryset)
+        for team, user_id in pairs:
+            services.membership_keys_sync(team=team, user_id=user_id, changed_by=request.user)
 
 
 @admin.register(Invitation)

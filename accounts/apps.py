@@ -11,3 +11,5 @@ class AccountsConfig(AppConfig):
         from .api import schema  # noqa: F401
         # Registers the system check that a seat-limit provider (billing) is present.
         from . import selectors  # noqa: F401
+        # Audits django-axes lockouts.
+        from . import signals  # noqa: F401

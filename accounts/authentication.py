@@ -5,6 +5,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from .models import APIKey
+from .selectors import api_key_creator_may_act
 from .services import api_key_hash, api_key_touch
 
 # One message for every failure so that a caller learns nothing about whether a key exists.
@@ -34,7 +35,9 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE, code="invalid_api_key")
         if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE, code="invalid_api_key")
-        if api_key.created_by is None or not api_key.created_by.is_active:
+        if not api_key_creator_may_act(api_key=api_key):
+            # Fails closed even when the service that removed the member, lowered their role or deactivated them
+            # missed revoking this key.
             raise exceptions.AuthenticationFailed(INVALID_KEY_MESSAGE, code="invalid_api_key")
         api_key_touch(api_key=api_key)
         request.api_key = api_key

@@ -3,7 +3,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
-from .models import Membership, User
+from .models import APIKey, Membership, User
 
 
 class EmailAuthenticationForm(AuthenticationForm):
@@ -29,10 +29,9 @@ class SignupForm(forms.Form):
     )
 
     def clean_email(self):
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(_("An account with this email already exists."), code="email_taken")
-        return email
+        # No "already taken" error here: the page must not reveal which addresses have an account
+        # (services.user_signup emails the owner of an existing address instead).
+        return self.cleaned_data["email"].strip().lower()
 
     def clean(self):
         cleaned = super().clean()
@@ -56,7 +55,24 @@ class InvitationForm(forms.Form):
 
 class APIKeyForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=100)
+    scope = forms.ChoiceField(
+        label=_("Scope"), choices=APIKey.Scope.choices, initial=APIKey.Scope.USAGE, required=False,
+        help_text=_("Usage is the default: enough for a program that makes metered calls and reports usage events. "
+                    "Choose read or full only when the program needs them; the scope cannot be widened later."),
+    )
     expires_at = forms.DateTimeField(
         label=_("Expires"), required=False, help_text=_("Date and time in UTC. Leave empty for no expiry."),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def clean_scope(self):
+        # Left out (an older form, a script), the key gets the narrowest scope, never a wider one.
+        return self.cleaned_data.get("scope") or APIKey.Scope.USAGE
+
+
+class OTPTokenForm(forms.Form):
+    otp_token = forms.CharField(
+        label=_("Code"), max_length=16, strip=True,
+        help_text=_("The 6-digit code from your authenticator app, or one of your recovery codes."),
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )

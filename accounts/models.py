@@ -153,12 +153,27 @@ class Invitation(models.Model):
 
 class APIKey(models.Model):
     """
-    A team-scoped key for programs. The secret is shown once at creation and never stored: we keep its public
-    `prefix` for lookup and an HMAC-SHA256 of the whole key (server-side secret API_KEY_HMAC_SECRET) for verification.
+    A key for programs, bound to a team AND to the member who made it, limited to one scope. The secret is shown once
+    at creation and never stored: we keep its public `prefix` for lookup and an HMAC-SHA256 of the whole key
+    (server-side secret API_KEY_HMAC_SECRET) for verification.
+
+    A key acts only while its creator is an active user who is still a member of the team with a role that may mint
+    keys (owner or admin): accounts.authentication checks that on every request, and the services that remove a
+    member, lower a role or deactivate a user also revoke the keys at once.
     """
+
+    class Scope(models.TextChoices):
+        # Ordered from narrowest to widest; accounts.api.permissions says which views each one reaches.
+        USAGE = "usage", _("Usage: metered calls and usage events only")
+        READ = "read", _("Read: read-only access to the team's billing")
+        FULL = "full", _("Full: everything the team's admins can do in the API, except managing keys")
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
+    scope = models.CharField(
+        max_length=10, choices=Scope.choices, default=Scope.USAGE,
+        help_text="What the key may do; chosen at creation, never widened. Keys made before scopes existed are full.",
+    )
     prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, shown in lists.")
     hashed_key = models.CharField(max_length=64, help_text="HMAC-SHA256 of the full key. Never shown.")
     created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")

@@ -1,6 +1,7 @@
 """Reads for accounts and teams."""
 from collections.abc import Callable
 
+import django_otp
 from django.core import checks
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
@@ -60,6 +61,19 @@ def team_api_keys(*, team: Team) -> QuerySet[APIKey]:
     return APIKey.objects.filter(team=team).select_related("created_by")
 
 
+def api_key_creator_may_act(*, api_key: APIKey) -> bool:
+    """
+    Whether a key's creator may still act through it: an active user, still a member of the key's team, with a role
+    that may mint keys (owner or admin). Read live on every request (one indexed query).
+    """
+    creator = api_key.created_by
+    if creator is None or not creator.is_active:
+        return False
+    return Membership.objects.filter(
+        team_id=api_key.team_id, user_id=creator.pk, role__in=[Membership.Role.OWNER, Membership.Role.ADMIN]
+    ).exists()
+
+
 # Seats a team's plan allows (None: unlimited). Plans are billing's, and billing depends on accounts, not the
 # reverse: billing registers the answer here when it loads (billing.hooks.hooks_register, from BillingConfig.ready()),
 # as usage registers its signup grant in accounts.services.SIGNUP_HOOKS. A project without one fails the system
@@ -88,3 +102,7 @@ def seat_limit_provider_check(app_configs=None, **kwargs):
                              hint="The billing app registers it in its ready() (billing.hooks.hooks_register).",
                              id="accounts.E001")]
     return []
+
+
+def user_has_confirmed_otp_device(*, user: User) -> bool:
+    return django_otp.user_has_device(user, confirmed=True)

@@ -1,4 +1,5 @@
-"""Writes for users, teams, memberships, invitations and API keys."""
+"""Writes for users, teams, memberships, invitations, API keys and the staff second factor."""
+import base64
 import hashlib
 import hmac
 import logging
@@ -14,6 +15,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from billing_site.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
@@ -35,18 +38,38 @@ SIGNUP_HOOKS: list = []
 
 
 @transaction.atomic
-def user_signup(*, email: str, password: str, team_name: str = "", language: str = "en") -> User:
-    """Create a user, their personal team and the owner membership, all or nothing."""
+def user_signup(*, email: str, password: str, team_name: str = "", language: str = "en") -> User | None:
+    """
+    Create a user, their personal team and the owner membership, all or nothing.
+
+    An address that already has an account gets an email saying so (with the login and password-reset links) and
+    None is returned: the signup page answers exactly as for a new account, so it never reveals who has one.
+    """
     email = email.strip().lower()
     if User.objects.filter(email__iexact=email).exists():
-        raise ApplicationError("email_taken", _("An account with this email already exists."))
+        _signup_existing_account_notify(email=email, language=language)
+        return None
     try:
-        user = User.objects.create_user(email=email, password=password, language=language)
-    except (IntegrityError, ValidationError) as exc:
-        raise ApplicationError("email_taken", _("An account with this email already exists.")) from exc
+        with transaction.atomic():
+            user = User.objects.create_user(email=email, password=password, language=language)
+    except (IntegrityError, ValidationError):
+        # A concurrent signup for the same address won the race: the same answer as above.
+        _signup_existing_account_notify(email=email, language=language)
+        return None
     team = team_create(name=team_name or f"{email.split('@')[0]}'s team", billing_email=email, owner=user)
     logger.info("user signed up", extra={"user_id": user.pk, "team_id": team.pk})
     return user
+
+
+def _signup_existing_account_notify(*, email: str, language: str) -> None:
+    with translation.override(language):
+        subject = _("You already have an account")
+        body = render_to_string("accounts/email/account_exists.txt", {
+            "login_url": settings.SITE_URL + reverse("accounts:login"),
+            "reset_url": settings.SITE_URL + reverse("accounts:password_reset"),
+        })
+    transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email]))
+    logger.info("signup for an existing account: notice emailed")
 
 
 @transaction.atomic
@@ -187,7 +210,68 @@ def membership_remove(*, team: Team, user_id: int, removed_by: User) -> None:
     if membership.role == Membership.Role.OWNER:
         raise ApplicationError("owner_required", _("The team's owner cannot be removed."))
     membership.delete()
-    logger.info("member removed", extra={"team_id": team.pk, "user_id": user_id, "removed_by": removed_by.pk})
+    # The member's keys stop at once (authentication also checks live membership, so a missed revoke fails closed).
+    revoked = _api_keys_revoke_of_member(team=team, user_id=user_id)
+    logger.info("member removed", extra={"team_id": team.pk, "user_id": user_id, "removed_by": removed_by.pk,
+                                         "api_keys_revoked": revoked})
+
+
+@transaction.atomic
+def membership_role_change(*, team: Team, user_id: int, role: str, changed_by: User) -> Membership:
+    """
+    Change a member's role (owner/admin only; ownership is not transferred here). A member who loses the role that
+    may mint keys loses their keys too: a key never outlives its maker's power to make it.
+    """
+    _require_manager(team=team, user=changed_by)
+    if role not in (Membership.Role.ADMIN, Membership.Role.MEMBER):
+        raise ApplicationError("invalid_role", _("Choose admin or member; ownership is not transferable here."))
+    membership = Membership.objects.select_for_update().filter(team=team, user_id=user_id).first()
+    if membership is None:
+        raise NotFoundError("not_found", _("Member not found."))
+    if membership.role == Membership.Role.OWNER:
+        raise ApplicationError("owner_required", _("The team's owner keeps the owner role."))
+    membership.role = role
+    membership.full_clean()
+    membership.save(update_fields=["role"])
+    revoked = 0 if membership.can_manage else _api_keys_revoke_of_member(team=team, user_id=user_id)
+    logger.info("member role changed", extra={"team_id": team.pk, "user_id": user_id, "role": role,
+                                              "changed_by": changed_by.pk, "api_keys_revoked": revoked})
+    return membership
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, deactivated_by: User) -> User:
+    """Staff deactivate an account: it can no longer log in, and every API key it made stops at once."""
+    if not deactivated_by.is_staff:
+        raise PermissionDeniedError("forbidden", _("Only staff can deactivate accounts."))
+    if user.is_active:
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+    revoked = APIKey.objects.filter(created_by=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    logger.info("user deactivated", extra={"user_id": user.pk, "staff_user_id": deactivated_by.pk,
+                                           "api_keys_revoked": revoked})
+    return user
+
+
+def _api_keys_revoke_of_member(*, team: Team, user_id: int) -> int:
+    return APIKey.objects.filter(team=team, created_by_id=user_id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def membership_keys_sync(*, team: Team, user_id: int, changed_by: User) -> int:
+    """
+    After staff edited or deleted a membership in the back office: revoke the person's keys for the team unless they
+    are still an owner or admin of it. Returns how many keys were revoked.
+    """
+    still_manager = Membership.objects.filter(
+        team=team, user_id=user_id, role__in=[Membership.Role.OWNER, Membership.Role.ADMIN]
+    ).exists()
+    revoked = 0 if still_manager else _api_keys_revoke_of_member(team=team, user_id=user_id)
+    if revoked:
+        logger.info("api keys revoked after a membership change", extra={
+            "team_id": team.pk, "user_id": user_id, "staff_user_id": changed_by.pk, "api_keys_revoked": revoked})
+    return revoked
 
 
 # --- API keys ---------------------------------------------------------------------------------------------------
@@ -204,18 +288,27 @@ class CreatedAPIKey:
 
 
 def api_key_create(
-    *, team: Team, name: str, created_by: User, expires_at: datetime | None = None
+    *, team: Team, name: str, created_by: User, expires_at: datetime | None = None,
+    scope: str = APIKey.Scope.USAGE,
 ) -> CreatedAPIKey:
+    """
+    Mint a key for the team, bound to its creator (an owner or admin) and to one scope (default: the narrowest,
+    `usage`). Callers make sure a person is asking through a session: a key never mints keys
+    (accounts.api.views refuses key-authenticated requests before calling this).
+    """
     _require_manager(team=team, user=created_by)
+    if scope not in APIKey.Scope.values:
+        raise ApplicationError("invalid_scope", _("Choose a scope: usage, read or full."))
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("invalid_expiry", _("The expiry date must be in the future."))
     prefix = secrets.token_hex(API_KEY_PREFIX_BYTES)
     raw_key = f"sk_{prefix}.{secrets.token_urlsafe(API_KEY_SECRET_BYTES)}"
     api_key = APIKey(team=team, name=name, prefix=prefix, hashed_key=api_key_hash(raw_key), created_by=created_by,
-                     expires_at=expires_at)
+                     expires_at=expires_at, scope=scope)
     api_key.full_clean()
     api_key.save()
-    logger.info("api key created", extra={"team_id": team.pk, "api_key_id": api_key.pk, "prefix": prefix})
+    logger.info("api key created", extra={"team_id": team.pk, "api_key_id": api_key.pk, "prefix": prefix,
+                                          "scope": scope, "user_id": created_by.pk})
     return CreatedAPIKey(api_key=api_key, raw_key=raw_key)
 
 
@@ -249,3 +342,74 @@ def api_key_touch(*, api_key: APIKey) -> None:
         last_used_at=now
     )
     api_key.last_used_at = now
+
+
+# --- Login lockouts (django-axes) ------------------------------------------------------------------------------
+
+
+def login_lockout_record(*, username: str, ip_address: str | None, path: str) -> None:
+    """
+    Audit a login lockout. Logged with the ids involved (the user id when the address has an account; the attempted
+    address itself is not logged, so a mistyped password pasted into the email field never lands in logs).
+    Billing's audit trail (billing.backoffice.audit) can record it too once billing may be called from here (see
+    the report of issue 10).
+    """
+    user_id = User.objects.filter(email__iexact=(username or "").strip()).values_list("pk", flat=True).first()
+    logger.warning("login locked out", extra={"user_id": user_id, "ip_address": ip_address, "path": path})
+
+
+# --- Staff second factor (django-otp) ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def staff_totp_enrolment_start(*, user: User) -> TOTPDevice:
+    """
+    A new, unconfirmed TOTP device for the user; any earlier unconfirmed one is dropped (its secret was shown once
+    and is never shown again). It protects nothing until confirmed with a code (staff_totp_enrolment_confirm).
+    """
+    TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+
+
+@dataclass(frozen=True)
+class ConfirmedTOTP:
+    device: TOTPDevice
+    recovery_codes: list[str]  # shown to the person exactly once; django-otp stores them for matching
+
+
+@transaction.atomic
+def staff_totp_enrolment_confirm(*, user: User, device_id: int, token: str) -> ConfirmedTOTP:
+    """Confirm the pending device with a code from the app; it replaces any earlier device and recovery codes."""
+    device = TOTPDevice.objects.select_for_update().filter(user=user, pk=device_id, confirmed=False).first()
+    if device is None:
+        raise NotFoundError("otp_enrolment_expired", _("This enrolment has expired. Start again."))
+    if not device.verify_token((token or "").strip().replace(" ", "")):
+        raise ApplicationError("otp_invalid", _("That code is not valid. Check the time on your phone and try again."))
+    TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    recovery_codes = _staff_recovery_codes_replace(user=user)
+    logger.info("staff totp enrolled", extra={"user_id": user.pk, "otp_device_id": device.pk})
+    return ConfirmedTOTP(device=device, recovery_codes=recovery_codes)
+
+
+def _staff_recovery_codes_replace(*, user: User) -> list[str]:
+    StaticDevice.objects.filter(user=user).delete()
+    static = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+    codes = [StaticToken.random_token() for _ in range(settings.STAFF_OTP_RECOVERY_CODES)]
+    StaticToken.objects.bulk_create([StaticToken(device=static, token=code) for code in codes])
+    return codes
+
+
+@transaction.atomic
+def staff_totp_demo_device(*, user: User) -> str:
+    """
+    Development only (`make run`): give a demo staff user a confirmed TOTP device and return its base32 secret, so
+    people and scripts can log in. Refused in production, where a secret is never printed.
+    """
+    if settings.IS_PRODUCTION:
+        raise ApplicationError("forbidden", "Demo TOTP devices exist only with DJANGO_DEBUG=true.", http_status=403)
+    device = TOTPDevice.objects.filter(user=user, confirmed=True, name="Demo authenticator").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
+    return base64.b32encode(device.bin_key).decode()

@@ -1,16 +1,25 @@
+import base64
+from urllib.parse import urlencode
+
+import django_otp
+import segno
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language, gettext as _
 from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from billing_site.errors import ApplicationError
 
 from . import selectors, services
-from .forms import APIKeyForm, InvitationForm, SignupForm
+from .forms import APIKeyForm, InvitationForm, OTPTokenForm, SignupForm
 
 # One-time values (a new key's secret, a new invitation link) travel from the POST to the following GET in the
 # session and are removed when shown: Post/Redirect/Get, so reloading the page never creates a second key.
@@ -41,8 +50,11 @@ def signup(request):
         except ApplicationError as error:
             form.add_error("email", error.user_message)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, _("Welcome! Your team is ready."))
+            # An address that already has an account gets an email instead (user is None) and the same redirect,
+            # so the answer never tells a visitor whether an address is registered.
+            if user is not None:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.success(request, _("Welcome! Your team is ready."))
             return redirect(_safe_next(request, "billing:overview"))
     return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request, "")})
 
@@ -181,3 +193,88 @@ def api_key_revoke(request, key_id: int):
     else:
         messages.success(request, _("Key revoked."))
     return redirect("accounts:api_keys")
+
+
+# --- Staff second factor ---------------------------------------------------------------------------------------
+
+SESSION_OTP_PENDING_DEVICE = "otp_pending_device_id"
+SESSION_OTP_RECOVERY_CODES = "otp_new_recovery_codes"
+
+
+def _staff_only(request) -> None:
+    if not request.user.is_staff:
+        raise Http404
+
+
+@login_required
+def otp_enrol(request):
+    """
+    Enrol an authenticator app: the QR code and secret of a new device are shown once; a code from the app confirms
+    it. A user who already has a device must pass it first (a stolen password alone cannot replace the device).
+    """
+    _staff_only(request)
+    if selectors.user_has_confirmed_otp_device(user=request.user) and not request.user.is_verified():
+        return redirect(f"{reverse('accounts:otp_verify')}?{urlencode({'next': _safe_next(request, '')})}")
+    form = OTPTokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            confirmed = services.staff_totp_enrolment_confirm(
+                user=request.user, device_id=request.session.get(SESSION_OTP_PENDING_DEVICE) or 0,
+                token=form.cleaned_data["otp_token"],
+            )
+        except ApplicationError as error:
+            form.add_error("otp_token", error.user_message)
+        else:
+            request.session.pop(SESSION_OTP_PENDING_DEVICE, None)
+            otp_login(request, confirmed.device)
+            request.session[SESSION_OTP_RECOVERY_CODES] = confirmed.recovery_codes
+            return redirect(f"{reverse('accounts:otp_recovery_codes')}?{urlencode({'next': _safe_next(request, '')})}")
+        # A wrong code keeps the same pending device: the QR code the person scanned stays valid.
+        device = TOTPDevice.objects.filter(
+            user=request.user, pk=request.session.get(SESSION_OTP_PENDING_DEVICE) or 0, confirmed=False
+        ).first()
+    else:
+        device = None
+    if device is None:
+        device = services.staff_totp_enrolment_start(user=request.user)
+        request.session[SESSION_OTP_PENDING_DEVICE] = device.pk
+    secret = base64.b32encode(device.bin_key).decode()
+    context = {
+        "form": form,
+        "secret": secret,
+        # segno's own SVG markup of our otpauth URL: no user input reaches it.
+        "qr_svg": mark_safe(segno.make(device.config_url, error="m").svg_inline(scale=4)),  # nosec B308
+        "next": _safe_next(request, ""),
+    }
+    response = render(request, "accounts/otp_enrol.html", context)
+    response["Cache-Control"] = "no-store"  # the page shows a secret
+    return response
+
+
+@login_required
+def otp_verify(request):
+    """The second step of a staff login: a TOTP code or a recovery code (each recovery code works once)."""
+    _staff_only(request)
+    if not selectors.user_has_confirmed_otp_device(user=request.user):
+        return redirect(f"{reverse('accounts:otp_enrol')}?{urlencode({'next': _safe_next(request, '')})}")
+    form = OTPTokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = django_otp.match_token(request.user, form.cleaned_data["otp_token"].replace(" ", ""))
+        if device is None:
+            form.add_error("otp_token", _("That code is not valid. Check the time on your phone and try again."))
+        else:
+            otp_login(request, device)
+            return redirect(_safe_next(request, "admin:index"))
+    return render(request, "accounts/otp_verify.html", {"form": form, "next": _safe_next(request, "")})
+
+
+@login_required
+def otp_recovery_codes(request):
+    _staff_only(request)
+    codes = request.session.pop(SESSION_OTP_RECOVERY_CODES, None)
+    if codes is None:
+        return redirect(_safe_next(request, "admin:index"))
+    response = render(request, "accounts/otp_recovery_codes.html",
+                      {"codes": codes, "next": _safe_next(request, reverse("admin:index"))})
+    response["Cache-Control"] = "no-store"  # shown once
+    return response

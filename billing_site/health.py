@@ -62,12 +62,16 @@ def readyz(request):
 @never_cache
 def metrics(request):
     """
-    Prometheus metrics. With METRICS_BEARER_TOKEN set, scrapers must send `Authorization: Bearer <token>`;
-    unset, the endpoint is open and should be reachable only from inside the network (see docs/operations.md).
+    Prometheus metrics. Scrapers send `Authorization: Bearer <METRICS_BEARER_TOKEN>`. Production requires the token
+    (start-up refuses without it); only development (DJANGO_DEBUG=true) may leave it unset and the endpoint open.
     """
     from django_prometheus.exports import ExportToDjangoView
 
     token = settings.METRICS_BEARER_TOKEN
+    if not token and settings.IS_PRODUCTION:
+        # Production refuses to start without a token (settings); this guards a settings module that skipped that.
+        return HttpResponse("Forbidden: METRICS_BEARER_TOKEN is not configured\n", status=403,
+                            content_type="text/plain")
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), token.encode()):

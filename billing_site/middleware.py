@@ -44,3 +44,30 @@ class ApplicationErrorMiddleware:
             request, "error.html", {"code": exception.code, "message": exception.user_message},
             status=exception.http_status,
         )
+
+
+class APIBodySizeLimitMiddleware:
+    """
+    API requests declaring a body larger than API_MAX_BODY_BYTES answer 413 in the API's error shape before anything
+    reads the body (DRF reads the stream itself, so Django's own upload limit does not protect the API). Bodies sent
+    without a length are bounded by billing_site.parsers.BoundedJSONParser while it reads them.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.conf import settings
+        from django.http import JsonResponse
+
+        if request.path.startswith("/api/"):
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0  # Django reads an unparsable length as no body too
+            if declared > settings.API_MAX_BODY_BYTES:
+                return JsonResponse(
+                    {"error": {"code": "request_too_large", "message": "The request body is too large."}},
+                    status=413,
+                )
+        return self.get_response(request)

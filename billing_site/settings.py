@@ -63,6 +63,12 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_prometheus",
     "djstripe",
+    # Security (issue 10): login throttling, staff second factor (TOTP + recovery codes), Content-Security-Policy.
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
     "accounts",
     "billing",
     "usage",
@@ -71,17 +77,27 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "billing_site.middleware.RequestIdMiddleware",
+    # Security (issue 10): API bodies above API_MAX_BODY_BYTES answer 413 before anything reads them.
+    "billing_site.middleware.APIBodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Security (issue 10): the Content-Security-Policy header on every response.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Security (issue 10): request.user.is_verified() (django-otp), then staff with money powers must have passed
+    # their second factor before any admin page opens.
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.StaffSecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "billing_site.middleware.ApplicationErrorMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Security (issue 10): django-axes wants to be last (it turns a lockout into the lockout page).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "billing_site.urls"
@@ -342,7 +358,17 @@ REST_FRAMEWORK = {
         "accounts.authentication.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # An API key reaches only what its scope allows (accounts/api/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.api.permissions.APIKeyScopePermission",
+    ],
+    # JSON bounded in size and depth (billing_site/parsers.py); form parsers as DRF's defaults.
+    "DEFAULT_PARSER_CLASSES": [
+        "billing_site.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_FILTER_BACKENDS": [
@@ -381,6 +407,73 @@ if not DEBUG:
     X_FRAME_OPTIONS = "DENY"
     SESSION_COOKIE_HTTPONLY = True
 
+# --- Security: throttling, second factor, CSP, input bounds, production refusals (docs/security.md) ---------------
+from datetime import timedelta  # noqa: E402
+
+from csp.constants import NONE, SELF  # noqa: E402
+
+# Read once here: Django's test runner turns DEBUG off at run time, and the checks below must mean "deployed".
+IS_PRODUCTION = not DEBUG
+
+# API request bodies: DRF reads the stream itself, so DATA_UPLOAD_MAX_MEMORY_SIZE does not bound them; these do
+# (413 / 400 in the API's error shape: billing_site/parsers.py and billing_site.middleware).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
+
+# Login throttling (django-axes) on /accounts/login/ and /admin/login/: after AXES_FAILURE_LIMIT failures, the
+# account and, separately, the IP address are locked for the cool-off time. Each lockout is logged (accounts.signals).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Two separate parameters (not a combination): one account is locked whatever IP it is tried from, and one IP is
+# locked whatever accounts it tries.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Emails are case-insensitive logins: ANA@example.com and ana@example.com are one account for the counter too.
+AXES_USERNAME_CALLABLE = "accounts.security.axes_username"
+# Both login forms (ours and the admin's) post the email as `username` (axes would look for USERNAME_FIELD, `email`).
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_RESET_ON_SUCCESS = True
+# Axes keeps failed attempts in the database (AccessAttempt); the user agent and path are kept, never the password.
+AXES_HTTP_RESPONSE_CODE = 429
+
+# Second factor (django-otp): staff holding any of these permissions (superusers hold all) must log in with a TOTP
+# device or a recovery code before any admin page opens (accounts.middleware.StaffSecondFactorMiddleware).
+STAFF_MONEY_PERMISSIONS = (
+    "billing.request_refund",
+    "billing.approve_refund",
+    "billing.grant_credits",
+    "billing.grant_credits_unlimited",
+    "billing.remove_credits",
+    "billing.replay_webhooks",
+)
+# Always on. The test suite turns it off (conftest.py) except in the tests of the second factor, so that the
+# back-office tests keep testing the back office.
+STAFF_OTP_REQUIRED = True
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Billing back office")
+STAFF_OTP_RECOVERY_CODES = 10
+
+# Content-Security-Policy on every response: scripts and styles only from our own static files (no inline code).
+# No form-action: checkout and portal forms post here and are redirected to Stripe's hosted pages, and browsers
+# apply form-action to that redirect.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # Swagger UI and the admin draw some icons as data: URIs.
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 # --- Logging: structured (one JSON object per line) to stdout ---------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
@@ -406,3 +499,23 @@ LOGGING = {
 # --- Operations -------------------------------------------------------------------------------------------------
 # When set, /metrics answers only to `Authorization: Bearer <token>` (Prometheus `authorization` config).
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+
+# --- Production refusals (after every setting they read) ---------------------------------------------------------
+if IS_PRODUCTION:
+    # Password-reset and invitation links were printed to stdout logs by the console backend.
+    if EMAIL_BACKEND in {
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.dummy.EmailBackend",
+    }:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND is {EMAIL_BACKEND!r}, which does not deliver mail (and the console backend prints "
+            f"password-reset and invitation links into the logs). Set EMAIL_URL (e.g. smtp+tls://user:pass@host:587) "
+            f"or EMAIL_BACKEND to a real backend when DJANGO_DEBUG=false. See .env.example."
+        )
+    if not METRICS_BEARER_TOKEN:
+        raise ImproperlyConfigured(
+            "The environment variable METRICS_BEARER_TOKEN must be set when DJANGO_DEBUG=false: /metrics answers "
+            "only to `Authorization: Bearer <token>` in production. See .env.example."
+        )

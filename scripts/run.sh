@@ -55,6 +55,8 @@ DEMO_PASSWORD="${DEMO_PASSWORD:-$("$PY" -c 'import secrets; print(secrets.token_
 "$PY" manage.py demo_setup --password "$DEMO_PASSWORD"
 "$PY" manage.py billing_demo
 "$PY" manage.py demo_payments --password "$DEMO_PASSWORD"
+# Staff with money powers log in with a second factor: print their TOTP secrets (development only).
+"$PY" manage.py demo_staff_otp --password "$DEMO_PASSWORD"
 
 if [ -n "${REDIS_URL:-}" ]; then
   echo "REDIS_URL is set: starting a Celery worker and beat (logs in ${RUN_DIR}/)"
@@ -68,6 +70,6 @@ fi
 
 echo "Serving ${SITE_URL} on port ${PORT} (back office at ${SITE_URL}/admin/). Ctrl-C to stop."
 .venv/bin/gunicorn billing_site.wsgi:application --bind "127.0.0.1:${PORT}" --workers 2 --threads 4 \
-    --access-logfile - --graceful-timeout 5 &
+    --access-logfile - --logger-class billing_site.gunicorn_logging.RedactingLogger --graceful-timeout 5 &
 pids+=($!)
 wait "${pids[-1]}"

@@ -7,6 +7,20 @@ from ..models import Membership, Team
 from ..selectors import user_current_membership, user_session_membership
 
 
+# Ids are 64-bit signed integers in the database; a longer string would overflow the query (a 500, not a 404).
+MAX_ID_DIGITS = 18
+
+
+def header_team_id(value: str) -> int | None:
+    """
+    A team id from a header, or None. `str.isdigit()` alone also accepts non-ASCII digits ('²', '٣') that int()
+    rejects or reads differently, and any number of digits.
+    """
+    if value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS:
+        return int(value)
+    return None
+
+
 def request_membership(request: Request) -> Membership | None:
     """
     The membership an API call acts through; None for API keys (the key's team acts, with no role).
@@ -17,7 +31,8 @@ def request_membership(request: Request) -> Membership | None:
         return None
     header = request.headers.get("X-Team-Id", "").strip()
     if header:
-        membership = user_current_membership(user=request.user, team_id=int(header)) if header.isdigit() else None
+        team_id = header_team_id(header)
+        membership = user_current_membership(user=request.user, team_id=team_id) if team_id is not None else None
     else:
         membership = user_session_membership(user=request.user, session=request.session)
     if membership is None:

@@ -30,13 +30,17 @@ class APIKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = APIKey
-        fields = ["id", "name", "prefix", "created_by", "created", "last_used_at", "expires_at", "revoked_at",
+        fields = ["id", "name", "prefix", "scope", "created_by", "created", "last_used_at", "expires_at", "revoked_at",
                   "is_active"]
         read_only_fields = fields
 
 
 class APIKeyCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(
+        choices=APIKey.Scope.choices, default=APIKey.Scope.USAGE,
+        help_text="usage (default: metered calls and usage events only), read (read-only) or full.",
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 

@@ -1,5 +1,6 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -7,11 +8,15 @@ from billing_site.errors import NotFoundError
 
 from .. import selectors, services
 from ..models import APIKey
+from .permissions import SessionOnly
 from .mixins import TeamScopedAPIMixin, request_membership, request_team
 from .serializers import APIKeyCreatedSerializer, APIKeyCreateInputSerializer, APIKeySerializer, MeSerializer
 
 
 class MeAPI(APIView):
+    # Any key may ask who it acts for (a usage-only program checks its team this way).
+    required_scope = (APIKey.Scope.READ, APIKey.Scope.USAGE)
+
     @extend_schema(responses=MeSerializer)
     def get(self, request):
         membership = request_membership(request)
@@ -28,7 +33,17 @@ class MeAPI(APIView):
         return Response(MeSerializer(data).data)
 
 
-class APIKeyListCreateAPI(TeamScopedAPIMixin, generics.ListAPIView):
+class KeyManagementPermissionsMixin:
+    """Listing keys follows the scopes (read); minting and revoking need a person signed in, never a key."""
+
+    def get_permissions(self):
+        permissions = super().get_permissions()
+        if self.request is not None and self.request.method not in SAFE_METHODS:
+            permissions.append(SessionOnly())
+        return permissions
+
+
+class APIKeyListCreateAPI(KeyManagementPermissionsMixin, TeamScopedAPIMixin, generics.ListAPIView):
     serializer_class = APIKeySerializer
     ordering_fields = ["created", "name", "last_used_at"]
 
@@ -37,7 +52,11 @@ class APIKeyListCreateAPI(TeamScopedAPIMixin, generics.ListAPIView):
             return APIKey.objects.none()
         return selectors.team_api_keys(team=self.team)
 
-    @extend_schema(request=APIKeyCreateInputSerializer, responses={201: APIKeyCreatedSerializer})
+    @extend_schema(
+        request=APIKeyCreateInputSerializer, responses={201: APIKeyCreatedSerializer},
+        description="Mint a key (owner or admin, signed in: an API key cannot mint keys). `scope` defaults to "
+                    "`usage` (metered calls and usage events only); choose `read` or `full` only when needed.",
+    )
     def post(self, request):
         payload = APIKeyCreateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -47,7 +66,7 @@ class APIKeyListCreateAPI(TeamScopedAPIMixin, generics.ListAPIView):
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
 
-class APIKeyDetailAPI(TeamScopedAPIMixin, APIView):
+class APIKeyDetailAPI(KeyManagementPermissionsMixin, TeamScopedAPIMixin, APIView):
     def _get_key(self, key_id: int):
         api_key = selectors.team_api_keys(team=self.team).filter(pk=key_id).first()
         if api_key is None:

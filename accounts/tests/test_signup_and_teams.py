@@ -29,13 +29,26 @@ def test_signup_page_creates_user_team_and_owner_membership(client):
     assert client.get(reverse("accounts:members")).status_code == 200
 
 
-def test_duplicate_signup_email_is_a_form_error_and_writes_nothing(client):
+def test_duplicate_signup_answers_like_a_new_signup_emails_the_owner_and_writes_nothing(
+    client, django_capture_on_commit_callbacks
+):
+    # Issue 10: the page used to say "An account with this email already exists." (account enumeration).
     UserFactory(email="taken@example.com")
     before = (User.objects.count(), Team.objects.count(), Membership.objects.count())
-    response = client.post(reverse("accounts:signup"), {"email": "TAKEN@example.com", "password": DEFAULT_PASSWORD})
-    assert response.status_code == 200
-    assert "An account with this email already exists." in response.content.decode()
-    assert (User.objects.count(), Team.objects.count(), Membership.objects.count()) == before
+    new = client.post(reverse("accounts:signup"), {"email": "fresh@example.com", "password": DEFAULT_PASSWORD})
+    client.logout()
+    mail.outbox.clear()
+    with_new = (User.objects.count(), Team.objects.count(), Membership.objects.count())
+    assert with_new == tuple(n + 1 for n in before)
+    with django_capture_on_commit_callbacks(execute=True):
+        taken = client.post(reverse("accounts:signup"), {"email": "TAKEN@example.com", "password": DEFAULT_PASSWORD})
+    assert (taken.status_code, taken["Location"]) == (new.status_code, new["Location"]) == (302, "/billing/")
+    assert "already exists" not in taken.content.decode()
+    assert (User.objects.count(), Team.objects.count(), Membership.objects.count()) == with_new
+    assert [m.to for m in mail.outbox] == [["taken@example.com"]]
+    assert "already has an account" in mail.outbox[0].body and "/accounts/password-reset/" in mail.outbox[0].body
+    # The visitor is not signed into the existing account.
+    assert client.get(reverse("accounts:members")).status_code == 302
 
 
 def test_signup_is_atomic_when_team_creation_fails(monkeypatch):

@@ -46,7 +46,7 @@ def make_team(label: str):
     tag = uuid.uuid4().hex[:10]
     owner = User.objects.create_user(email=f"bench-{label}-{tag}@example.com", password=None)
     team = account_services.team_create(name=f"bench {label} {tag}", billing_email=owner.email, owner=owner)
-    created = account_services.api_key_create(team=team, name="bench", created_by=owner)
+    created = account_services.api_key_create(team=team, name="bench", created_by=owner, scope="full")
     return team, owner, created.raw_key
 
 

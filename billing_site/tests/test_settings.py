@@ -13,11 +13,14 @@ PRODUCTION = {
     "API_KEY_HMAC_SECRET": "hmac-secret-for-api-keys",
     "STRIPE_SECRET_KEY": "sk_test_from_the_environment",
     "SITE_URL": "https://billing.example.com",
+    "EMAIL_URL": "smtp+tls://mailer:mail-password@smtp.example.com:587",
+    "METRICS_BEARER_TOKEN": "metrics-token-from-the-environment",
 }
 
 
 def manage(*args, **env_changes):
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "STRIPE_", "API_KEY"))}
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DJANGO_", "STRIPE_", "API_KEY", "EMAIL_", "METRICS_"))}
     env.pop("PYTEST_CURRENT_TEST", None)
     env.update(PRODUCTION)
     for key, value in env_changes.items():
@@ -54,3 +57,24 @@ def test_production_settings_are_hardened():
     assert result.stdout.strip().splitlines()[-1] == (
         "False True True True True ('HTTP_X_FORWARDED_PROTO', 'https') ['billing.example.com']"
     )
+
+
+@pytest.mark.parametrize("backend", ["django.core.mail.backends.console.EmailBackend",
+                                     "django.core.mail.backends.locmem.EmailBackend"])
+def test_production_refuses_an_email_backend_that_delivers_nothing(backend):
+    # The console backend printed password-reset and invitation links into the logs.
+    result = manage("check", EMAIL_URL=None, EMAIL_BACKEND=backend)
+    assert result.returncode != 0
+    assert "EMAIL_BACKEND" in result.stderr and "EMAIL_URL" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_metrics_token():
+    result = manage("check", METRICS_BEARER_TOKEN=None)
+    assert result.returncode != 0
+    assert "METRICS_BEARER_TOKEN must be set when DJANGO_DEBUG=false" in result.stderr
+
+
+def test_production_sends_mail_through_the_email_url():
+    result = manage("shell", "-c", "from django.conf import settings as s; print(s.EMAIL_BACKEND, s.EMAIL_HOST)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "django.core.mail.backends.smtp.EmailBackend smtp.example.com"

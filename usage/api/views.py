@@ -25,6 +25,8 @@ class UsageSummaryAPI(TeamScopedAPIMixin, APIView):
 
 
 class UsageEventIngestAPI(TeamScopedAPIMixin, APIView):
+    required_scope = "usage"  # usage-scoped API keys reach this (accounts/api/permissions.py)
+
     @extend_schema(
         request=UsageEventBatchInputSerializer,
         responses={201: UsageEventBatchOutputSerializer, 200: UsageEventBatchOutputSerializer},
@@ -97,6 +99,7 @@ class SpendCapAPI(TeamScopedAPIMixin, APIView):
 
 class DemoPingAPI(APIView):
     """Unmetered trivial view (the baseline of the metering benchmark)."""
+    required_scope = "usage"  # usage-scoped API keys reach this (accounts/api/permissions.py)
 
     @extend_schema(responses={200: dict})
     def get(self, request):
@@ -105,6 +108,7 @@ class DemoPingAPI(APIView):
 
 class DemoMeteredPingAPI(APIView):
     """The same trivial view, metered as one `api_call`."""
+    required_scope = "usage"  # usage-scoped API keys reach this (accounts/api/permissions.py)
 
     @extend_schema(responses={200: dict})
     @metered("api_call")
@@ -114,6 +118,7 @@ class DemoMeteredPingAPI(APIView):
 
 class DemoPremiumAPI(APIView):
     """A premium operation: costs USAGE_PREMIUM_CREDITS_PER_CALL credits per call on every plan (402 without)."""
+    required_scope = "usage"  # usage-scoped API keys reach this (accounts/api/permissions.py)
 
     @extend_schema(request=None, responses={200: dict})
     @metered("api_call", credits=settings.USAGE_PREMIUM_CREDITS_PER_CALL)

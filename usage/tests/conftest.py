@@ -52,7 +52,7 @@ def team_and_owner(db):
 def api_key_client(team_and_owner):
     """An APIClient authenticated with a real API key of the team (as programs call the API)."""
     team, owner = team_and_owner
-    created = account_services.api_key_create(team=team, name="test", created_by=owner)
+    created = account_services.api_key_create(team=team, name="test", created_by=owner, scope="full")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
     client.team = team
