@@ -13,7 +13,7 @@ from billing.backoffice import refunds as refund_services
 from billing.backoffice.audit import StaffContext
 from billing.models import RefundRequest
 from billing.tests.backoffice_fixtures import *  # noqa: F401,F403  (bo_stripe, paying_team, staff users)
-from billing.tests.backoffice_fixtures import staff_user
+from billing.tests.factories import StaffUserFactory
 from accounts.tests.factories import DEFAULT_PASSWORD
 from billing_site.tests.test_pages_browser import browser  # noqa: F401  (the module-scoped chromium fixture)
 
@@ -41,8 +41,8 @@ def admin_password_login(page, base_url: str, email: str) -> None:
 
 def test_finance_enrols_totp_logs_in_with_it_and_approves_a_refund(browser, live_server, paying_team):  # noqa: F811
     _team, _owner, charge = paying_team
-    support = staff_user("Support", email="support-otp@staff.example.com")
-    finance = staff_user("Finance", email="finance-otp@staff.example.com")
+    support = StaffUserFactory(groups=["Support"], email="support-otp@staff.example.com")
+    finance = StaffUserFactory(groups=["Finance"], email="finance-otp@staff.example.com")
     refund = refund_services.refund_request_create(
         staff=StaffContext(user=support, request_id="req-browser", ip_address="127.0.0.1"),
         charge_id=charge.id, amount_minor=9900, currency="usd", reason="duplicate",
@@ -94,7 +94,7 @@ def test_finance_enrols_totp_logs_in_with_it_and_approves_a_refund(browser, live
 
 
 def test_staff_without_a_second_factor_cannot_open_the_refund_pages(browser, live_server):  # noqa: F811
-    finance = staff_user("Finance", email="finance-no-otp@staff.example.com")
+    finance = StaffUserFactory(groups=["Finance"], email="finance-no-otp@staff.example.com")
     context = browser.new_context()
     page = context.new_page()
     admin_password_login(page, live_server.url, finance.email)
