@@ -1,19 +1,14 @@
 """Read-only admin views of usage records (ledgers are append-only: corrections go through usage.services)."""
 from django.contrib import admin
 
+from billing.admin.mixins import ReadOnlyAdminMixin
+
 from .models import (CreditBalance, CreditLedgerEntry, MeterDriftCheck, MeterReport, TeamUsagePolicy, UsageAlert,
                      UsageEvent, UsagePeriodClose)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(CreditLedgerEntry)

@@ -1,5 +1,5 @@
 """
-Issue 10, accounts and site-wide parts: API keys bound to their maker and a scope, inputs that answered 500, login
+Issue 10, site-wide (it drives every app's API, so it lives with the project, not in accounts): API keys bound to their maker and a scope, inputs that answered 500, login
 throttling, the staff second factor, the Content-Security-Policy and secrets kept out of logs.
 """
 import json
@@ -19,7 +19,7 @@ from accounts.models import APIKey, Membership
 from billing_site.logging import JsonFormatter, redact_url_secrets
 from usage.models import UsageEvent
 
-from .factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory, make_team_with_owner
+from accounts.tests.factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory, make_team_with_owner
 
 pytestmark = pytest.mark.django_db
 
