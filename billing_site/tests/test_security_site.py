@@ -1,6 +1,7 @@
 """
-Issue 10, site-wide (it drives every app's API, so it lives with the project, not in accounts): API keys bound to their maker and a scope, inputs that answered 500, login
-throttling, the staff second factor, the Content-Security-Policy and secrets kept out of logs.
+Issue 10, site-wide: API keys bound to their maker and a scope, inputs that answered 500, login throttling, the
+staff second factor, the Content-Security-Policy and secrets kept out of logs. It drives every app's API, so it lives
+with the project rather than in accounts (whose code and tests import no other app).
 """
 import json
 import logging
