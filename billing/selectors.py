@@ -1,8 +1,9 @@
 """Reads for billing: the team's customer, its mirrored subscription, its plan and the plan's limits."""
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.core.cache import cache
+from django.utils import timezone
 
 from accounts.models import Team
 
@@ -188,6 +189,11 @@ def _price_amounts(lookup_key: str) -> dict[str, int]:
     return {k: v for k, v in amounts.items() if v is not None}
 
 
+def price_amounts(*, lookup_key: str) -> dict[str, int]:
+    """Currency -> minor units of the active price with this lookup key (from the mirror; empty when unknown)."""
+    return _price_amounts(lookup_key)
+
+
 def pricing_table(*, currency: str, language: str | None = None) -> dict:
     from billing_site.money import format_money
 
@@ -199,7 +205,12 @@ def pricing_table(*, currency: str, language: str | None = None) -> dict:
             amount = _price_amounts(price.lookup_key).get(currency, price.amounts.get(currency))
             prices.append({"lookup_key": price.lookup_key, "interval": price.interval, "amount": amount,
                            "amount_text": format_money(amount, currency, language) if amount is not None else ""})
-        plans.append({"plan": plan, "prices": prices, "included": plan.included.get("api_call", 0)})
+        from billing_site.money import format_unit_price
+
+        overage = [{"text": format_unit_price(price.unit_amount_decimal[currency], currency, language)}
+                   for price in plan.overage_prices_for("month") if currency in price.unit_amount_decimal]
+        plans.append({"plan": plan, "prices": prices, "included": plan.included.get("api_call", 0),
+                      "overage": overage})
     packs = []
     for pack in catalog.credit_packs:
         amount = _price_amounts(pack.lookup_key).get(currency, pack.amounts.get(currency))
@@ -288,7 +299,7 @@ def billing_overview(*, team: Team, language: str | None = None) -> dict:
                               "exp": f"{card.get('exp_month')}/{card.get('exp_year')}"}
     catalog = load_catalog()
     other_prices = [
-        {"lookup_key": p.lookup_key, "plan": plan.name, "interval": p.interval}
+        {"lookup_key": p.lookup_key, "plan": plan.name, "plan_name": plan.display_name, "interval": p.interval}
         for plan in catalog.plans for p in plan.prices
         if not summary or p.lookup_key != summary["lookup_key"]
     ]
@@ -536,3 +547,35 @@ def team_receipts_by_charge(*, team: Team, charge_ids: list[str]) -> dict[str, d
                                                                     "number"):
         found.setdefault(charge_id, {})[refund_id if kind == Receipt.Kind.REFUND else "payment"] = number
     return found
+
+
+# --- Boleto and Pix purchases waiting or failed (issue 13) ----------------------------------------------------------
+def team_async_payments(*, team: Team, days: int = 30) -> list[dict]:
+    """
+    The team's recent Boleto/Pix payments that are not settled: waiting for the customer (with the voucher or QR
+    page), processing, or failed (expired unpaid). From dj-stripe's PaymentIntent mirror, newest first.
+    """
+    from djstripe.models import PaymentIntent
+
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id:
+        return []
+    since = timezone.now() - timedelta(days=days)
+    rows = []
+    for intent in PaymentIntent.objects.filter(stripe_data__customer=customer_id, created__gte=since).order_by("-created")[:20]:
+        data = intent.stripe_data or {}
+        methods = data.get("payment_method_types") or []
+        method = next((m for m in methods if m in ("boleto", "pix")), None)
+        if method is None or data.get("status") in ("succeeded", "canceled"):
+            continue
+        action = data.get("next_action") or {}
+        details = action.get("boleto_display_details") or action.get("pix_display_qr_code") or {}
+        failed = data.get("status") == "requires_payment_method" and bool(data.get("last_payment_error"))
+        rows.append({
+            "id": intent.id, "method": method, "amount": data.get("amount") or 0,
+            "currency": data.get("currency") or "brl", "created": intent.created,
+            "state": "failed" if failed else ("processing" if data.get("status") == "processing" else "waiting"),
+            "url": details.get("hosted_voucher_url") or details.get("hosted_instructions_url") or "",
+            "expires_at": _ts(details.get("expires_at")),
+        })
+    return rows

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import translation
 
 from accounts.models import Team, User
 from billing_site.errors import ApplicationError, NotFoundError
@@ -69,7 +70,8 @@ def checkout_session_start(
         "client_reference_id": str(team.pk),
         "currency": currency,
         "allow_promotion_codes": True,
-        "locale": STRIPE_LOCALES.get(getattr(user, "language", "en"), "auto"),
+        # The page's language (what the customer is reading now), else the user's saved preference.
+        "locale": STRIPE_LOCALES.get((translation.get_language() or getattr(user, "language", "en")).lower(), "auto"),
     }
     if plan_and_price is not None:
         plan, _price = plan_and_price
@@ -94,6 +96,12 @@ def checkout_session_start(
                       subscription_data=subscription_data)
     else:
         metadata.update(kind="credit_pack", credits=str(pack.credits * int(quantity)))
+        if currency == "brl":
+            # Brazilian customers may pay a one-time purchase by card, Boleto (a voucher paid within 3 days) or
+            # Pix (a QR code); both settle later: credits come with checkout.session.async_payment_succeeded.
+            params.update(payment_method_types=["card", "boleto", "pix"],
+                          payment_method_options={"boleto": {"expires_after_days": 3},
+                                                  "pix": {"expires_after_seconds": 86400}})
         params.update(mode="payment", line_items=[{"price": price_id, "quantity": int(quantity)}],
                       # Not kind=credit_pack: Checkout grants by session id; only direct payments grant by intent.
                       payment_intent_data={"metadata": {"team_id": str(team.pk), "source": "checkout",
@@ -116,6 +124,21 @@ def _current_lookup(subscription) -> str:
     return (found[1].get("lookup_key") or "") if found else ""
 
 
+def _line_is_metered(item: dict) -> bool:
+    """The overage line of a subscription Checkout: billed later from usage, it has no quantity to show."""
+    return ((item.get("price") or {}).get("recurring") or {}).get("usage_type") == "metered"
+
+
+def _line_description(item: dict) -> str:
+    """ "1 × Pro", "2 × 10 credits": the catalog's name in the active language, else Stripe's description."""
+    catalog = load_catalog()
+    lookup_key = (item.get("price") or {}).get("lookup_key") or ""
+    found = catalog.plan_for_lookup_key(lookup_key)
+    pack = catalog.credit_pack_for_lookup_key(lookup_key)
+    name = found[0].display_name if found else pack.display_name if pack else (item.get("description") or lookup_key)
+    return f"{item.get('quantity') or 1} × {name}"
+
+
 @dataclass(frozen=True)
 class CheckoutResult:
     session_id: str
@@ -135,10 +158,7 @@ def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
     if session.get("customer") != team_stripe_customer_id(team=team):
         raise NotFoundError("not_found", "This checkout session does not belong to your team.")
     items = ((session.get("line_items") or {}).get("data")) or []
-    description = ", ".join(
-        f"{i.get('quantity', 1)} × {i.get('description') or (i.get('price') or {}).get('lookup_key') or ''}"
-        for i in items
-    )
+    description = ", ".join(_line_description(item) for item in items if not _line_is_metered(item))
     if session.get("status") == "complete" and session.get("mode") == "subscription" and session.get("subscription"):
         # Show the plan at once: mirror the subscription now rather than waiting for its webhook.
         from .mirror import mirror_store

@@ -8,7 +8,7 @@ from billing_site.errors import ApplicationError, BillingError
 def way_out_urls() -> dict:
     """Where a team that hit a limit can go: buy credits, upgrade, see its billing, raise its spend cap (absolute)."""
     return {
-        "buy_credits_url": settings.SITE_URL + reverse("billing:pricing") + "#credits",
+        "buy_credits_url": settings.SITE_URL + reverse("billing:pricing") + "#credit-packs",
         "upgrade_url": settings.SITE_URL + reverse("billing:pricing"),
         "billing_url": settings.SITE_URL + reverse("billing:overview"),
         # The spend cap form is on the usage page, not on /billing/.
