@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.core.cache import cache
+from django.utils.translation import gettext as _
 from django.utils import timezone
 
 from accounts.models import Team
@@ -170,7 +171,7 @@ def price_id_for_lookup_key(lookup_key: str) -> str:
     if not found:
         from billing_site.errors import NotFoundError
 
-        raise NotFoundError("unknown_lookup_key", f"There is no price with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no price with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     return found[0]["id"]
 
 

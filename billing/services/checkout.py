@@ -3,6 +3,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
 from django.conf import settings
 from django.urls import reverse
 from django.utils import translation
@@ -35,7 +36,7 @@ def currency_validate(currency: str | None) -> str:
     catalog = load_catalog()
     currency = (currency or catalog.default_currency).lower()
     if currency not in catalog.currencies:
-        raise ApplicationError("unknown_currency", f"Currency {currency.upper()} is not offered.")
+        raise ApplicationError("unknown_currency", _("Currency %(currency)s is not offered.") % {"currency": currency.upper()})
     return currency
 
 
@@ -57,9 +58,9 @@ def checkout_session_start(
     plan_and_price = catalog.plan_for_lookup_key(lookup_key)
     pack = catalog.credit_pack_for_lookup_key(lookup_key)
     if plan_and_price is None and pack is None:
-        raise NotFoundError("unknown_lookup_key", f"There is no price with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no price with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     if not 1 <= int(quantity) <= 100:
-        raise ApplicationError("invalid_quantity", "Quantity must be between 1 and 100.")
+        raise ApplicationError("invalid_quantity", _("Quantity must be between 1 and 100."))
     price_id = price_id_for_lookup_key(lookup_key)
     success_url = settings.SITE_URL + reverse("billing:checkout_success") + "?session_id={CHECKOUT_SESSION_ID}"
     cancel_url = settings.SITE_URL + reverse("billing:checkout_cancel") + f"?lookup_key={lookup_key}"
@@ -80,8 +81,9 @@ def checkout_session_start(
             # One subscription per team: a second checkout would double-bill. Plan changes go through proration.
             raise ApplicationError(
                 "already_subscribed",
-                f"Your team already has a subscription ({plan.name if _current_lookup(current) == lookup_key else 'another plan'}). "
-                "Change the plan from the billing page instead.",
+                (_("Your team already has a subscription to %(plan)s. Change the plan from the billing page instead.")
+                 % {"plan": plan.display_name} if _current_lookup(current) == lookup_key else
+                 _("Your team already has a subscription. Change the plan from the billing page instead.")),
                 http_status=409, extra={"change_url": reverse("billing:change_plan", args=[lookup_key])},
             )
         subscription_data: dict = {"metadata": {"team_id": str(team.pk), "plan_key": plan.key}}
@@ -156,7 +158,7 @@ def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
 
     session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
     if session.get("customer") != team_stripe_customer_id(team=team):
-        raise NotFoundError("not_found", "This checkout session does not belong to your team.")
+        raise NotFoundError("not_found", _("This checkout session does not belong to your team."))
     items = ((session.get("line_items") or {}).get("data")) or []
     description = ", ".join(_line_description(item) for item in items if not _line_is_metered(item))
     if session.get("status") == "complete" and session.get("mode") == "subscription" and session.get("subscription"):

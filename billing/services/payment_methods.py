@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 TEST_CARDS: dict[str, str] = {
     "pm_card_visa": "Visa •••• 4242",
     "pm_card_mastercard": "Mastercard •••• 4444",
-    "pm_card_authenticationRequiredOnSetup": "Visa •••• 3184 (3-D Secure)",
+    "pm_card_authenticationRequiredOnSetup": "Visa •••• 3155 (3-D Secure)",
     "pm_card_chargeDeclined": "Visa •••• 0002 (declined)",
 }
 

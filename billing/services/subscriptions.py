@@ -10,6 +10,7 @@ import time
 from urllib.parse import urlencode
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
 from django.conf import settings
 from django.urls import reverse
 
@@ -44,7 +45,7 @@ PRORATION_BEHAVIOR = "always_invoice"
 def _require_subscription(team: Team):
     subscription = team_subscription(team=team)
     if subscription is None:
-        raise NotFoundError("no_subscription", "Your team has no active subscription.")
+        raise NotFoundError("no_subscription", _("Your team has no active subscription."))
     return subscription
 
 
@@ -71,7 +72,7 @@ def _mirror(subscription_data: dict, team: Team):
 def _plan_item(subscription) -> dict:
     licensed = subscription_licensed_items(subscription_items(subscription))
     if not licensed:
-        raise ApplicationError("no_plan_item", "This subscription has no plan item to change.")
+        raise ApplicationError("no_plan_item", _("This subscription has no plan item to change."))
     return licensed[0]
 
 
@@ -105,7 +106,8 @@ def _seats_check(*, team: Team, seats: int | None) -> None:
     used = Membership.objects.filter(team=team).count()
     if used > seats:
         raise ApplicationError(
-            "seat_limit", f"Your team has {used} members but this plan allows {seats}. Remove members first."
+            "seat_limit", _("Your team has %(used)s members but this plan allows %(seats)s. Remove members first.")
+            % {"used": used, "seats": seats}
         )
 
 
@@ -122,7 +124,7 @@ class ChangePreview:
 def _target(lookup_key: str):
     found = load_catalog().plan_for_lookup_key(lookup_key)
     if found is None:
-        raise NotFoundError("unknown_lookup_key", f"There is no plan price with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no plan price with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     return found
 
 
@@ -131,7 +133,7 @@ def subscription_change_preview(*, team: Team, lookup_key: str, proration_date: 
     subscription = _require_subscription(team)
     current = subscription_plan_and_price(subscription)
     if current and current[1].get("lookup_key") == lookup_key:
-        raise ApplicationError("same_plan", "Your team is already on this plan and interval.")
+        raise ApplicationError("same_plan", _("Your team is already on this plan and interval."))
     _seats_check(team=team, seats=plan.seats)
     proration_date = proration_date or int(time.time())
     preview = subscriptions_gateway.invoice_create_preview(params={
@@ -157,7 +159,7 @@ def subscription_change(*, team: Team, lookup_key: str, proration_date: int) -> 
     _seats_check(team=team, seats=plan.seats)
     # A preview older than an hour no longer describes what would be charged.
     if not (time.time() - 3600 <= int(proration_date) <= time.time() + 60):
-        raise ApplicationError("preview_expired", "This price preview has expired. Please review the change again.")
+        raise ApplicationError("preview_expired", _("This price preview has expired. Please review the change again."))
     updated = subscriptions_gateway.subscription_update(
         subscription_id=subscription.id,
         params={
@@ -190,7 +192,7 @@ def subscription_resume(*, team: Team) -> dict:
     subscription = _require_subscription(team)
     data = subscription.stripe_data or {}
     if not (data.get("cancel_at_period_end") or data.get("cancel_at")):
-        raise ApplicationError("not_canceling", "This subscription is not scheduled to end.")
+        raise ApplicationError("not_canceling", _("This subscription is not scheduled to end."))
     updated = subscriptions_gateway.subscription_update(
         subscription_id=subscription.id, params={"cancel_at_period_end": False},
         idempotency_key=_state_key("resume", subscription),
@@ -242,7 +244,7 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
 
     pack = load_catalog().credit_pack_for_lookup_key(lookup_key)
     if pack is None:
-        raise NotFoundError("unknown_lookup_key", f"There is no credit pack with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no credit pack with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     currency = currency_validate(currency)
     customer_id = customer_get_or_create(team=team)
     from billing_site.errors import BillingError
@@ -275,7 +277,7 @@ def _outcome(intent: dict) -> PaymentOutcome:
 def payment_intent_status(*, team: Team, payment_intent_id: str) -> PaymentOutcome:
     intent = payments_gateway.payment_intent_retrieve(payment_intent_id=payment_intent_id)
     if intent.get("customer") != team_stripe_customer_id(team=team):
-        raise NotFoundError("not_found", "Payment not found.")
+        raise NotFoundError("not_found", _("Payment not found."))
     return _outcome(intent)
 
 
@@ -381,9 +383,9 @@ def plan_change_authentication_result(*, team: Team, payment_intent_id: str, rev
     try:
         revert = signing.loads(revert_token, salt="billing.plan_change_revert", max_age=86400)
     except signing.BadSignature:
-        raise ApplicationError("invalid_return", "This link is not valid.") from None
+        raise ApplicationError("invalid_return", _("This link is not valid.")) from None
     if revert["s"] != subscription.id:
-        raise NotFoundError("not_found", "Subscription not found.")
+        raise NotFoundError("not_found", _("Subscription not found."))
     items = _revert_items(subscription, revert["i"])
     updated = subscriptions_gateway.subscription_update(
         subscription_id=subscription.id, params={"items": items, "proration_behavior": "none"},
@@ -464,7 +466,7 @@ def subscription_downgrade_cancel(*, team: Team) -> None:
     subscription = _require_subscription(team)
     schedule_id = (subscription.stripe_data or {}).get("schedule")
     if not schedule_id:
-        raise ApplicationError("no_scheduled_change", "No plan change is scheduled.")
+        raise ApplicationError("no_scheduled_change", _("No plan change is scheduled."))
     subscriptions_gateway.subscription_schedule_release(
         schedule_id=schedule_id, idempotency_key=f"subscription_schedule:{schedule_id}:release")
     _mirror(subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id), team)
