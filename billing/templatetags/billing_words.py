@@ -27,9 +27,10 @@ def subscription_status(summary: dict) -> str:
     if status == "trialing" and isinstance(summary, dict) and summary.get("trial_end"):
         return _("Trial until %(date)s") % {"date": formats.date_format(summary["trial_end"], "DATE_FORMAT")}
     return {
-        "active": _("Active"), "trialing": _("Trial"), "past_due": _("Payment overdue"),
-        "unpaid": _("Unpaid"), "canceled": _("Canceled"), "incomplete": _("Awaiting payment"),
-        "incomplete_expired": _("Expired"), "paused": _("Paused"),
+        "active": pgettext("subscription", "Active"), "trialing": pgettext("subscription", "Trial"),
+        "past_due": pgettext("subscription", "Payment overdue"), "unpaid": pgettext("subscription", "Unpaid"),
+        "canceled": pgettext("subscription", "Canceled"), "incomplete": pgettext("subscription", "Awaiting payment"),
+        "incomplete_expired": pgettext("subscription", "Expired"), "paused": pgettext("subscription", "Paused"),
     }.get(status, status or "")
 
 

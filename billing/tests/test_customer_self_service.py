@@ -312,7 +312,7 @@ def test_billing_page_speaks_portuguese_without_internal_terms(
     assert ">trialing<" not in english and "api_call" not in english and f"(#{team.pk})" not in english
     portuguese = owner_client.get(reverse("billing:overview"), HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()
     assert re.search(r"Teste grátis até \d{1,2} \w{3} \d{4}", portuguese)
-    assert "Cobrança" in portuguese and "chamadas de API" in portuguese.lower() and "Cartões" in portuguese
+    assert "Cobrança" in portuguese and "0 de 10.000 chamadas de API incluídas" in portuguese and "Cartões" in portuguese
     usage = owner_client.get("/usage/", HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()
     assert "api_call" not in usage and "Uso" in usage
 
