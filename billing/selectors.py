@@ -354,6 +354,7 @@ class PaymentRow:
     refunds: tuple[PaymentRefund, ...]
     lines: tuple[PaymentLine, ...]
     tax_minor: int
+    payment_method_type: str = "card"  # card | pix | boleto (Stripe's payment_method_details.type)
 
     @property
     def has_receipt(self) -> bool:
@@ -455,11 +456,12 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
     description = data.get("description") or ""
     if description in STRIPE_INVOICE_PAYMENT_DESCRIPTIONS:
         description = ""  # Stripe's bookkeeping words, not the customer's: the kind and invoice lines say it
-    if kind == PaymentKind.CREDIT_PACK and pack is not None and not description:
-        # A pack bought without a description (Checkout, saved card): the catalog names it, quantity on its line.
+    if kind == PaymentKind.CREDIT_PACK and pack is not None:
+        # The catalog names a pack in the reader's language (Stripe's description is the product's English name),
+        # quantity on its line.
         quantity = int(metadata.get("quantity") or 1)
-        description = pack.name
-        lines = (PaymentLine(description=pack.name, quantity=quantity, amount_minor=amount),)
+        description = pack.display_name
+        lines = (PaymentLine(description=pack.display_name, quantity=quantity, amount_minor=amount),)
     else:
         lines = _payment_lines(invoice=invoice, description=description, amount_minor=amount)
     return PaymentRow(
@@ -471,6 +473,7 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
         invoice_number=(invoice or {}).get("number") or "", lookup_key=lookup_key,
         receipt_url=data.get("receipt_url") or "", refunds=_payment_refunds(charge_data=data, mirrored=refunds),
         lines=lines, tax_minor=_invoice_tax_minor(invoice),
+        payment_method_type=(data.get("payment_method_details") or {}).get("type") or "card",
     )
 
 
