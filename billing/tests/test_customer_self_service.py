@@ -140,8 +140,9 @@ def test_upgrade_with_a_3d_secure_card_authenticates_and_charges_the_preview(
     pm = sdk.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_threeDSecure2Required"}})
     sdk.v1.payment_methods.attach(pm.id, params={"customer": customer})
     owner_client.post(reverse("billing:card_default", args=[pm.id]))
-    form = _change_form(owner_client, "team_monthly")
     preview_html = owner_client.get(reverse("billing:change_plan", args=["team_monthly"])).content.decode()
+    form = {name: re.search(rf'name="{name}" value="([^"]+)"', preview_html).group(1)
+            for name in ("proration_date", "signature")}
     assert "Charged now" in preview_html and "Next renewal" in preview_html and "$499.00 per month" in preview_html
     response = owner_client.post(reverse("billing:change_plan", args=["team_monthly"]), form)
     assert response.status_code == 302 and "/_emulator/3ds/pi_" in response["Location"], response.get("Location")
@@ -153,6 +154,8 @@ def test_upgrade_with_a_3d_secure_card_authenticates_and_charges_the_preview(
     new_events = deliver_new(owner_client, billing_world, seen)
     paid = [e["data"]["object"] for e in new_events if e["type"] == "invoice.paid"]
     assert paid and paid[-1]["billing_reason"] == "subscription_update"
+    promised = re.search(r'class="proration-amount">\$([\d,.]+)<', preview_html).group(1)
+    assert paid[-1]["amount_paid"] == int(promised.replace(",", "").replace(".", ""))  # preview == charge
     assert team_plan(team=team).key == "team"
 
 
