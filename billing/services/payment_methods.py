@@ -127,6 +127,9 @@ def setup_intent_start(*, team: Team, test_card: str, request_token: str) -> Set
     Save a card for later (off-session) payments through a SetupIntent confirmed with a test card id, with the
     return URL of the 3-D Secure challenge. The card is attached to the customer when the intent succeeds.
     """
+    if getattr(settings, "STRIPE_LIVE_MODE", False):
+        # Live keys need Stripe's own card form (Stripe.js or Checkout mode=setup) in front of this service.
+        raise ApplicationError("card_form_unavailable", _("Add cards in the customer portal."), http_status=404)
     if test_card not in TEST_CARDS:
         raise ApplicationError("invalid_card", _("Choose one of the cards offered."))
     customer_id = customer_get_or_create(team=team)

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.tests.factories import make_team_with_owner
 from billing.selectors import team_plan, team_subscription
-from usage.models import CreditLedgerEntry
+from billing.extensions import credit_ledger
 
 from .conftest import complete_checkout, deliver, emulator_requests, stripe_events
 from .test_flows import deliver_new, owner_client, subscribe  # noqa: F401  (fixture)
@@ -280,7 +280,7 @@ def test_pix_credit_pack_is_granted_once_when_paid(billing_world, owner_client, 
     deliver_new(owner_client, billing_world, seen)
     waiting = owner_client.get(reverse("billing:overview"), HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()
     assert "Um pagamento Pix de R$ 45,00 está aguardando pagamento." in waiting
-    purchases = CreditLedgerEntry.objects.filter(team=team, reason="purchase")
+    purchases = credit_ledger().ledger(team=team).filter(reason="purchase")
     assert purchases.count() == 0  # completed (unpaid) is not paid
     requests.post(f"{stripe_emulator.url}/_emulator/payment_intents/{intent_id}/pay", timeout=10)
     events = deliver_new(owner_client, billing_world, seen)
@@ -301,7 +301,7 @@ def test_unpaid_boleto_is_reported_by_email_and_on_the_billing_page(billing_worl
     assert [m.subject for m in mail.outbox] == ["Your payment of R$ 45,00 was not completed"]
     page = owner_client.get(reverse("billing:overview")).content.decode()
     assert "Your Boleto of R$45.00 was not paid before it expired." in page
-    assert not CreditLedgerEntry.objects.filter(team=team, reason="purchase").exists()
+    assert not credit_ledger().ledger(team=team).filter(reason="purchase").exists()
 
 
 # -- words -----------------------------------------------------------------------------------------------------------
@@ -328,3 +328,10 @@ def test_api_errors_follow_accept_language(billing_world, owner_client):  # noqa
     assert english.status_code == portuguese.status_code == 404
     assert english.json()["error"]["message"] == "Your team has no active subscription."
     assert portuguese.json()["error"]["message"] == "Sua equipe não tem uma assinatura ativa."
+
+
+def test_choosing_portuguese_keeps_the_chosen_currency(client):
+    assert "R$ 499,00" in client.get("/pricing/", HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()  # no choice yet
+    assert "$99.00" in client.get("/pricing/?currency=usd").content.decode()
+    portuguese = client.get("/pricing/", HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()
+    assert "US$ 99,00" in portuguese and "R$ 499,00" not in portuguese
