@@ -378,7 +378,11 @@ def plan_change_authentication_result(*, team: Team, payment_intent_id: str, rev
     outcome = payment_intent_status(team=team, payment_intent_id=payment_intent_id)
     subscription = _require_subscription(team)
     if outcome.status == "succeeded":
-        _mirror(subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id), team)
+        updated = subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id)
+        _mirror(updated, team)
+        if updated.get("latest_invoice"):
+            # The page the customer lands on lists it as paid at once, not "due" until invoice.paid arrives.
+            mirror_store(kind="invoice", data=subscriptions_gateway.invoice_retrieve(invoice_id=updated["latest_invoice"]))
         return PlanChangeOutcome(status="changed")
     try:
         revert = signing.loads(revert_token, salt="billing.plan_change_revert", max_age=86400)

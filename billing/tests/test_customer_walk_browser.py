@@ -131,6 +131,7 @@ def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, sett
     page.wait_for_url(f"{live_server.url}/billing/")
     assert "Seu plano foi alterado." in walk.text()
     assert _wait_for(lambda: team_plan(team=team).key == "team", "the Team plan")
+    assert "Em aberto" not in page.inner_text("#invoices")  # the upgrade invoice shows as paid at once
     walk.shot("billing-team")
 
     # 4. Downgrade back to Pro at the end of the period: scheduled, shown, nothing charged now.
