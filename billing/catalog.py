@@ -5,6 +5,17 @@ from functools import cache
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import translation
+
+
+def _translated(translations: dict[str, dict[str, str]], field_name: str, default: str) -> str:
+    """The catalog's text for the active language (`pt-br`, then `pt`), else the base text."""
+    language = (translation.get_language() or "").lower()
+    for code in (language, language.split("-")[0]):
+        text = (translations.get(code) or {}).get(field_name)
+        if text:
+            return text
+    return default
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 
@@ -15,6 +26,11 @@ class Meter:
     display_name: str
     event_name: str
     metric: str
+    translations: dict[str, dict[str, str]] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return _translated(self.translations, "display_name", self.display_name)
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,16 @@ class Plan:
     prices: tuple[RecurringPrice, ...] = ()
     overage_prices: tuple[OveragePrice, ...] = ()
     contact_sales: bool = False
+    translations: dict[str, dict[str, str]] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def display_name(self) -> str:
+        """The plan's name in the active language (what customers read; `name` is the catalog's own)."""
+        return _translated(self.translations, "name", self.name)
+
+    @property
+    def display_description(self) -> str:
+        return _translated(self.translations, "description", self.description)
 
     @property
     def is_free(self) -> bool:
@@ -62,6 +88,11 @@ class CreditPack:
     name: str
     credits: int
     amounts: dict[str, int]
+    translations: dict[str, dict[str, str]] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def display_name(self) -> str:
+        return _translated(self.translations, "name", self.name)
 
 
 @dataclass(frozen=True)
@@ -114,6 +145,7 @@ def _parse(data: dict) -> Catalog:
             prices=tuple(RecurringPrice(**price) for price in p.get("prices", [])),
             overage_prices=tuple(OveragePrice(**price) for price in p.get("overage_prices", [])),
             contact_sales=bool(p.get("contact_sales", False)),
+            translations=p.get("translations", {}),
         )
         for p in data["plans"]
     )

@@ -29,6 +29,7 @@ from billing_site.errors import NotFoundError
 from billing_site.money import format_money
 
 from . import selectors
+from .catalog import load_catalog
 from .emails import send_team_email, team_email_builder
 from .forms_payments import PaymentKind
 from .models import Receipt, ReceiptCounter
@@ -166,7 +167,17 @@ def _date_text(value) -> str:
     return formats.date_format(value, "DATE_FORMAT") if value else ""
 
 
+def _line_text(payment: selectors.PaymentRow, line) -> str:
+    """A credit pack's line in the receipt's language (the row may have been read in another one)."""
+    pack = load_catalog().credit_pack_for_lookup_key(payment.lookup_key) if payment.lookup_key else None
+    if pack is not None and payment.kind == "credit_pack":
+        return pack.display_name
+    return line.description or _("Payment")
+
+
 def _payment_method_text(payment: selectors.PaymentRow) -> str:
+    if payment.payment_method_type in ("pix", "boleto"):
+        return {"pix": "Pix", "boleto": "Boleto"}[payment.payment_method_type]  # names, the same in every language
     if payment.card_brand or payment.card_last4:
         return _("%(brand)s ending in %(last4)s") % {"brand": payment.card_brand.title() or _("Card"),
                                                      "last4": payment.card_last4}
@@ -222,7 +233,7 @@ def receipt_pdf_render(*, team: Team, payment: selectors.PaymentRow, number: str
                     [_("Total refunded"), money(refund.amount_minor)]]
         else:
             rows = [[_("Description"), _("Quantity"), _("Amount")]]
-            rows += [[line.description or _("Payment"), "" if line.quantity is None else str(line.quantity),
+            rows += [[_line_text(payment, line), "" if line.quantity is None else str(line.quantity),
                       money(line.amount_minor)] for line in payment.lines]
             if payment.tax_minor:
                 rows.append([_("Tax"), "", money(payment.tax_minor)])
@@ -325,7 +336,7 @@ def receipt_email_content(*, team: Team, charge_id: str, language: str, invoice_
             "amount": format_money(payment.amount_minor, payment.currency, language),
             "kind": str(PaymentKind(payment.kind).label), "date": _date_text(payment.created),
             "payment_method": _payment_method_text(payment),
-            "lines": [{"description": line.description, "quantity": line.quantity,
+            "lines": [{"description": _line_text(payment, line), "quantity": line.quantity,
                        "amount": format_money(line.amount_minor, payment.currency, language)} for line in payment.lines],
             "payments_url": settings.SITE_URL.rstrip("/") + reverse("billing:payments"),
             "receipt_url": settings.SITE_URL.rstrip("/") + reverse("billing:payment_receipt", args=[payment.id]),

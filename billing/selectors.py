@@ -1,8 +1,10 @@
 """Reads for billing: the team's customer, its mirrored subscription, its plan and the plan's limits."""
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.core.cache import cache
+from django.utils.translation import gettext as _
+from django.utils import timezone
 
 from accounts.models import Team
 
@@ -169,7 +171,7 @@ def price_id_for_lookup_key(lookup_key: str) -> str:
     if not found:
         from billing_site.errors import NotFoundError
 
-        raise NotFoundError("unknown_lookup_key", f"There is no price with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no price with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     return found[0]["id"]
 
 
@@ -188,6 +190,11 @@ def _price_amounts(lookup_key: str) -> dict[str, int]:
     return {k: v for k, v in amounts.items() if v is not None}
 
 
+def price_amounts(*, lookup_key: str) -> dict[str, int]:
+    """Currency -> minor units of the active price with this lookup key (from the mirror; empty when unknown)."""
+    return _price_amounts(lookup_key)
+
+
 def pricing_table(*, currency: str, language: str | None = None) -> dict:
     from billing_site.money import format_money
 
@@ -199,7 +206,12 @@ def pricing_table(*, currency: str, language: str | None = None) -> dict:
             amount = _price_amounts(price.lookup_key).get(currency, price.amounts.get(currency))
             prices.append({"lookup_key": price.lookup_key, "interval": price.interval, "amount": amount,
                            "amount_text": format_money(amount, currency, language) if amount is not None else ""})
-        plans.append({"plan": plan, "prices": prices, "included": plan.included.get("api_call", 0)})
+        from billing_site.money import format_unit_price
+
+        overage = [{"text": format_unit_price(price.unit_amount_decimal[currency], currency, language)}
+                   for price in plan.overage_prices_for("month") if currency in price.unit_amount_decimal]
+        plans.append({"plan": plan, "prices": prices, "included": plan.included.get("api_call", 0),
+                      "overage": overage})
     packs = []
     for pack in catalog.credit_packs:
         amount = _price_amounts(pack.lookup_key).get(currency, pack.amounts.get(currency))
@@ -288,7 +300,7 @@ def billing_overview(*, team: Team, language: str | None = None) -> dict:
                               "exp": f"{card.get('exp_month')}/{card.get('exp_year')}"}
     catalog = load_catalog()
     other_prices = [
-        {"lookup_key": p.lookup_key, "plan": plan.name, "interval": p.interval}
+        {"lookup_key": p.lookup_key, "plan": plan.name, "plan_name": plan.display_name, "interval": p.interval}
         for plan in catalog.plans for p in plan.prices
         if not summary or p.lookup_key != summary["lookup_key"]
     ]
@@ -342,6 +354,7 @@ class PaymentRow:
     refunds: tuple[PaymentRefund, ...]
     lines: tuple[PaymentLine, ...]
     tax_minor: int
+    payment_method_type: str = "card"  # card | pix | boleto (Stripe's payment_method_details.type)
 
     @property
     def has_receipt(self) -> bool:
@@ -443,11 +456,12 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
     description = data.get("description") or ""
     if description in STRIPE_INVOICE_PAYMENT_DESCRIPTIONS:
         description = ""  # Stripe's bookkeeping words, not the customer's: the kind and invoice lines say it
-    if kind == PaymentKind.CREDIT_PACK and pack is not None and not description:
-        # A pack bought without a description (Checkout, saved card): the catalog names it, quantity on its line.
+    if kind == PaymentKind.CREDIT_PACK and pack is not None:
+        # The catalog names a pack in the reader's language (Stripe's description is the product's English name),
+        # quantity on its line.
         quantity = int(metadata.get("quantity") or 1)
-        description = pack.name
-        lines = (PaymentLine(description=pack.name, quantity=quantity, amount_minor=amount),)
+        description = pack.display_name
+        lines = (PaymentLine(description=pack.display_name, quantity=quantity, amount_minor=amount),)
     else:
         lines = _payment_lines(invoice=invoice, description=description, amount_minor=amount)
     return PaymentRow(
@@ -459,6 +473,7 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
         invoice_number=(invoice or {}).get("number") or "", lookup_key=lookup_key,
         receipt_url=data.get("receipt_url") or "", refunds=_payment_refunds(charge_data=data, mirrored=refunds),
         lines=lines, tax_minor=_invoice_tax_minor(invoice),
+        payment_method_type=(data.get("payment_method_details") or {}).get("type") or "card",
     )
 
 
@@ -536,3 +551,35 @@ def team_receipts_by_charge(*, team: Team, charge_ids: list[str]) -> dict[str, d
                                                                     "number"):
         found.setdefault(charge_id, {})[refund_id if kind == Receipt.Kind.REFUND else "payment"] = number
     return found
+
+
+# --- Boleto and Pix purchases waiting or failed (issue 13) ----------------------------------------------------------
+def team_async_payments(*, team: Team, days: int = 30) -> list[dict]:
+    """
+    The team's recent Boleto/Pix payments that are not settled: waiting for the customer (with the voucher or QR
+    page), processing, or failed (expired unpaid). From dj-stripe's PaymentIntent mirror, newest first.
+    """
+    from djstripe.models import PaymentIntent
+
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id:
+        return []
+    since = timezone.now() - timedelta(days=days)
+    rows = []
+    for intent in PaymentIntent.objects.filter(stripe_data__customer=customer_id, created__gte=since).order_by("-created")[:20]:
+        data = intent.stripe_data or {}
+        methods = data.get("payment_method_types") or []
+        method = next((m for m in methods if m in ("boleto", "pix")), None)
+        if method is None or data.get("status") in ("succeeded", "canceled"):
+            continue
+        action = data.get("next_action") or {}
+        details = action.get("boleto_display_details") or action.get("pix_display_qr_code") or {}
+        failed = data.get("status") == "requires_payment_method" and bool(data.get("last_payment_error"))
+        rows.append({
+            "id": intent.id, "method": method, "amount": data.get("amount") or 0,
+            "currency": data.get("currency") or "brl", "created": intent.created,
+            "state": "failed" if failed else ("processing" if data.get("status") == "processing" else "waiting"),
+            "url": details.get("hosted_voucher_url") or details.get("hosted_instructions_url") or "",
+            "expires_at": _ts(details.get("expires_at")),
+        })
+    return rows

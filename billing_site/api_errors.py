@@ -3,6 +3,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -38,14 +39,14 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):
-        return error_response("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+        return error_response("not_found", _("Not found."), status.HTTP_404_NOT_FOUND)
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled API error", exc_info=exc)
-        return error_response("server_error", "Something went wrong on our side.", 500)
+        return error_response("server_error", _("Something went wrong on our side."), 500)
 
     if isinstance(exc, exceptions.ValidationError):
         return error_response(

@@ -80,3 +80,20 @@ def format_money(amount_minor: int, currency: str, language: str | None = None) 
     # CLDR puts a no-break space (U+00A0, or U+202F) between "R$" and the number. The contract's strings, the
     # plain-text emails and grep-able tests use an ordinary space; pages that must not wrap an amount say so in CSS (white-space).
     return text.replace("\u00a0", " ").replace("\u202f", " ")
+
+
+def format_unit_price(unit_amount_decimal: str | Decimal, currency: str, language: str | None = None) -> str:
+    """
+    A per-unit price given in (fractional) minor units, as Stripe's `unit_amount_decimal`: ("0.2", "usd") ->
+    "$0.002"; ("1", "brl", "pt-br") -> "R$ 0,01". Up to four decimals, because a fraction of a cent is the point.
+    """
+    currency = currency.lower()
+    if language is None:
+        language = "pt-br" if currency == "brl" else "en"
+    major = Decimal(str(unit_amount_decimal)) / (Decimal(10) ** currency_exponent(currency))
+    locale = _babel_locale(language)
+    from babel import Locale
+
+    pattern = Locale.parse(locale).currency_formats["standard"].pattern.split(";")[0].replace("0.00", "0.00##")
+    text = format_currency(major, currency.upper(), format=pattern, locale=locale, currency_digits=False)
+    return text.replace("\u00a0", " ").replace("\u202f", " ")

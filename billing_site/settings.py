@@ -157,6 +157,8 @@ INVITATION_MAX_AGE_SECONDS = env.int("INVITATION_MAX_AGE_SECONDS", default=7 * 2
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("pt-br", "Português (Brasil)")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# One date format per language for customers ("14 Dec 2026" / "14 dez 2026"): billing_site/formats/<lang>/.
+FORMAT_MODULE_PATH = ["billing_site.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

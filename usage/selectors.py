@@ -172,7 +172,7 @@ def usage_panel_context(*, team: Team, metric: str = "api_call", at: datetime | 
             "label_y": CHART_HEIGHT - 5,
             "top_y": CHART_PADDING_TOP,
         },
-        "buy_credits_url": reverse("billing:pricing") + "#credits",
+        "buy_credits_url": reverse("billing:pricing") + "#credit-packs",
         "usage_url": reverse("usage:overview"),
     }
 

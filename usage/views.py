@@ -25,7 +25,11 @@ def _membership(request) -> Membership:
 
 def _spend_cap_form(team) -> SpendCapForm:
     policy = TeamUsagePolicy.objects.filter(team=team).first()
-    initial = {"currency": policy.currency if policy else "usd"}
+    # Without a saved cap, the currency the team is billed in (its subscription's), so a Brazilian team sees BRL.
+    from billing.selectors import subscription_summary, team_subscription
+
+    summary = subscription_summary(team_subscription(team=team))
+    initial = {"currency": policy.currency if policy else (summary or {}).get("currency") or "usd"}
     if policy and policy.spend_cap_minor is not None:
         initial["spend_cap"] = minor_to_decimal(policy.spend_cap_minor, policy.currency)
     return SpendCapForm(initial=initial)

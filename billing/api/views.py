@@ -1,4 +1,5 @@
 """Billing API: plans, the team's subscription, Checkout and portal sessions, invoices and payments."""
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -19,7 +20,7 @@ from . import serializers as s
 def _subscription_payload(team) -> dict:
     summary = selectors.subscription_summary(selectors.team_subscription(team=team))
     if summary is None:
-        raise NotFoundError("no_subscription", "Your team has no active subscription.")
+        raise NotFoundError("no_subscription", _("Your team has no active subscription."))
     plan = summary.pop("plan")
     summary["plan"] = {"key": plan.key if plan else "", "name": plan.name if plan else "",
                        "lookup_key": summary.pop("lookup_key"), "interval": summary.pop("interval")}
@@ -218,5 +219,5 @@ class PaymentDetailApi(TeamScopedAPIMixin, APIView):
     def get(self, request, payment_id: str):
         payment = selectors.team_payment(team=self.team, payment_id=payment_id)
         if payment is None:
-            raise NotFoundError("not_found", "Payment not found.")
+            raise NotFoundError("not_found", _("Payment not found."))
         return Response(s.PaymentOutputSerializer(_payment_payload(payment, request)).data)

@@ -3,8 +3,10 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
 from django.conf import settings
 from django.urls import reverse
+from django.utils import translation
 
 from accounts.models import Team, User
 from billing_site.errors import ApplicationError, NotFoundError
@@ -34,7 +36,7 @@ def currency_validate(currency: str | None) -> str:
     catalog = load_catalog()
     currency = (currency or catalog.default_currency).lower()
     if currency not in catalog.currencies:
-        raise ApplicationError("unknown_currency", f"Currency {currency.upper()} is not offered.")
+        raise ApplicationError("unknown_currency", _("Currency %(currency)s is not offered.") % {"currency": currency.upper()})
     return currency
 
 
@@ -56,9 +58,9 @@ def checkout_session_start(
     plan_and_price = catalog.plan_for_lookup_key(lookup_key)
     pack = catalog.credit_pack_for_lookup_key(lookup_key)
     if plan_and_price is None and pack is None:
-        raise NotFoundError("unknown_lookup_key", f"There is no price with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no price with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     if not 1 <= int(quantity) <= 100:
-        raise ApplicationError("invalid_quantity", "Quantity must be between 1 and 100.")
+        raise ApplicationError("invalid_quantity", _("Quantity must be between 1 and 100."))
     price_id = price_id_for_lookup_key(lookup_key)
     success_url = settings.SITE_URL + reverse("billing:checkout_success") + "?session_id={CHECKOUT_SESSION_ID}"
     cancel_url = settings.SITE_URL + reverse("billing:checkout_cancel") + f"?lookup_key={lookup_key}"
@@ -69,7 +71,8 @@ def checkout_session_start(
         "client_reference_id": str(team.pk),
         "currency": currency,
         "allow_promotion_codes": True,
-        "locale": STRIPE_LOCALES.get(getattr(user, "language", "en"), "auto"),
+        # The page's language (what the customer is reading now), else the user's saved preference.
+        "locale": STRIPE_LOCALES.get((translation.get_language() or getattr(user, "language", "en")).lower(), "auto"),
     }
     if plan_and_price is not None:
         plan, _price = plan_and_price
@@ -78,8 +81,9 @@ def checkout_session_start(
             # One subscription per team: a second checkout would double-bill. Plan changes go through proration.
             raise ApplicationError(
                 "already_subscribed",
-                f"Your team already has a subscription ({plan.name if _current_lookup(current) == lookup_key else 'another plan'}). "
-                "Change the plan from the billing page instead.",
+                (_("Your team already has a subscription to %(plan)s. Change the plan from the billing page instead.")
+                 % {"plan": plan.display_name} if _current_lookup(current) == lookup_key else
+                 _("Your team already has a subscription. Change the plan from the billing page instead.")),
                 http_status=409, extra={"change_url": reverse("billing:change_plan", args=[lookup_key])},
             )
         subscription_data: dict = {"metadata": {"team_id": str(team.pk), "plan_key": plan.key}}
@@ -94,6 +98,12 @@ def checkout_session_start(
                       subscription_data=subscription_data)
     else:
         metadata.update(kind="credit_pack", credits=str(pack.credits * int(quantity)))
+        if currency == "brl":
+            # Brazilian customers may pay a one-time purchase by card, Boleto (a voucher paid within 3 days) or
+            # Pix (a QR code); both settle later: credits come with checkout.session.async_payment_succeeded.
+            params.update(payment_method_types=["card", "boleto", "pix"],
+                          payment_method_options={"boleto": {"expires_after_days": 3},
+                                                  "pix": {"expires_after_seconds": 86400}})
         params.update(mode="payment", line_items=[{"price": price_id, "quantity": int(quantity)}],
                       # Not kind=credit_pack: Checkout grants by session id; only direct payments grant by intent.
                       payment_intent_data={"metadata": {"team_id": str(team.pk), "source": "checkout",
@@ -116,6 +126,21 @@ def _current_lookup(subscription) -> str:
     return (found[1].get("lookup_key") or "") if found else ""
 
 
+def _line_is_metered(item: dict) -> bool:
+    """The overage line of a subscription Checkout: billed later from usage, it has no quantity to show."""
+    return ((item.get("price") or {}).get("recurring") or {}).get("usage_type") == "metered"
+
+
+def _line_description(item: dict) -> str:
+    """ "1 × Pro", "2 × 10 credits": the catalog's name in the active language, else Stripe's description."""
+    catalog = load_catalog()
+    lookup_key = (item.get("price") or {}).get("lookup_key") or ""
+    found = catalog.plan_for_lookup_key(lookup_key)
+    pack = catalog.credit_pack_for_lookup_key(lookup_key)
+    name = found[0].display_name if found else pack.display_name if pack else (item.get("description") or lookup_key)
+    return f"{item.get('quantity') or 1} × {name}"
+
+
 @dataclass(frozen=True)
 class CheckoutResult:
     session_id: str
@@ -133,12 +158,9 @@ def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
 
     session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
     if session.get("customer") != team_stripe_customer_id(team=team):
-        raise NotFoundError("not_found", "This checkout session does not belong to your team.")
+        raise NotFoundError("not_found", _("This checkout session does not belong to your team."))
     items = ((session.get("line_items") or {}).get("data")) or []
-    description = ", ".join(
-        f"{i.get('quantity', 1)} × {i.get('description') or (i.get('price') or {}).get('lookup_key') or ''}"
-        for i in items
-    )
+    description = ", ".join(_line_description(item) for item in items if not _line_is_metered(item))
     if session.get("status") == "complete" and session.get("mode") == "subscription" and session.get("subscription"):
         # Show the plan at once: mirror the subscription now rather than waiting for its webhook.
         from .mirror import mirror_store

@@ -7,8 +7,10 @@ import hashlib
 import json
 import logging
 import time
+from urllib.parse import urlencode
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
 from django.conf import settings
 from django.urls import reverse
 
@@ -43,7 +45,7 @@ PRORATION_BEHAVIOR = "always_invoice"
 def _require_subscription(team: Team):
     subscription = team_subscription(team=team)
     if subscription is None:
-        raise NotFoundError("no_subscription", "Your team has no active subscription.")
+        raise NotFoundError("no_subscription", _("Your team has no active subscription."))
     return subscription
 
 
@@ -70,7 +72,7 @@ def _mirror(subscription_data: dict, team: Team):
 def _plan_item(subscription) -> dict:
     licensed = subscription_licensed_items(subscription_items(subscription))
     if not licensed:
-        raise ApplicationError("no_plan_item", "This subscription has no plan item to change.")
+        raise ApplicationError("no_plan_item", _("This subscription has no plan item to change."))
     return licensed[0]
 
 
@@ -104,7 +106,8 @@ def _seats_check(*, team: Team, seats: int | None) -> None:
     used = Membership.objects.filter(team=team).count()
     if used > seats:
         raise ApplicationError(
-            "seat_limit", f"Your team has {used} members but this plan allows {seats}. Remove members first."
+            "seat_limit", _("Your team has %(used)s members but this plan allows %(seats)s. Remove members first.")
+            % {"used": used, "seats": seats}
         )
 
 
@@ -121,7 +124,7 @@ class ChangePreview:
 def _target(lookup_key: str):
     found = load_catalog().plan_for_lookup_key(lookup_key)
     if found is None:
-        raise NotFoundError("unknown_lookup_key", f"There is no plan price with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no plan price with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     return found
 
 
@@ -130,7 +133,7 @@ def subscription_change_preview(*, team: Team, lookup_key: str, proration_date: 
     subscription = _require_subscription(team)
     current = subscription_plan_and_price(subscription)
     if current and current[1].get("lookup_key") == lookup_key:
-        raise ApplicationError("same_plan", "Your team is already on this plan and interval.")
+        raise ApplicationError("same_plan", _("Your team is already on this plan and interval."))
     _seats_check(team=team, seats=plan.seats)
     proration_date = proration_date or int(time.time())
     preview = subscriptions_gateway.invoice_create_preview(params={
@@ -156,7 +159,7 @@ def subscription_change(*, team: Team, lookup_key: str, proration_date: int) -> 
     _seats_check(team=team, seats=plan.seats)
     # A preview older than an hour no longer describes what would be charged.
     if not (time.time() - 3600 <= int(proration_date) <= time.time() + 60):
-        raise ApplicationError("preview_expired", "This price preview has expired. Please review the change again.")
+        raise ApplicationError("preview_expired", _("This price preview has expired. Please review the change again."))
     updated = subscriptions_gateway.subscription_update(
         subscription_id=subscription.id,
         params={
@@ -189,7 +192,7 @@ def subscription_resume(*, team: Team) -> dict:
     subscription = _require_subscription(team)
     data = subscription.stripe_data or {}
     if not (data.get("cancel_at_period_end") or data.get("cancel_at")):
-        raise ApplicationError("not_canceling", "This subscription is not scheduled to end.")
+        raise ApplicationError("not_canceling", _("This subscription is not scheduled to end."))
     updated = subscriptions_gateway.subscription_update(
         subscription_id=subscription.id, params={"cancel_at_period_end": False},
         idempotency_key=_state_key("resume", subscription),
@@ -241,7 +244,7 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
 
     pack = load_catalog().credit_pack_for_lookup_key(lookup_key)
     if pack is None:
-        raise NotFoundError("unknown_lookup_key", f"There is no credit pack with the lookup key “{lookup_key}”.")
+        raise NotFoundError("unknown_lookup_key", _("There is no credit pack with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     currency = currency_validate(currency)
     customer_id = customer_get_or_create(team=team)
     from billing_site.errors import BillingError
@@ -274,5 +277,233 @@ def _outcome(intent: dict) -> PaymentOutcome:
 def payment_intent_status(*, team: Team, payment_intent_id: str) -> PaymentOutcome:
     intent = payments_gateway.payment_intent_retrieve(payment_intent_id=payment_intent_id)
     if intent.get("customer") != team_stripe_customer_id(team=team):
-        raise NotFoundError("not_found", "Payment not found.")
+        raise NotFoundError("not_found", _("Payment not found."))
     return _outcome(intent)
+
+
+# -- plan changes from the page: 3-D Secure, downgrades at period end (issue 13) ----------------------------------
+@dataclass(frozen=True)
+class PlanChangeOutcome:
+    status: str  # changed | requires_action | declined | scheduled
+    redirect_url: str = ""
+    error: str = ""
+
+
+def plan_change_is_downgrade(*, team: Team, lookup_key: str) -> bool:
+    """
+    A lower plan (catalog order: free, pro, team, ...) or the same plan from yearly to monthly: these take effect
+    at the end of the paid period (nothing to refund), everything else at once with proration.
+    """
+    plan, price = _target(lookup_key)
+    subscription = _require_subscription(team)
+    current = subscription_plan_and_price(subscription)
+    if current is None:
+        return False
+    current_plan, current_price = current
+    order = [p.key for p in load_catalog().plans]
+    if order.index(plan.key) != order.index(current_plan.key):
+        return order.index(plan.key) < order.index(current_plan.key)
+    return ((current_price.get("recurring") or {}).get("interval") == "year") and price.interval == "month"
+
+
+def _invoice_payment_intent_id(invoice_id: str) -> str:
+    invoice = subscriptions_gateway.invoice_retrieve(invoice_id=invoice_id)
+    for payment in ((invoice.get("payments") or {}).get("data")) or []:
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent:
+            return intent["id"] if isinstance(intent, dict) else intent
+    return ""
+
+
+def subscription_change_on_session(*, team: Team, lookup_key: str, proration_date: int) -> PlanChangeOutcome:
+    """
+    The page's plan change, with the customer present. First as the API does (`error_if_incomplete`: a declined
+    card changes nothing). When the bank asks for 3-D Secure, the change is made with the invoice left open
+    (`allow_incomplete`, on-session) and the invoice's PaymentIntent is confirmed with a return URL: the customer
+    authenticates on the bank's page and comes back to `plan_change_return`, which reverts the change if the
+    authentication failed (Stripe's `pending_if_incomplete` would do that itself; the emulator does not have it).
+    """
+    from billing_site.errors import BillingError
+
+    try:
+        subscription_change(team=team, lookup_key=lookup_key, proration_date=proration_date)
+        return PlanChangeOutcome(status="changed")
+    except BillingError as error:
+        if error.code != "authentication_required":
+            if error.http_status == 402:
+                return PlanChangeOutcome(status="declined", error=error.user_message)
+            raise
+    plan, price = _target(lookup_key)
+    subscription = _require_subscription(team)
+    previous_items = [
+        {"price": (item.get("price") or {}).get("id")} for item in subscription_items(subscription)
+    ]
+    updated = subscriptions_gateway.subscription_update(
+        subscription_id=subscription.id,
+        params={
+            "items": _change_items(subscription, plan=plan, price=price),
+            "proration_behavior": PRORATION_BEHAVIOR, "proration_date": int(proration_date),
+            "cancel_at_period_end": False, "metadata": {"plan_key": plan.key},
+            "payment_behavior": "allow_incomplete", "off_session": False,
+        },
+        idempotency_key=_state_key("change_on_session", subscription, f"{lookup_key}:{proration_date}"),
+    )
+    _mirror(updated, team)
+    intent_id = _invoice_payment_intent_id(updated.get("latest_invoice") or "")
+    if not intent_id:
+        return PlanChangeOutcome(status="changed")
+    intent = payments_gateway.payment_intent_retrieve(payment_intent_id=intent_id)
+    if intent.get("status") == "succeeded":
+        return PlanChangeOutcome(status="changed")
+    from django.core import signing
+
+    # What to put back if the authentication fails, carried signed through the bank's round trip.
+    revert = signing.dumps({"s": subscription.id, "i": previous_items, "inv": updated.get("latest_invoice")},
+                           salt="billing.plan_change_revert")
+    return_url = settings.SITE_URL + reverse("billing:plan_change_return") + "?" + urlencode({"revert": revert})
+    confirmed = payments_gateway.payment_intent_confirm(
+        payment_intent_id=intent_id,
+        params={"return_url": return_url, "payment_method": intent.get("payment_method"), "off_session": False},
+        idempotency_key=f"payment_intent:{intent_id}:confirm_on_session",
+    )
+    redirect = ((confirmed.get("next_action") or {}).get("redirect_to_url") or {}).get("url") or ""
+    logger.info("team %s plan change to %s needs authentication (%s)", team.pk, lookup_key, intent_id)
+    return PlanChangeOutcome(status="requires_action", redirect_url=redirect)
+
+
+def plan_change_authentication_result(*, team: Team, payment_intent_id: str, revert_token: str) -> PlanChangeOutcome:
+    """Back from 3-D Secure: re-read the PaymentIntent; a failed authentication puts the old plan back."""
+    from django.core import signing
+
+    outcome = payment_intent_status(team=team, payment_intent_id=payment_intent_id)
+    subscription = _require_subscription(team)
+    if outcome.status == "succeeded":
+        updated = subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id)
+        _mirror(updated, team)
+        if updated.get("latest_invoice"):
+            # The page the customer lands on lists it as paid at once, not "due" until invoice.paid arrives.
+            mirror_store(kind="invoice", data=subscriptions_gateway.invoice_retrieve(invoice_id=updated["latest_invoice"]))
+        return PlanChangeOutcome(status="changed")
+    try:
+        revert = signing.loads(revert_token, salt="billing.plan_change_revert", max_age=86400)
+    except signing.BadSignature:
+        raise ApplicationError("invalid_return", _("This link is not valid.")) from None
+    if revert["s"] != subscription.id:
+        raise NotFoundError("not_found", _("Subscription not found."))
+    items = _revert_items(subscription, revert["i"])
+    updated = subscriptions_gateway.subscription_update(
+        subscription_id=subscription.id, params={"items": items, "proration_behavior": "none"},
+        idempotency_key=f"subscription:{subscription.id}:revert:{payment_intent_id}",
+    )
+    if revert.get("inv"):
+        subscriptions_gateway.invoice_void(invoice_id=revert["inv"], idempotency_key=f"invoice:{revert['inv']}:void")
+    _mirror(subscriptions_gateway.subscription_retrieve(subscription_id=updated["id"]), team)
+    return PlanChangeOutcome(status="declined", error=outcome.error)
+
+
+def _revert_items(subscription, previous: list[dict]) -> list[dict]:
+    """Items that put the previous prices back: licensed first, metered by meter, extra ones deleted."""
+    current = subscription_items(subscription)
+    wanted = [p["price"] for p in previous]
+    items: list[dict] = []
+    for item in current:
+        price_id = (item.get("price") or {}).get("id")
+        if price_id in wanted:
+            wanted.remove(price_id)
+            continue
+        items.append({"id": item["id"], "deleted": True})
+    items.extend({"price": price_id} for price_id in wanted)
+    return items
+
+
+def _phase_items(items: list[dict]) -> list[dict]:
+    out = []
+    for item in items:
+        price = item.get("price")
+        price_id = price["id"] if isinstance(price, dict) else price
+        out.append({"price": price_id, "quantity": item["quantity"]} if item.get("quantity") is not None
+                   else {"price": price_id})
+    return out
+
+
+def subscription_downgrade_at_period_end(*, team: Team, lookup_key: str) -> dict:
+    """
+    A downgrade through a subscription schedule: the current phase runs to the end of the paid period, the next
+    one carries the new flat price and its overage price, with no proration; then the schedule releases the
+    subscription. Shown on /billing/ as "Changes to Team on 14 Jan"; `subscription_downgrade_cancel` releases it.
+    """
+    plan, price = _target(lookup_key)
+    subscription = _require_subscription(team)
+    _seats_check(team=team, seats=plan.seats)
+    schedule_id = (subscription.stripe_data or {}).get("schedule")
+    if schedule_id:
+        schedule = subscriptions_gateway.subscription_schedule_retrieve(schedule_id=schedule_id)
+    else:
+        schedule = subscriptions_gateway.subscription_schedule_create(
+            params={"from_subscription": subscription.id},
+            idempotency_key=_state_key("schedule_create", subscription),
+        )
+    current = schedule["phases"][0] if len(schedule["phases"]) == 1 else next(
+        phase for phase in schedule["phases"] if phase["start_date"] <= time.time() < phase["end_date"])
+    new_items = [{"price": price_id_for_lookup_key(price.lookup_key), "quantity": 1}] + [
+        {"price": price_id} for price_id in overage_price_ids(plan=plan, interval=price.interval).values()]
+    schedule = subscriptions_gateway.subscription_schedule_update(
+        schedule_id=schedule["id"],
+        params={
+            "end_behavior": "release",
+            "phases": [
+                {"items": _phase_items(current["items"]), "start_date": current["start_date"],
+                 "end_date": current["end_date"]},
+                {"items": new_items, "proration_behavior": "none", "metadata": {"plan_key": plan.key}},
+            ],
+        },
+        idempotency_key=f"subscription_schedule:{schedule['id']}:downgrade:{lookup_key}:{current['end_date']}",
+    )
+    _mirror(subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id), team)
+    logger.info("team %s scheduled a change of %s to %s on %s", team.pk, subscription.id, lookup_key,
+                current["end_date"])
+    return schedule
+
+
+def subscription_downgrade_cancel(*, team: Team) -> None:
+    """Keep the current plan: release the schedule (the subscription runs on as it is)."""
+    subscription = _require_subscription(team)
+    schedule_id = (subscription.stripe_data or {}).get("schedule")
+    if not schedule_id:
+        raise ApplicationError("no_scheduled_change", _("No plan change is scheduled."))
+    subscriptions_gateway.subscription_schedule_release(
+        schedule_id=schedule_id, idempotency_key=f"subscription_schedule:{schedule_id}:release")
+    _mirror(subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id), team)
+    logger.info("team %s canceled the scheduled change of %s", team.pk, subscription.id)
+
+
+def subscription_scheduled_change(*, team: Team) -> dict | None:
+    """The plan the team moves to at the end of the period, and when: {"plan", "lookup_key", "date"}, or None."""
+    from datetime import datetime, timezone as dt_timezone
+
+    subscription = team_subscription(team=team)
+    schedule_id = ((subscription.stripe_data or {}) if subscription else {}).get("schedule")
+    if not schedule_id:
+        return None
+    schedule = subscriptions_gateway.subscription_schedule_retrieve(schedule_id=schedule_id)
+    if schedule.get("status") not in ("active", "not_started"):
+        return None
+    now = time.time()
+    for phase in schedule.get("phases") or []:
+        if phase["start_date"] <= now:
+            continue
+        from ..selectors import plan_of_items
+
+        prices = []
+        for item in phase["items"]:
+            price = item.get("price")
+            price_id = price["id"] if isinstance(price, dict) else price
+            from djstripe.models import Price
+
+            row = Price.objects.filter(id=price_id).first()
+            prices.append({"price": (row.stripe_data if row else {"id": price_id})})
+        found = plan_of_items(prices)
+        if found:
+            return {"plan": found[0], "lookup_key": (found[1] or {}).get("lookup_key") or "",
+                    "date": datetime.fromtimestamp(phase["start_date"], tz=dt_timezone.utc)}
+    return None

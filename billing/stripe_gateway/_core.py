@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import stripe
 from django.conf import settings
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from billing_site.errors import BillingError
 
@@ -73,8 +74,21 @@ def write_options(idempotency_key: str) -> dict:
 
 
 # Messages a person may see. Stripe's own card messages are written for end users and are passed through.
-_UNAVAILABLE = "Our payment provider could not be reached. Nothing was charged; please try again in a minute."
-_GENERIC = "The payment provider refused this request. Nothing was changed; our team has been told."
+# Stripe's card messages (written for card holders, in English), listed so that they are translated: _translate
+# passes each through gettext, and an unlisted one is shown as Stripe wrote it.
+STRIPE_CARD_MESSAGES = (
+    gettext_noop("Your card was declined."),
+    gettext_noop("Your card has insufficient funds."),
+    gettext_noop("Your card has expired."),
+    gettext_noop("Your card's security code is incorrect."),
+    gettext_noop("Your card was declined. This transaction requires authentication."),
+    gettext_noop("An error occurred while processing your card. Try again in a little bit."),
+    gettext_noop("We are unable to authenticate your payment method. Please choose a different payment method and "
+                 "try again."),
+)
+# Translated when the error is made (the request's language is active then): pages and API answers show them as is.
+_UNAVAILABLE = gettext_lazy("Our payment provider could not be reached. Nothing was charged; please try again in a minute.")
+_GENERIC = gettext_lazy("The payment provider refused this request. Nothing was changed; our team has been told.")
 
 
 def _translate(error: stripe.StripeError, operation: str) -> BillingError:
@@ -89,20 +103,21 @@ def _translate(error: stripe.StripeError, operation: str) -> BillingError:
     }
     if isinstance(error, stripe.CardError):
         logger.info("stripe card error in %s (request %s): %s", operation, request_id, code, extra=log_fields)
-        return BillingError(code or "card_declined", error.user_message or "Your card was declined.",
+        # Stripe words card messages for the card holder, in English: the common ones have our translation.
+        return BillingError(code or "card_declined", gettext(error.user_message or "Your card was declined."),
                             extra={"decline_code": getattr(error, "error", None) and error.error.decline_code})
     if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError) or (
         isinstance(error, stripe.APIError) and (getattr(error, "http_status", 500) or 500) >= 500
     ):
         logger.warning("stripe unavailable in %s (request %s)", operation, request_id, extra=log_fields)
-        return BillingError("stripe_unavailable", _UNAVAILABLE, http_status=503)
+        return BillingError("stripe_unavailable", str(_UNAVAILABLE), http_status=503)
     if isinstance(error, stripe.InvalidRequestError) and code == "resource_missing":
         logger.warning("stripe object missing in %s (request %s): %s", operation, request_id, error.user_message,
                        extra=log_fields)
-        return BillingError("stripe_resource_missing", _GENERIC, http_status=404)
+        return BillingError("stripe_resource_missing", str(_GENERIC), http_status=404)
     logger.error("stripe error in %s (request %s): %s", operation, request_id, error.user_message or str(error),
                  extra=log_fields)
-    return BillingError(f"stripe_{code}" if code else "stripe_error", _GENERIC, http_status=502)
+    return BillingError(f"stripe_{code}" if code else "stripe_error", str(_GENERIC), http_status=502)
 
 
 def stripe_operation(operation: str) -> Callable[[Callable[..., T]], Callable[..., T]]:

@@ -30,3 +30,29 @@ def customer_payment_methods(*, customer_id: str) -> list[dict]:
 def payment_method_attach(*, payment_method_id: str, customer_id: str, idempotency_key: str) -> dict:
     return to_dict(client().v1.payment_methods.attach(
         payment_method_id, params={"customer": customer_id}, options=write_options(idempotency_key)))
+
+
+@stripe_operation("payment_method_retrieve")
+def payment_method_retrieve(*, payment_method_id: str) -> dict:
+    return to_dict(client().v1.payment_methods.retrieve(payment_method_id))
+
+
+@stripe_operation("payment_method_detach")
+def payment_method_detach(*, payment_method_id: str, idempotency_key: str) -> dict:
+    return to_dict(client().v1.payment_methods.detach(
+        payment_method_id, params={}, options=write_options(idempotency_key)))
+
+
+@stripe_operation("customer_retrieve")
+def customer_retrieve(*, customer_id: str) -> dict:
+    return to_dict(client().v1.customers.retrieve(customer_id))
+
+
+@stripe_operation("setup_intent_create")
+def setup_intent_create(*, params: dict, idempotency_key: str) -> dict:
+    return to_dict(client().v1.setup_intents.create(params=params, options=write_options(idempotency_key)))
+
+
+@stripe_operation("setup_intent_retrieve")
+def setup_intent_retrieve(*, setup_intent_id: str) -> dict:
+    return to_dict(client().v1.setup_intents.retrieve(setup_intent_id))

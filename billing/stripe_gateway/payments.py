@@ -15,3 +15,9 @@ def payment_intent_retrieve(*, payment_intent_id: str) -> dict:
 @stripe_operation("charge_retrieve")
 def charge_retrieve(*, charge_id: str) -> dict:
     return to_dict(client().v1.charges.retrieve(charge_id))
+
+
+@stripe_operation("payment_intent_confirm")
+def payment_intent_confirm(*, payment_intent_id: str, params: dict, idempotency_key: str) -> dict:
+    return to_dict(client().v1.payment_intents.confirm(
+        payment_intent_id, params=params, options=write_options(idempotency_key)))

@@ -33,7 +33,7 @@ def test_another_apps_template_by_path(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         send_team_email(team=team, template="usage/email/credits_exhausted", context={
             "buy_credits_url": "https://x/pricing/#credits", "upgrade_url": "https://x/pricing/"})
-    assert len(mail.outbox) == 1 and mail.outbox[0].subject == f"{team}: no credits left"
+    assert len(mail.outbox) == 1 and mail.outbox[0].subject == f"{team.name}: no credits left"
     assert "https://x/pricing/#credits" in mail.outbox[0].body
 
 

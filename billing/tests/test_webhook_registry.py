@@ -11,6 +11,7 @@ def test_the_table_lists_exactly_the_project_handlers_in_order():
     assert webhook_handler_table() == {
         "checkout.session.completed": [core.checkout_session_completed],
         "checkout.session.async_payment_succeeded": [core.checkout_session_completed],
+        "checkout.session.async_payment_failed": [core.checkout_session_async_payment_failed],
         "customer.deleted": [core.customer_deleted],
         "customer.subscription.created": [core.subscription_created],
         "customer.subscription.updated": [core.subscription_updated],

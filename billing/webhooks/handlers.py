@@ -8,6 +8,8 @@ snapshot, the handler re-reads it (the freshly synced mirror, or Stripe through 
 """
 import logging
 
+from django.utils.translation import gettext_noop
+
 from billing_site.money import format_money
 
 from ..catalog import load_catalog
@@ -43,7 +45,7 @@ def _plan_name_of_subscription(subscription: dict) -> str:
 def credits_grant_for_purchase(*, team, amount: int, reference: str) -> None:
     # The usage app owns the ledger (registered with billing.extensions). Idempotent on (team, reason, reference).
     credit_ledger().grant(team=team, amount=amount, reason="purchase", reference=reference,
-                  note="Credit pack bought through Stripe Checkout")
+                  note=gettext_noop("Credit pack bought through Stripe Checkout"))
 
 
 def checkout_session_completed(*, event: dict) -> None:
@@ -203,3 +205,27 @@ def payment_intent_succeeded(*, event: dict) -> None:
         return
     credits_grant_for_purchase(team=team, amount=int(metadata.get("credits") or 0), reference=intent["id"])
     receipt_email_queue(team=team, payment_intent_id=intent["id"])
+
+
+def checkout_session_async_payment_failed(*, event: dict) -> None:
+    """
+    A Boleto expired unpaid or a Pix was not paid: nothing was bought. Tell the team by email; the failed payment,
+    mirrored here, is what /billing/ shows ("Your Boleto for 10 credits was not paid").
+    """
+    from ..stripe_gateway.checkout import checkout_session_retrieve
+
+    session = checkout_session_retrieve(session_id=_obj(event)["id"])
+    team = customer_team(stripe_customer_id=session.get("customer"))
+    if team is None:
+        logger.warning("checkout session %s has no known team; async failure ignored", session["id"])
+        return
+    intent = session.get("payment_intent")
+    intent_id = intent["id"] if isinstance(intent, dict) else intent
+    if intent_id:
+        mirror_refresh(kind="payment_intent", object_id=intent_id)
+    metadata = session.get("metadata") or {}
+    pack = load_catalog().credit_pack_for_lookup_key(metadata.get("lookup_key", ""))
+    send_team_email(team=team, template="async_payment_failed", context={
+        "amount": format_money(session.get("amount_total") or 0, session.get("currency") or "brl"),
+        "pack_key": pack.key if pack else "",
+    })

@@ -26,6 +26,7 @@ def webhook_handler_table() -> dict[str, list[WebhookHandler]]:
     return {
         "checkout.session.completed": [core.checkout_session_completed],
         "checkout.session.async_payment_succeeded": [core.checkout_session_completed],
+        "checkout.session.async_payment_failed": [core.checkout_session_async_payment_failed],
         "customer.deleted": [core.customer_deleted],
         "customer.subscription.created": [core.subscription_created],
         "customer.subscription.updated": [core.subscription_updated],

@@ -10,12 +10,13 @@ needs 3-D Secure goes through the emulator's challenge page first. The card numb
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from typing import Any
 
 from ..context import using
 from ..errors import StripeError, state_error
 from ..events import emit
-from ..helpers import apply_metadata, fmt_money, get_or_404, ref_or_400
+from ..helpers import _SYMBOL, ZERO_DECIMAL, apply_metadata, fmt_money, get_or_404, ref_or_400
 from ..internal import internal_request
 from ..listing import created_filter, equal_filter, list_response
 from ..registry import HtmlResponse, Request, includable, object_type, route, trigger
@@ -24,6 +25,7 @@ from . import async_payments
 from . import invoices as inv_mod
 from . import payments_core
 from .billing_common import DAY, esc, page, sdk_params_name
+from .catalog import price_unit_decimal_for
 from .coupons import promotion_code_usable
 from .payment_methods import attach_payment_method, card_behaviour, create_card_payment_method, resolve_payment_method
 
@@ -763,6 +765,12 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
             every = f" / {rec['interval']}" if rec["interval_count"] == 1 else f" every {rec['interval_count']} {rec['interval']}s"
         unit = fmt_money(inv_mod.unit_amount_in(store, li["price"], cur), cur)
         qty = f"Qty {li['quantity']}" if li["quantity"] is not None else "Billed by usage"
+        if li["quantity"] is None:
+            # Metered: the exact per-unit price (a fraction of a cent is common), as Stripe's page shows it.
+            decimal = price_unit_decimal_for(store, li["price"], cur)
+            if decimal is not None:
+                unit = fmt_unit_decimal(decimal, cur) + " per unit"
+                every = f", billed every {rec['interval']}" if rec else ""
         rows += (f"<tr class='line'><td>{esc(li['description'])}<div class='muted'>{qty} &middot; "
                  f"{esc(unit)}{esc(every)}</div></td><td class='r'>{esc(fmt_money(li['amount_subtotal'], cur))}</td></tr>")
     trial_days = priv.get("trial_period_days")
@@ -842,3 +850,14 @@ def _t_completed(emulator: Any) -> dict[str, Any]:
 
 
 __all__ = ["create_session", "complete_session", "render_page"]
+
+
+def fmt_unit_decimal(amount_minor: Decimal, currency: str) -> str:
+    """A fractional minor-unit price for display: Decimal("0.2") usd -> "$0.002" (trailing zeros past cents cut)."""
+    cur = (currency or "usd").lower()
+    major = Decimal(amount_minor) if cur in ZERO_DECIMAL else Decimal(amount_minor) / 100
+    text = f"{major:.6f}".rstrip("0")
+    whole, _, fraction = text.partition(".")
+    text = f"{whole}.{fraction.ljust(2, '0')}" if cur not in ZERO_DECIMAL else text.rstrip(".")
+    sym = _SYMBOL.get(cur)
+    return f"{sym}{text}" if sym else f"{text} {cur.upper()}"

@@ -626,8 +626,11 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
     if payment_behavior == "error_if_incomplete" and (behavior == "always_invoice" or interval_change):
         pm = inv_mod.payment_method_for(req, {"default_payment_method": None, "customer": sub["customer"],
                                               "parent": {"subscription_details": {"subscription": sub["id"]}}})
-        if pm is None or card_behaviour(req, pm) not in ("ok", "dispute", "3ds_setup"):
-            fields = inv_mod.payments_core.decline_error_fields(card_behaviour(req, pm) if pm else "decline")
+        behaviour = card_behaviour(req, pm) if pm else "decline"
+        if pm is None or behaviour not in ("ok", "dispute", "3ds_setup"):
+            # Stripe refuses error_if_incomplete when the payment would need 3-D Secure: say so, not "declined".
+            fields = inv_mod.payments_core.decline_error_fields(
+                "authentication_required" if behaviour == "3ds" else behaviour)
             raise StripeError(fields["message"], status=402, type="card_error", code=fields["code"],
                               decline_code=fields.get("decline_code") or None)
     records = _update_records(req, sub, changes, proration_date, behavior, interval_change)

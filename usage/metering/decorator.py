@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,7 +28,7 @@ from .. import ratelimit
 from ..models import CreditLedgerEntry
 from ..periods import period_for
 from ..services.credits import credits_remove
-from ..services.errors import InsufficientCreditsError, SpendCapReachedError
+from ..services.errors import InsufficientCreditsError, SpendCapReachedError, metric_label
 from ..services.policy import team_metering_policy
 from .backend import Admission, CallEvent, get_backend
 
@@ -94,14 +95,13 @@ def meter_request(*, request: Request, metric: str, quantity: int = 1, credits: 
         if cost > 0:
             try:
                 credits_remove(team=team, amount=cost, reason=CreditLedgerEntry.Reason.USAGE,
-                               reference=event.idempotency_key, note=f"{metric} x{quantity} at {request.path[:200]}")
+                               reference=event.idempotency_key, note=f"{request.path[:200]} ×{quantity}")
             except InsufficientCreditsError as error:
                 if over_units and not credits:
-                    error.user_message = (
-                        f"Your plan's {included} included {metric} for this month are used up and the team has no "
-                        f"credits left. Buy credits at {error.extra['buy_credits_url']} or upgrade your plan at "
-                        f"{error.extra['upgrade_url']}."
-                    )
+                    error.user_message = _(
+                        "Your plan's %(included)s included %(metric)s for this month are used up and the team has no "
+                        "credits left. Buy credits at %(buy_credits_url)s or upgrade your plan at %(upgrade_url)s."
+                    ) % {"included": included, "metric": metric_label(metric), **error.extra}
                     error.code = "quota_exceeded"
                 return MeteringOutcome(admission, _deny(error.code, error.user_message, 402, admission, error.extra))
         admission.used_after = backend.record(event=event, period=period)

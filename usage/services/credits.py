@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from accounts.models import Team, User
 from billing_site.errors import ApplicationError
@@ -201,7 +202,7 @@ def credits_signup_grant(*, team: Team, user: User) -> None:
     amount = settings.SIGNUP_CREDIT_GRANT
     if amount > 0:
         credits_grant(team=team, amount=amount, reason=CreditLedgerEntry.Reason.SIGNUP_GRANT,
-                      reference=f"team:{team.pk}", created_by=user, note="Welcome credits")
+                      reference=f"team:{team.pk}", created_by=user, note=gettext_noop("Welcome credits"))
 
 
 def credits_expire(*, team: Team, now: datetime | None = None) -> CreditLedgerEntry | None:

@@ -1,6 +1,7 @@
 """The usage app's domain errors; the API answers them as 400/402 with the ways out (buy credits, upgrade)."""
 from django.conf import settings
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from billing_site.errors import ApplicationError, BillingError
 
@@ -8,7 +9,7 @@ from billing_site.errors import ApplicationError, BillingError
 def way_out_urls() -> dict:
     """Where a team that hit a limit can go: buy credits, upgrade, see its billing, raise its spend cap (absolute)."""
     return {
-        "buy_credits_url": settings.SITE_URL + reverse("billing:pricing") + "#credits",
+        "buy_credits_url": settings.SITE_URL + reverse("billing:pricing") + "#credit-packs",
         "upgrade_url": settings.SITE_URL + reverse("billing:pricing"),
         "billing_url": settings.SITE_URL + reverse("billing:overview"),
         # The spend cap form is on the usage page, not on /billing/.
@@ -23,14 +24,21 @@ class InsufficientCreditsError(ApplicationError):
 
     def __init__(self, *, balance: int, required: int, user_message: str | None = None):
         urls = way_out_urls()
-        message = user_message or (
-            f"Not enough credits: this needs {required} and the team has {balance}. "
-            f"Buy credits at {urls['buy_credits_url']} or upgrade your plan at {urls['upgrade_url']}."
-        )
+        message = user_message or _(
+            "Not enough credits: this needs %(required)s and the team has %(balance)s. "
+            "Buy credits at %(buy_credits_url)s or upgrade your plan at %(upgrade_url)s."
+        ) % {"required": required, "balance": balance, **urls}
         super().__init__("insufficient_credits", message, http_status=402,
                          extra={"balance": balance, "required": required, **urls})
         self.balance = balance
         self.required = required
+
+
+def metric_label(metric: str) -> str:
+    """`api_call` -> "API calls" in the active language (the catalog's meter name)."""
+    from billing.templatetags.billing_words import metric_label as label
+
+    return label(metric)
 
 
 class SpendCapReachedError(BillingError):
@@ -38,8 +46,9 @@ class SpendCapReachedError(BillingError):
         urls = way_out_urls()
         super().__init__(
             "spend_cap_reached",
-            f"Your team's spend cap allows {cap_units} {metric} beyond the plan this month and it is reached. "
-            f"The team's owner can raise the cap at {urls['spend_cap_url']}.",
+            _("Your team's spend cap allows %(cap_units)s %(metric)s beyond the plan this month and it is reached. "
+              "The team's owner can raise the cap at %(spend_cap_url)s.")
+            % {"cap_units": cap_units, "metric": metric_label(metric), **urls},
             extra={"metric": metric, "cap_units": cap_units, **urls},
         )
 

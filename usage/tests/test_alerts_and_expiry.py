@@ -91,8 +91,8 @@ def test_alert_email_goes_after_commit_to_the_billing_address_once(set_plan, dja
     callbacks[0]()
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["finance@example.com"]  # billing's rule, not the owner's address
-    assert mail.outbox[0].subject == f"{team}: 80% of this month's included api_call used"
-    assert "8 of the 10 api_call" in mail.outbox[0].body
+    assert mail.outbox[0].subject == f"{team.name}: 80% of this month's included API calls used"
+    assert "8 of the 10 API calls" in mail.outbox[0].body
     assert UsageAlert.objects.get(team=team).sent_to == "finance@example.com"
 
 

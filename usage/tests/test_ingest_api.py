@@ -179,7 +179,7 @@ def test_usage_page_renders_an_svg_chart(team_and_owner, client):
     assert response.status_code == 200
     html = response.content.decode()
     assert "<svg" in html and html.count('class="usage-bar"') == len(period_for().days)
-    assert "8 of 1,000 api_call included" in html
+    assert "8 of 1,000 API calls included" in html
     assert "3 credits left" in html
 
 

@@ -1,0 +1,172 @@
+"""
+The team's saved cards on /billing/: add one (a SetupIntent, 3-D Secure aware), make one the default, remove one.
+
+Every payment-method id a customer posts is checked against the team's own Stripe customer by retrieving it from
+Stripe (never trusting a hidden field): another customer's id, or one attached to nobody, answers 404 as if it did not
+exist, so a probe learns nothing. Writes carry idempotency keys derived from the card and the customer's state.
+"""
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from accounts.models import Team
+from billing_site.errors import ApplicationError, BillingError, NotFoundError
+
+from ..selectors import team_stripe_customer_id, team_subscription
+from ..stripe_gateway import customers as customers_gateway
+from ..stripe_gateway import subscriptions as subscriptions_gateway
+from .customers import customer_get_or_create
+from .mirror import mirror_store
+
+logger = logging.getLogger(__name__)
+
+# The test payment methods the emulator (and Stripe's test mode) accept by id. In test mode the "add a card" form
+# offers these instead of a card-number field: the project never sees card numbers (DESIGN invariant 5); a live
+# deployment collects the card with Stripe's own form (Stripe.js or Checkout `mode=setup`) against the same
+# SetupIntent, and the rest of this module is unchanged.
+TEST_CARDS: dict[str, str] = {
+    "pm_card_visa": "Visa •••• 4242",
+    "pm_card_mastercard": "Mastercard •••• 4444",
+    "pm_card_authenticationRequiredOnSetup": "Visa •••• 3155 (3-D Secure)",
+    "pm_card_chargeDeclined": "Visa •••• 0002 (declined)",
+}
+
+
+def _customer_id(team: Team) -> str:
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id:
+        raise NotFoundError("not_found", _("Payment method not found."))
+    return customer_id
+
+
+def payment_method_of_team(*, team: Team, payment_method_id: str) -> dict:
+    """The payment method, re-read from Stripe, if it is attached to this team's customer; else 404."""
+    customer_id = _customer_id(team)
+    if not payment_method_id or not payment_method_id.startswith("pm_") or len(payment_method_id) > 255:
+        raise NotFoundError("not_found", _("Payment method not found."))
+    try:
+        payment_method = customers_gateway.payment_method_retrieve(payment_method_id=payment_method_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            raise NotFoundError("not_found", _("Payment method not found.")) from error
+        raise
+    if payment_method.get("customer") != customer_id:
+        logger.warning("team %s posted payment method %s of another customer", team.pk, payment_method_id)
+        raise NotFoundError("not_found", _("Payment method not found."))
+    return payment_method
+
+
+def team_default_payment_method_id(*, team: Team) -> str | None:
+    """The card Stripe charges: the subscription's own default, else the customer's invoice default."""
+    subscription = team_subscription(team=team)
+    if subscription is not None and (subscription.stripe_data or {}).get("default_payment_method"):
+        return subscription.stripe_data["default_payment_method"]
+    customer_id = team_stripe_customer_id(team=team)
+    if not customer_id:
+        return None
+    customer = customers_gateway.customer_retrieve(customer_id=customer_id)
+    return (customer.get("invoice_settings") or {}).get("default_payment_method")
+
+
+def payment_method_set_default(*, team: Team, payment_method_id: str) -> None:
+    """The customer's invoice default and, when it has its own, the subscription's default: renewals use it."""
+    payment_method_of_team(team=team, payment_method_id=payment_method_id)
+    customer_id = _customer_id(team)
+    previous = team_default_payment_method_id(team=team) or "none"
+    customers_gateway.customer_update(
+        customer_id=customer_id,
+        params={"invoice_settings": {"default_payment_method": payment_method_id}},
+        idempotency_key=f"customer:{customer_id}:default_payment_method:{previous}:{payment_method_id}",
+    )
+    subscription = team_subscription(team=team)
+    if subscription is not None and (subscription.stripe_data or {}).get("status") != "canceled":
+        updated = subscriptions_gateway.subscription_update(
+            subscription_id=subscription.id, params={"default_payment_method": payment_method_id},
+            idempotency_key=f"subscription:{subscription.id}:default_payment_method:{previous}:{payment_method_id}",
+        )
+        mirror_store(kind="subscription", data=updated)
+    logger.info("team %s made %s its default payment method", team.pk, payment_method_id)
+
+
+def payment_method_remove(*, team: Team, payment_method_id: str) -> None:
+    """Detach a card. The card renewals are charged to stays while a subscription runs (make another the default)."""
+    payment_method_of_team(team=team, payment_method_id=payment_method_id)
+    subscription = team_subscription(team=team)
+    if subscription is not None and payment_method_id == team_default_payment_method_id(team=team):
+        raise ApplicationError("default_payment_method", _(
+            "This card pays your subscription. Make another card the default before removing it."))
+    customers_gateway.payment_method_detach(
+        payment_method_id=payment_method_id, idempotency_key=f"payment_method:{payment_method_id}:detach")
+    logger.info("team %s removed payment method %s", team.pk, payment_method_id)
+
+
+@dataclass(frozen=True)
+class SetupOutcome:
+    setup_intent_id: str
+    status: str  # succeeded | requires_action | requires_payment_method
+    redirect_url: str = ""
+    error: str = ""
+    payment_method_id: str = ""
+
+
+def _setup_outcome(intent: dict) -> SetupOutcome:
+    redirect = ((intent.get("next_action") or {}).get("redirect_to_url") or {}).get("url") or ""
+    payment_method = intent.get("payment_method")
+    return SetupOutcome(
+        setup_intent_id=intent["id"], status=intent.get("status") or "", redirect_url=redirect,
+        error=(intent.get("last_setup_error") or {}).get("message") or "",
+        payment_method_id=payment_method["id"] if isinstance(payment_method, dict) else payment_method or "",
+    )
+
+
+def setup_intent_start(*, team: Team, test_card: str, request_token: str) -> SetupOutcome:
+    """
+    Save a card for later (off-session) payments through a SetupIntent confirmed with a test card id, with the
+    return URL of the 3-D Secure challenge. The card is attached to the customer when the intent succeeds.
+    """
+    if getattr(settings, "STRIPE_LIVE_MODE", False):
+        # Live keys need Stripe's own card form (Stripe.js or Checkout mode=setup) in front of this service.
+        raise ApplicationError("card_form_unavailable", _("Add cards in the customer portal."), http_status=404)
+    if test_card not in TEST_CARDS:
+        raise ApplicationError("invalid_card", _("Choose one of the cards offered."))
+    customer_id = customer_get_or_create(team=team)
+    try:
+        intent = customers_gateway.setup_intent_create(
+            params={
+                "customer": customer_id, "usage": "off_session", "payment_method_types": ["card"],
+                "payment_method": test_card, "confirm": True,
+                "return_url": settings.SITE_URL + reverse("billing:card_return"),
+                "metadata": {"team_id": str(team.pk)},
+            },
+            idempotency_key=f"setup:{team.pk}:{request_token}",
+        )
+    except BillingError as error:
+        if error.http_status == 402:
+            return SetupOutcome(setup_intent_id="", status="requires_payment_method", error=error.user_message)
+        raise
+    outcome = _setup_outcome(intent)
+    if outcome.status == "succeeded":
+        _default_if_first(team=team, payment_method_id=outcome.payment_method_id)
+    return outcome
+
+
+def setup_intent_result(*, team: Team, setup_intent_id: str) -> SetupOutcome:
+    """Where the 3-D Secure challenge returns: re-read the intent (never the query string's status)."""
+    if not setup_intent_id.startswith("seti_") or len(setup_intent_id) > 255:
+        raise NotFoundError("not_found", _("Card setup not found."))
+    intent = customers_gateway.setup_intent_retrieve(setup_intent_id=setup_intent_id)
+    if intent.get("customer") != team_stripe_customer_id(team=team):
+        raise NotFoundError("not_found", _("Card setup not found."))
+    outcome = _setup_outcome(intent)
+    if outcome.status == "succeeded":
+        _default_if_first(team=team, payment_method_id=outcome.payment_method_id)
+    return outcome
+
+
+def _default_if_first(*, team: Team, payment_method_id: str) -> None:
+    """A team's first card becomes its default, so the next renewal has something to charge."""
+    if payment_method_id and not team_default_payment_method_id(team=team):
+        payment_method_set_default(team=team, payment_method_id=payment_method_id)
