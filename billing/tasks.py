@@ -24,6 +24,10 @@ def webhook_event_process_task(self, webhook_event_id: int, after_attempts: int 
             status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED]).exists():
         return "superseded"
     status = webhook_event_apply(webhook_event_id=webhook_event_id)
+    if status == WebhookEvent.Status.FAILED and self.request.is_eager and not settings.BILLING_EAGER_RETRY_INLINE:
+        # Run in-process (`make run`): an eager retry would run at once, spending every attempt within a second.
+        # The row holds its retry time; the in-process scheduler's sweep applies it when due.
+        return status
     if status == WebhookEvent.Status.FAILED:
         attempts = WebhookEvent.objects.filter(pk=webhook_event_id).values_list("attempts", flat=True).first() or 1
         raise self.retry(countdown=retry_delay_seconds(attempts), kwargs={"after_attempts": attempts},

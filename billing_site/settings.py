@@ -279,6 +279,9 @@ BILLING_EVENTS_SWEEP_MINUTES = env.int("BILLING_EVENTS_SWEEP_MINUTES", default=3
 BILLING_WEBHOOK_SWEEP_SECONDS = env.int("BILLING_WEBHOOK_SWEEP_SECONDS", default=10)
 BILLING_WEBHOOK_PENDING_GRACE_SECONDS = env.int("BILLING_WEBHOOK_PENDING_GRACE_SECONDS", default=20)
 BILLING_WEBHOOK_SWEEP_BATCH = env.int("BILLING_WEBHOOK_SWEEP_BATCH", default=500)
+# Tasks run eagerly (no broker): a failed event's retry runs inline at once (the test suite's default, which checks
+# retry-then-park in one call), or waits for its retry time and the in-process scheduler's sweep (`make run`).
+BILLING_EAGER_RETRY_INLINE = env.bool("BILLING_EAGER_RETRY_INLINE", default=RUNNING_TESTS)
 # Staff who are told about disputes (and other things that need a person).
 BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=["finance@example.com"])
 # Catalog currencies: prices carry BRL as `currency_options` on the USD price (one price per lookup key).
