@@ -174,16 +174,12 @@ def refund_request_enqueue_now(*, refund_request_id: int, expires_seconds: float
     is left to do (APPROVED or PROCESSING with `next_attempt_at`), and the periodic sweep sends it again.
     """
     # Imported when used: the tasks module imports this one (service -> task enqueue is the one allowed cycle).
+    from billing_site.celery import task_send
+
     from .tasks import refund_request_execute_task
 
-    try:
-        refund_request_execute_task.apply_async((refund_request_id,),
-                                                **({"expires": expires_seconds} if expires_seconds else {}))
-    except Exception as error:  # noqa: BLE001 - any broker failure: the sweep picks the request up
-        logger.error("refund request %s not enqueued (broker unavailable): %r; the sweep will send it",
-                     refund_request_id, error, extra={"refund_request_id": refund_request_id})
-        return False
-    return True
+    return task_send(refund_request_execute_task, (refund_request_id,), what=f"refund request {refund_request_id}",
+                     **({"expires": expires_seconds} if expires_seconds else {}))
 
 
 def _enqueue_execution(refund_request_id: int) -> None:

@@ -44,18 +44,14 @@ def webhook_event_enqueue_now(*, webhook_event_id: int, expires_seconds: float |
     `expires_seconds` bounds how long a re-sent copy may wait in the queue (the sweep sends a fresh one anyway);
     `after_attempts` makes the copy a no-op once the event has moved past that attempt count (see the task).
     """
+    from billing_site.celery import task_send
+
     from ..tasks import webhook_event_process_task
 
-    options = {"expires": expires_seconds} if expires_seconds else {}
-    if after_attempts is not None:
-        options["kwargs"] = {"after_attempts": after_attempts}
-    try:
-        webhook_event_process_task.apply_async((webhook_event_id,), **options)
-    except Exception as error:  # noqa: BLE001 - any broker failure: the sweep of pending rows picks the event up
-        logger.error("stripe event row %s stored but not enqueued (broker unavailable): %r; the pending sweep "
-                     "will apply it", webhook_event_id, error, extra={"webhook_event_id": webhook_event_id})
-        return False
-    return True
+    return task_send(webhook_event_process_task, (webhook_event_id,),
+                     {"after_attempts": after_attempts} if after_attempts is not None else None,
+                     what=f"stripe event row {webhook_event_id}",
+                     **({"expires": expires_seconds} if expires_seconds else {}))
 
 
 def _enqueue(webhook_event_id: int) -> None:
