@@ -195,6 +195,8 @@ def stack(stripe_emulator, settings, tmp_path):
             (Path(p) / "redis-server").exists() for p in os.environ.get("PATH", "").split(":")):
         pytest.skip("redis-server is not installed")
     running = Stack(tmp_path, stripe_emulator)
+    # The stack's processes verify passwords with the project's hashers, not the test suite's fast MD5 one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     settings.SITE_URL = running.url
     settings.BILLING_WEBHOOK_PENDING_GRACE_SECONDS = 20
     views._ENDPOINT_CACHE.clear()
@@ -284,6 +286,8 @@ def test_redis_outage_degrades_then_every_event_is_applied_within_60s_of_recover
     _wait(lambda: not WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED).exists(),
           RECOVERY_SECONDS, f"every stored event applied: {stack.logs()}")
     took = time.monotonic() - recovered_at
+    print(f"redis outage: {len(delivered)} events stored during the outage, all applied {took:.1f} s after Redis "
+          f"came back")
     assert took <= RECOVERY_SECONDS
     stored = list(WebhookEvent.objects.values_list("stripe_event_id", flat=True))
     assert len(stored) == len(set(stored)) and set(stored) >= delivered  # 0 lost, 0 stored twice
@@ -354,7 +358,10 @@ def test_worker_killed_mid_storm_with_stripe_failing_recovers_within_60s(stack, 
                 and MeterReport.objects.get(pk=report.pk).status == MeterReport.Status.SENT)
 
     _wait(everything_applied, RECOVERY_SECONDS, f"events, refund and meter report applied: {stack.logs()}")
-    assert time.monotonic() - recovered_at <= RECOVERY_SECONDS
+    took = time.monotonic() - recovered_at
+    print(f"worker kill: {unfinished} events unfinished at the kill, a retrying refund and a pending meter report; "
+          f"all applied {took:.1f} s after a worker came back")
+    assert took <= RECOVERY_SECONDS
 
     delivered = _delivered_event_ids(stripe_emulator)
     stored = list(WebhookEvent.objects.values_list("stripe_event_id", flat=True))
