@@ -36,7 +36,7 @@ def task_send(task, args: tuple = (), kwargs: dict | None = None, *, what: str, 
         logger.warning("broker marked down: %s not sent now; the sweep will send it", what)
         return False
     try:
-        task.apply_async(args, kwargs, **options)
+        task.signature(args, kwargs, **options).apply_async()
     except Exception as error:  # noqa: BLE001 - kombu/redis/amqp errors alike: the row is swept later
         _broker_down_until = time.monotonic() + BROKER_DOWN_BACKOFF_SECONDS
         logger.error("broker unavailable: %s not sent (%r); the sweep will send it", what, error)

@@ -19,9 +19,9 @@ from billing.backoffice import refunds as refund_services
 from billing.backoffice.audit import StaffContext
 from billing.models import RefundRequest, WebhookEvent
 
-from .backoffice_fixtures import *  # noqa: F401,F403
-from .backoffice_fixtures import emulator_refunds, refund_posts
-from .conftest import deliver
+from billing.tests.backoffice_fixtures import *  # noqa: F401,F403
+from billing.tests.backoffice_fixtures import emulator_refunds, refund_posts
+from billing.tests.conftest import billing_world, deliver  # noqa: F401
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every connection is refused at once
 
@@ -169,7 +169,7 @@ def test_a_lost_execution_is_resumed_by_the_sweep_once_its_lease_ends(paying_tea
     """A worker died right after STARTED (lease taken, nothing at Stripe): the sweep resumes it, refunds once."""
     from billing.backoffice.tasks import refund_requests_resume_stuck_task
 
-    from .factories import RefundRequestFactory
+    from billing.tests.factories import RefundRequestFactory
 
     team, _owner, charge = paying_team
     rr = RefundRequestFactory(team=team, stripe_charge_id=charge.id, amount_minor=700, requested_by=finance_user,

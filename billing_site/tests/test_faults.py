@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.tests.factories import DEFAULT_PASSWORD, make_team_with_owner
 
-from .conftest import complete_checkout
+from billing.tests.conftest import complete_checkout
 
 pytestmark = [pytest.mark.postgres, pytest.mark.celery_worker, pytest.mark.slow,
               pytest.mark.django_db(transaction=True)]
@@ -308,8 +308,8 @@ def test_worker_killed_mid_storm_with_stripe_failing_recovers_within_60s(stack, 
     from usage.periods import period_for
     from usage.selectors import credits_balance
 
-    from .backoffice_fixtures import emulator_refunds, make_payment
-    from .factories import StaffUserFactory
+    from billing.tests.backoffice_fixtures import emulator_refunds, make_payment
+    from billing.tests.factories import StaffUserFactory
 
     team, owner = make_team_with_owner()
     customer_id = customer_get_or_create(team=team)
