@@ -8,20 +8,36 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
-def webhook_event_process_task(self, webhook_event_id: int) -> str:
-    """Apply one stored Stripe event; on failure retry with backoff until the service parks it."""
+def webhook_event_process_task(self, webhook_event_id: int, after_attempts: int | None = None) -> str:
+    """
+    Apply one stored Stripe event; on failure retry with backoff until the service parks it.
+
+    `after_attempts`: the attempt count the sender saw. A copy whose event has moved on since (another copy or the
+    sweep applied it meanwhile) does nothing, so the retry below and the sweep's re-sends never spend two attempts
+    on one due time.
+    """
     from .models import WebhookEvent
     from .services.webhooks import retry_delay_seconds, webhook_event_apply
 
+    if after_attempts is not None and not WebhookEvent.objects.filter(
+            pk=webhook_event_id, attempts=after_attempts,
+            status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED]).exists():
+        return "superseded"
     status = webhook_event_apply(webhook_event_id=webhook_event_id)
+    if status == WebhookEvent.Status.FAILED and self.request.is_eager and not settings.BILLING_EAGER_RETRY_INLINE:
+        # Run in-process (`make run`): an eager retry would run at once, spending every attempt within a second.
+        # The row holds its retry time; the in-process scheduler's sweep applies it when due.
+        return status
     if status == WebhookEvent.Status.FAILED:
         attempts = WebhookEvent.objects.filter(pk=webhook_event_id).values_list("attempts", flat=True).first() or 1
-        raise self.retry(countdown=retry_delay_seconds(attempts), max_retries=settings.BILLING_WEBHOOK_MAX_ATTEMPTS + 1)
+        raise self.retry(countdown=retry_delay_seconds(attempts), kwargs={"after_attempts": attempts},
+                         max_retries=settings.BILLING_WEBHOOK_MAX_ATTEMPTS + 1)
     return status
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_events_retry_due_task() -> int:
+    """The fast sweep of stored events (BILLING_WEBHOOK_SWEEP_SECONDS): see webhook_events_enqueue_due."""
     from .services.webhooks import webhook_events_enqueue_due
 
     return webhook_events_enqueue_due()

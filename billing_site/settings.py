@@ -127,8 +127,15 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE",
 # A persistent connection is checked before reuse, so a restarted database costs one retry, not one error.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # SQLite is the embedded default; waiting on the write lock beats failing with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # SQLite is the embedded default (`make run`: gunicorn workers, the emulator's webhooks and the in-process
+    # scheduler write at once). WAL lets readers run beside the one writer; IMMEDIATE takes the write lock when a
+    # transaction begins, so two writers queue on `timeout` instead of one failing with "database is locked" when it
+    # upgrades a read lock (SQLite cannot wait in that case). No transaction is ever held across a Stripe call.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+    })
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
@@ -182,7 +189,10 @@ STORAGES = {
 # --- Cache (Redis) ----------------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Redis failures degrade to cache misses (database reads) instead of 500s: billing_site/cache.py. Short socket
+    # timeouts so a dead Redis costs a request at most one second, not the OS connect timeout.
+    CACHES = {"default": {"BACKEND": "billing_site.cache.DegradingRedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "billing"}}
 
@@ -203,7 +213,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redis redelivers a message taken by a killed worker only after this long. Recovery does not wait for it: the rows
+# (webhook events, refund requests, meter reports) say what is left to do, and the fast sweeps below re-send what is
+# due within seconds (docs/operations.md, "Recovery"). It stays above the longest countdown a task uses (an ETA
+# message is held unacked by a worker until it runs) so a scheduled retry is never delivered twice by Redis itself.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 5}
+# The web process enqueues after commit: with the broker down, fail fast (the rows are swept) instead of retrying
+# the connection for the whole request.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -252,10 +270,20 @@ BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS = env.float("BILLING_WEBHOOK_WATERMARK_
 # Remember dj-stripe's owner-account lookups for 60 s per process (billing/services/mirror.py): a quarter of the webhook
 # task's time otherwise. Off only to measure dj-stripe as shipped (the ingest benchmark's stock side).
 BILLING_DJSTRIPE_ACCOUNT_MEMO = env.bool("BILLING_DJSTRIPE_ACCOUNT_MEMO", default=True)
-# The sweep re-reads this many days of GET /v1/events, every this many minutes, and applies any event never
-# delivered.
+# The missed-event sweep re-reads this many days of GET /v1/events, every this many minutes, and applies any event
+# of a subscribed type never delivered. Shorter finds a lost delivery sooner but reads Stripe's event list (paged,
+# rate-limited) more often; Stripe itself retries failed deliveries for days, so this only covers what it dropped.
 BILLING_EVENTS_SWEEP_DAYS = env.int("BILLING_EVENTS_SWEEP_DAYS", default=3)
-BILLING_EVENTS_SWEEP_MINUTES = env.int("BILLING_EVENTS_SWEEP_MINUTES", default=15)
+BILLING_EVENTS_SWEEP_MINUTES = env.int("BILLING_EVENTS_SWEEP_MINUTES", default=3)
+# The fast sweep of stored events (billing/services/webhooks.py: webhook_events_enqueue_due): how often it runs, how
+# old a pending row must be before it is re-sent (its own message normally applies it within this), and how many
+# rows one run sends per state.
+BILLING_WEBHOOK_SWEEP_SECONDS = env.int("BILLING_WEBHOOK_SWEEP_SECONDS", default=10)
+BILLING_WEBHOOK_PENDING_GRACE_SECONDS = env.int("BILLING_WEBHOOK_PENDING_GRACE_SECONDS", default=20)
+BILLING_WEBHOOK_SWEEP_BATCH = env.int("BILLING_WEBHOOK_SWEEP_BATCH", default=500)
+# Tasks run eagerly (no broker): a failed event's retry runs inline at once (the test suite's default, which checks
+# retry-then-park in one call), or waits for its retry time and the in-process scheduler's sweep (`make run`).
+BILLING_EAGER_RETRY_INLINE = env.bool("BILLING_EAGER_RETRY_INLINE", default=RUNNING_TESTS)
 # Staff who are told about disputes (and other things that need a person).
 BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=["finance@example.com"])
 # Catalog currencies: prices carry BRL as `currency_options` on the USD price (one price per lookup key).
@@ -290,6 +318,9 @@ USAGE_BUFFER_STALE_SECONDS = env.int("USAGE_BUFFER_STALE_SECONDS", default=300)
 # (Stripe aggregates meter events asynchronously; recent minutes are not final yet).
 USAGE_METER_REPORT_BATCH_SIZE = env.int("USAGE_METER_REPORT_BATCH_SIZE", default=100)
 USAGE_METER_DRIFT_SETTLE_SECONDS = env.int("USAGE_METER_DRIFT_SETTLE_SECONDS", default=3600)
+# How often pending meter reports (prepared, not yet accepted by Stripe) are sent: the sweep that recovers a report
+# stranded by a killed worker or a Stripe outage. Cheap when nothing is pending (one indexed query).
+USAGE_METER_REPORT_SWEEP_SECONDS = env.int("USAGE_METER_REPORT_SWEEP_SECONDS", default=15)
 # Per-call usage debits (reason "usage") commit with synchronous_commit=off on PostgreSQL: the balance row is
 # released without waiting for the WAL flush (x10 debits/s on one team). A database crash can lose the last
 # fraction of a second of such debits (those calls go uncharged); it can never make a balance negative or split a
@@ -307,6 +338,11 @@ BACKOFFICE_MAX_TRIAL_EXTENSION_DAYS = env.int("BACKOFFICE_MAX_TRIAL_EXTENSION_DA
 # A refund request left processing (no Stripe refund id) this long lost its worker: the periodic task resumes it
 # with the request's own idempotency key. Far above a Stripe call's time limit, so a live attempt is never doubled.
 BACKOFFICE_REFUND_RESUME_AFTER_MINUTES = env.int("BACKOFFICE_REFUND_RESUME_AFTER_MINUTES", default=15)
+# A running execution owns its request this long (the lease, `next_attempt_at`); after it the refund sweep resumes
+# the request with the same idempotency key. Longer than one Stripe call takes (STRIPE_TIMEOUT_SECONDS) so a live
+# attempt is normally not raced; a race is harmless anyway (same key, and the refund is looked up first).
+BACKOFFICE_REFUND_LEASE_SECONDS = env.int("BACKOFFICE_REFUND_LEASE_SECONDS", default=30)
+BACKOFFICE_REFUND_SWEEP_SECONDS = env.int("BACKOFFICE_REFUND_SWEEP_SECONDS", default=10)
 # A refund request processing longer than this is reported as drift by reconciliation (a person looks at it).
 BACKOFFICE_REFUND_STUCK_MINUTES = env.int("BACKOFFICE_REFUND_STUCK_MINUTES", default=60)
 # Scheduled reconciliation: how often, and how far back it compares objects (the command compares everything, or
@@ -319,8 +355,16 @@ BACKOFFICE_RECONCILE_LOOKBACK_DAYS = env.int("BACKOFFICE_RECONCILE_LOOKBACK_DAYS
 # `billing.tasks_backoffice.*` names after moving to billing/backoffice/tasks.py). billing_site/tests/test_settings.py
 # checks that every name here is registered.
 CELERY_BEAT_SCHEDULE = {
-    "billing-events-sweep": {"task": "billing.tasks.events_sweep_task", "schedule": BILLING_EVENTS_SWEEP_MINUTES * 60},
-    "billing-webhook-retry-due": {"task": "billing.tasks.webhook_events_retry_due_task", "schedule": 60},
+    "billing-events-sweep": {"task": "billing.tasks.events_sweep_task", "schedule": BILLING_EVENTS_SWEEP_MINUTES * 60,
+                             "options": {"expires": BILLING_EVENTS_SWEEP_MINUTES * 60}},
+    # The fast sweeps (issue 11): each copy expires before the next is sent, so a stopped worker does not find a
+    # pile of them when it comes back.
+    "billing-webhook-retry-due": {"task": "billing.tasks.webhook_events_retry_due_task",
+                                  "schedule": BILLING_WEBHOOK_SWEEP_SECONDS,
+                                  "options": {"expires": BILLING_WEBHOOK_SWEEP_SECONDS}},
+    "usage-meter-reports-send": {"task": "usage.tasks.usage_meter_reports_send_task",
+                                 "schedule": USAGE_METER_REPORT_SWEEP_SECONDS,
+                                 "options": {"expires": USAGE_METER_REPORT_SWEEP_SECONDS}},
     "usage-buffer-flush": {"task": "usage.tasks.usage_buffer_flush_task", "schedule": 5.0},
     "usage-overage-report": {"task": "usage.tasks.usage_overage_report_task", "schedule": 600.0},
     "usage-alerts": {"task": "usage.tasks.usage_alerts_task", "schedule": 600.0},
@@ -340,10 +384,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks_backoffice.reconcile_task",
         "schedule": BACKOFFICE_RECONCILE_EVERY_SECONDS,
     },
-    # Every 10 minutes; each run resumes only requests older than BACKOFFICE_REFUND_RESUME_AFTER_MINUTES.
+    # Approved requests whose enqueue was lost, retries due, attempts whose lease ended (refund_requests_stuck).
     "backoffice-resume-stuck-refunds": {
         "task": "billing.tasks_backoffice.refund_requests_resume_stuck_task",
-        "schedule": 10 * 60,
+        "schedule": BACKOFFICE_REFUND_SWEEP_SECONDS,
+        "options": {"expires": BACKOFFICE_REFUND_SWEEP_SECONDS},
     },
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: a working site on the embedded defaults. Starts the Stripe emulator (unless STRIPE_API_BASE or a real
 # STRIPE_SECRET_KEY says otherwise), migrates, loads the catalog and demo data, registers the webhook endpoint,
-# then serves on SITE_URL. With REDIS_URL set it also starts a Celery worker and beat. Ctrl-C stops everything it
-# started; logs of the background processes are in .run/.
+# then serves on SITE_URL. With REDIS_URL set it also starts a Celery worker and beat; without it, the in-process
+# scheduler (`manage.py run_scheduler`) runs the periodic jobs. Ctrl-C stops everything it started; logs of the
+# background processes are in .run/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -65,7 +66,11 @@ if [ -n "${REDIS_URL:-}" ]; then
   .venv/bin/celery -A billing_site beat --loglevel=INFO >"$RUN_DIR/beat.log" 2>&1 &
   pids+=($!)
 else
-  echo "REDIS_URL is unset: Celery tasks run in-process (no worker or beat needed)."
+  # No broker: tasks run in-process as they are enqueued, and the periodic jobs (the sweeps that apply stored
+  # webhook events and retry failures, refunds and meter reports) run in one scheduler process of their own.
+  echo "REDIS_URL is unset: Celery tasks run in-process; periodic jobs in the in-process scheduler (${RUN_DIR}/scheduler.log)."
+  "$PY" manage.py run_scheduler >"$RUN_DIR/scheduler.log" 2>&1 &
+  pids+=($!)
 fi
 
 echo "Serving ${SITE_URL} on port ${PORT} (back office at ${SITE_URL}/admin/). Ctrl-C to stop."

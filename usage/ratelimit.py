@@ -8,6 +8,7 @@ them too, and usage.services must not import usage.metering (metering is built o
 """
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 _redis_clients: dict[str, object] = {}
 _redis_lock = threading.Lock()
@@ -52,8 +55,14 @@ def period_counters_add(*, team_id: int, period_key: str, added: dict[str, int])
     if not settings.USAGE_REDIS_URL:
         return
     add = script(COUNTER_ADD_LUA)
-    for metric, quantity in added.items():
-        add(keys=[period_counter_key(team_id=team_id, metric=metric, period_key=period_key)], args=[quantity])
+    try:
+        for metric, quantity in added.items():
+            add(keys=[period_counter_key(team_id=team_id, metric=metric, period_key=period_key)], args=[quantity])
+    except redis.RedisError as error:
+        # Runs after the events were committed: failing here would turn a stored ingest into a 500. The counter
+        # then lags the database until it expires and is seeded again (metering reads the stored totals then).
+        logger.warning("period counters of team %s not moved (Redis unavailable): %r", team_id, error,
+                       extra={"team_id": team_id})
 
 
 # Status codes shared by the Lua script and Python.

@@ -38,6 +38,19 @@ def usage_overage_report_task() -> dict:
     return {"prepared": len(prepared), "sent": sent.sent, "remaining": sent.remaining}
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def usage_meter_reports_send_task() -> int:
+    """
+    The meter-report sweep (every USAGE_METER_REPORT_SWEEP_SECONDS): send what is prepared and still pending. A
+    report stranded by a killed worker or a Stripe outage goes out within one interval of recovery; Stripe counts
+    each report once (identifier and idempotency key derive from the row). Failures stay pending for the next run.
+    """
+    sent = services.meter_reports_send()
+    if sent.failed:
+        logger.warning("meter report sweep: %s sent, %s left pending: %s", sent.sent, sent.remaining, sent.errors)
+    return sent.sent
+
+
 @shared_task(ignore_result=True, **_RETRY)
 def usage_meter_drift_check_task() -> int:
     return len(services.meter_drift_check_all())

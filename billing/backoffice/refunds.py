@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 from djstripe import models as djstripe_models
 
@@ -168,11 +168,32 @@ def _snapshot(rr: RefundRequest) -> dict:
             "stripe_refund_id": rr.stripe_refund_id}
 
 
-def _enqueue_execution(refund_request_id: int) -> None:
+def refund_request_enqueue_now(*, refund_request_id: int, expires_seconds: float | None = None) -> bool:
+    """
+    Send the execution task; False (logged) when the broker is unreachable. Never raises: the request row says what
+    is left to do (APPROVED or PROCESSING with `next_attempt_at`), and the periodic sweep sends it again.
+    """
     # Imported when used: the tasks module imports this one (service -> task enqueue is the one allowed cycle).
+    from billing_site.celery import task_send
+
     from .tasks import refund_request_execute_task
 
-    transaction.on_commit(lambda: refund_request_execute_task.delay(refund_request_id))
+    return task_send(refund_request_execute_task, (refund_request_id,), what=f"refund request {refund_request_id}",
+                     **({"expires": expires_seconds} if expires_seconds else {}))
+
+
+def _enqueue_execution(refund_request_id: int) -> None:
+    transaction.on_commit(lambda: refund_request_enqueue_now(refund_request_id=refund_request_id))
+
+
+def _lease_end():
+    """Until then a running attempt owns the request; after it the sweep may resume it (same idempotency key)."""
+    return timezone.now() + timedelta(seconds=settings.BACKOFFICE_REFUND_LEASE_SECONDS)
+
+
+def refund_retry_delay_seconds(tries: int) -> int:
+    """Wait before the next call after `tries` calls could not reach Stripe: 20 s, 40 s ... capped at 10 minutes."""
+    return min(600, 10 * 2 ** max(tries, 0))
 
 
 # --------------------------------------------------------------------------------------------------- workflow
@@ -228,7 +249,8 @@ def _approve_locked(*, refund_request: RefundRequest, staff: StaffContext, note:
     refund_request.status = Status.APPROVED
     refund_request.approved_by = staff.user
     refund_request.approved_at = timezone.now()
-    refund_request.save(update_fields=["status", "approved_by", "approved_at", "updated"])
+    refund_request.next_attempt_at = _lease_end()  # the sweep sends it if this enqueue is lost
+    refund_request.save(update_fields=["status", "approved_by", "approved_at", "next_attempt_at", "updated"])
     audit_record(staff=staff, action=AuditEntry.Action.REFUND_APPROVED, target_type="refund_request",
                  target_id=refund_request.pk, team=refund_request.team, before=before,
                  after=_snapshot(refund_request), reason=note)
@@ -327,7 +349,8 @@ def refund_request_retry(*, staff: StaffContext, refund_request_id: int, note: s
         refund_request.status = Status.APPROVED
         refund_request.last_error = ""
         refund_request.last_error_code = ""
-        refund_request.save(update_fields=["status", "last_error", "last_error_code", "updated"])
+        refund_request.next_attempt_at = _lease_end()
+        refund_request.save(update_fields=["status", "last_error", "last_error_code", "next_attempt_at", "updated"])
         audit_record(staff=staff, action=AuditEntry.Action.REFUND_RETRIED, target_type="refund_request",
                      target_id=refund_request.pk, team=refund_request.team, before=before,
                      after=_snapshot(refund_request), reason=note)
@@ -351,20 +374,32 @@ def _find_refund_at_stripe(refund_request: RefundRequest) -> dict | None:
 def refund_request_execute(*, refund_request_id: int, final_attempt: bool = True) -> RefundRequest:
     """
     Send an approved request to Stripe (safe to run twice: a second run finds it done or resumes it with the same key).
-    With `final_attempt=False`, an unreachable Stripe raises RefundStripeUnavailable so the task can retry later.
+    With `final_attempt=False`, an unreachable Stripe records the retry state (tries, last error, next attempt time)
+    and raises RefundStripeUnavailable so the task can retry later.
+
+    Each run takes a lease (`next_attempt_at`, BACKOFFICE_REFUND_LEASE_SECONDS ahead) in the same short transaction
+    that marks STARTED: a second copy of the task arriving meanwhile does nothing, and if this worker dies the sweep
+    resumes the request once the lease ends (within a minute), with the same idempotency key.
     """
     with transaction.atomic():
         refund_request = RefundRequest.objects.select_for_update().get(pk=refund_request_id)
         if refund_request.status == Status.APPROVED:
             refund_request.status = Status.PROCESSING
             refund_request.attempts += 1
+            refund_request.stripe_tries = 0
             refund_request.execution_started_at = timezone.now()  # STARTED
             refund_request.execution_finished_at = None
-            refund_request.save(update_fields=["status", "attempts", "execution_started_at",
-                                               "execution_finished_at", "updated"])
+            refund_request.next_attempt_at = _lease_end()
+            refund_request.save(update_fields=["status", "attempts", "stripe_tries", "execution_started_at",
+                                               "execution_finished_at", "next_attempt_at", "updated"])
             resuming = False
         elif refund_request.status == Status.PROCESSING and not refund_request.stripe_refund_id:
-            resuming = True  # STARTED without DONE: a worker died or Stripe was unreachable
+            # STARTED without DONE: a worker died or Stripe was unreachable. Not while another run holds the lease.
+            if refund_request.next_attempt_at is not None and refund_request.next_attempt_at > timezone.now():
+                return refund_request
+            refund_request.next_attempt_at = _lease_end()
+            refund_request.save(update_fields=["next_attempt_at", "updated"])
+            resuming = True
         else:
             return refund_request
 
@@ -384,7 +419,7 @@ def refund_request_execute(*, refund_request_id: int, final_attempt: bool = True
             )
     except BillingError as error:
         if error.code == "stripe_unavailable" and not final_attempt:
-            logger.warning("refund request %s: Stripe unavailable, will retry", refund_request.pk)
+            _mark_retrying(refund_request_id=refund_request.pk, code=error.code, message=_stripe_error_text(error))
             raise RefundStripeUnavailable(str(error)) from error
         return _mark_failed(refund_request_id=refund_request.pk, code=error.code,
                             message=_stripe_error_text(error))
@@ -402,6 +437,24 @@ def _stripe_error_text(error: BillingError) -> str:
     return f"{error.user_message} ({error.code}{': ' + detail if detail else ''})"
 
 
+def _mark_retrying(*, refund_request_id: int, code: str, message: str) -> None:
+    """Stripe was unreachable: record the try, its error and when the next one is due (what staff see)."""
+    with transaction.atomic():
+        refund_request = RefundRequest.objects.select_for_update().get(pk=refund_request_id)
+        if refund_request.status != Status.PROCESSING or refund_request.stripe_refund_id:
+            return
+        refund_request.stripe_tries += 1
+        refund_request.last_error = message[:2000]
+        refund_request.last_error_code = code[:64]
+        refund_request.next_attempt_at = timezone.now() + timedelta(
+            seconds=refund_retry_delay_seconds(refund_request.stripe_tries))
+        refund_request.save(update_fields=["stripe_tries", "last_error", "last_error_code", "next_attempt_at",
+                                           "updated"])
+    logger.warning("refund request %s: Stripe unavailable (try %s), next try at %s", refund_request_id,
+                   refund_request.stripe_tries, refund_request.next_attempt_at.isoformat(),
+                   extra={"refund_request_id": refund_request_id})
+
+
 def _mark_failed(*, refund_request_id: int, code: str, message: str) -> RefundRequest:
     with transaction.atomic():
         refund_request = RefundRequest.objects.select_for_update().get(pk=refund_request_id)
@@ -412,8 +465,9 @@ def _mark_failed(*, refund_request_id: int, code: str, message: str) -> RefundRe
         refund_request.last_error = message[:2000]
         refund_request.last_error_code = code[:64]
         refund_request.execution_finished_at = timezone.now()  # DONE (with an answer: failure)
+        refund_request.next_attempt_at = None
         refund_request.save(update_fields=["status", "last_error", "last_error_code", "execution_finished_at",
-                                           "updated"])
+                                           "next_attempt_at", "updated"])
         audit_record(staff=StaffContext.system(), action=AuditEntry.Action.REFUND_FAILED,
                      target_type="refund_request", target_id=refund_request.pk, team=refund_request.team,
                      before=before, after=_snapshot(refund_request) | {"error": message[:500]})
@@ -449,10 +503,11 @@ def refund_request_apply_stripe_refund(*, refund: dict, refund_request_id: int |
         refund_request.stripe_refund_status = stripe_status
         if first_answer:
             refund_request.execution_finished_at = timezone.now()  # DONE
+            refund_request.next_attempt_at = None  # nothing left to send
             if refund_request.status in (Status.APPROVED, Status.FAILED):
                 refund_request.status = Status.PROCESSING
         refund_request.save(update_fields=["stripe_refund_id", "stripe_refund_status", "execution_finished_at",
-                                           "status", "updated"])
+                                           "next_attempt_at", "status", "updated"])
         if first_answer:
             audit_record(staff=StaffContext.system(), action=AuditEntry.Action.REFUND_SENT,
                          target_type="refund_request", target_id=refund_request.pk, team=refund_request.team,
@@ -537,13 +592,18 @@ def _clawback_credits(refund_request: RefundRequest) -> int:
 
 def refund_requests_stuck():
     """
-    Requests STARTED (processing, no Stripe refund id) for longer than BACKOFFICE_REFUND_RESUME_AFTER_MINUTES, far
-    longer than a Stripe call takes: the worker that started them is gone. Resuming reuses the request's idempotency
-    key, so a refund Stripe did create is found, not made twice.
+    Requests with nothing at Stripe yet whose time has come: approved ones whose enqueue was lost, retries due, and
+    attempts whose lease ended (the worker that started them is gone). The sweep (every
+    BACKOFFICE_REFUND_SWEEP_SECONDS) sends them again; resuming reuses the request's idempotency key and first looks
+    the refund up at Stripe, so a refund Stripe did create is found, not made twice. Rows without a lease (made
+    before it existed) are resumed after BACKOFFICE_REFUND_RESUME_AFTER_MINUTES.
     """
-    cutoff = timezone.now() - timedelta(minutes=settings.BACKOFFICE_REFUND_RESUME_AFTER_MINUTES)
-    return RefundRequest.objects.filter(status__in=[Status.PROCESSING, Status.APPROVED], stripe_refund_id__isnull=True,
-                                        updated__lt=cutoff)
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=settings.BACKOFFICE_REFUND_RESUME_AFTER_MINUTES)
+    return RefundRequest.objects.filter(
+        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, updated__lt=cutoff),
+        status__in=[Status.PROCESSING, Status.APPROVED], stripe_refund_id__isnull=True,
+    )
 
 
 def refund_requests_close_for_dispute(*, charge_id: str, dispute_id: str) -> int:

@@ -14,32 +14,51 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .reconciliation import reconciliation_run
-from .refunds import RefundStripeUnavailable, refund_request_execute, refund_requests_stuck
+from billing.models import RefundRequest
+
+from .refunds import (
+    RefundStripeUnavailable,
+    refund_request_enqueue_now,
+    refund_request_execute,
+    refund_requests_stuck,
+    refund_retry_delay_seconds,
+)
 
 logger = logging.getLogger("billing.backoffice")
 
 REFUND_MAX_RETRIES = 5
 
 
-@shared_task(bind=True, acks_late=True, max_retries=REFUND_MAX_RETRIES,
+@shared_task(bind=True, acks_late=True, max_retries=None,
              name="billing.tasks_backoffice.refund_request_execute_task")
 def refund_request_execute_task(self, refund_request_id: int) -> str:
-    final = self.request.retries >= REFUND_MAX_RETRIES
+    """
+    Execute one approved refund request. Stripe unreachable: the service records the retry state on the row and
+    this task retries after the same delay; if the worker dies meanwhile, the sweep sends it when it is due. The
+    count of tries lives on the row (not in the message), so a re-sent copy continues it instead of starting over.
+    """
+    tries = RefundRequest.objects.filter(pk=refund_request_id).values_list("stripe_tries", flat=True).first() or 0
     try:
-        refund_request = refund_request_execute(refund_request_id=refund_request_id, final_attempt=final)
+        refund_request = refund_request_execute(refund_request_id=refund_request_id,
+                                                final_attempt=tries >= REFUND_MAX_RETRIES)
     except RefundStripeUnavailable as error:
-        raise self.retry(exc=error, countdown=min(600, 10 * 2 ** self.request.retries)) from error
+        tries = RefundRequest.objects.filter(pk=refund_request_id).values_list("stripe_tries", flat=True).first() or 1
+        raise self.retry(exc=error, countdown=refund_retry_delay_seconds(tries)) from error
     return refund_request.status
 
 
 @shared_task(acks_late=True, name="billing.tasks_backoffice.refund_requests_resume_stuck_task")
 def refund_requests_resume_stuck_task() -> int:
-    """Resume requests left STARTED without DONE (a worker died between the Stripe call and recording it): those
-    older than BACKOFFICE_REFUND_RESUME_AFTER_MINUTES."""
-    stuck = list(refund_requests_stuck().values_list("pk", flat=True))
+    """The refund sweep (every BACKOFFICE_REFUND_SWEEP_SECONDS): send every request whose time has come (see
+    refund_requests_stuck). Each copy expires after a few sweeps, so an outage does not pile them up."""
+    stuck = list(refund_requests_stuck().values_list("pk", flat=True)[:500])
+    sent = 0
     for refund_request_id in stuck:
-        refund_request_execute_task.delay(refund_request_id)
-    return len(stuck)
+        if not refund_request_enqueue_now(refund_request_id=refund_request_id,
+                                          expires_seconds=settings.BACKOFFICE_REFUND_SWEEP_SECONDS * 6):
+            break
+        sent += 1
+    return sent
 
 
 @shared_task(acks_late=True, soft_time_limit=1800, time_limit=1900, name="billing.tasks_backoffice.reconcile_task")

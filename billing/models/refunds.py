@@ -62,6 +62,15 @@ class RefundRequest(models.Model):
                                            "idempotency key; see refund_request_idempotency_key).")
     execution_started_at = models.DateTimeField(null=True, blank=True)
     execution_finished_at = models.DateTimeField(null=True, blank=True)
+    # Retry state (issue 11), shown to staff on the request and the Customer 360 page.
+    stripe_tries = models.PositiveIntegerField(
+        default=0, help_text="Calls of the current attempt that could not reach Stripe (same idempotency key); "
+        "reset when a new attempt starts.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="When the periodic sweep sends this request to Stripe (again) if it has no Stripe refund by then: "
+        "the next retry after Stripe was unreachable, or the end of a running attempt's lease "
+        "(BACKOFFICE_REFUND_LEASE_SECONDS).")
     stripe_refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True,
                                         help_text="The Stripe refund (re_...) once Stripe answered.")
     stripe_refund_status = models.CharField(max_length=32, blank=True, default="")
@@ -95,6 +104,12 @@ class RefundRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Refund request #{self.pk} ({self.amount_minor} {self.currency}, {self.status})"
+
+    @property
+    def is_retrying(self) -> bool:
+        """Stripe could not be reached and the request waits for its next try (not a final failure)."""
+        return (self.status == self.Status.PROCESSING and not self.stripe_refund_id and self.stripe_tries > 0
+                and self.next_attempt_at is not None)
 
     @property
     def amount_display(self) -> str:

@@ -36,10 +36,26 @@ def _customer_of(obj: dict) -> str:
     return customer or ""
 
 
-def _enqueue(webhook_event_id: int) -> None:
+def webhook_event_enqueue_now(*, webhook_event_id: int, expires_seconds: float | None = None,
+                              after_attempts: int | None = None) -> bool:
+    """
+    Send the apply task for a stored event; False (logged) when the broker is unreachable. Never raises: the row is
+    the record of truth, and `webhook_events_enqueue_due` re-sends what a lost or failed enqueue left pending.
+    `expires_seconds` bounds how long a re-sent copy may wait in the queue (the sweep sends a fresh one anyway);
+    `after_attempts` makes the copy a no-op once the event has moved past that attempt count (see the task).
+    """
+    from billing_site.celery import task_send
+
     from ..tasks import webhook_event_process_task
 
-    transaction.on_commit(lambda: webhook_event_process_task.delay(webhook_event_id))
+    return task_send(webhook_event_process_task, (webhook_event_id,),
+                     {"after_attempts": after_attempts} if after_attempts is not None else None,
+                     what=f"stripe event row {webhook_event_id}",
+                     **({"expires": expires_seconds} if expires_seconds else {}))
+
+
+def _enqueue(webhook_event_id: int) -> None:
+    transaction.on_commit(lambda: webhook_event_enqueue_now(webhook_event_id=webhook_event_id))
 
 
 @dataclass(frozen=True)
@@ -107,9 +123,27 @@ def webhook_event_record(
         except IntegrityError:
             row = None
     if row is None:
-        logger.info("duplicate stripe event %s (%s) ignored", payload.get("id"), payload.get("type"))
+        _redeliver_if_pending(stripe_event_id=payload["id"])
         return RecordResult(webhook_event_id=None, created=False)
     return RecordResult(webhook_event_id=row[0], created=True)
+
+
+def _redeliver_if_pending(*, stripe_event_id: str) -> None:
+    """
+    Stripe delivers an event again while ours is still pending (its first enqueue may have been lost with the
+    broker): send the task again instead of only answering "duplicate". Applying twice is harmless (row lock, a
+    processed event is never applied again); a failed event waits for its retry time, as the sweep does.
+    """
+    pending = (WebhookEvent.objects.filter(stripe_event_id=stripe_event_id, status=Status.PENDING)
+               .values_list("pk", "attempts").first())
+    if pending is None:
+        logger.info("duplicate stripe event %s ignored", stripe_event_id)
+        return
+    pk, attempts = pending
+    logger.info("duplicate delivery of pending stripe event %s: enqueued again", stripe_event_id,
+                extra={"webhook_event_id": pk})
+    transaction.on_commit(lambda: webhook_event_enqueue_now(
+        webhook_event_id=pk, after_attempts=attempts, expires_seconds=settings.BILLING_WEBHOOK_SWEEP_SECONDS * 6))
 
 
 def retry_delay_seconds(attempts: int) -> float:
@@ -271,34 +305,52 @@ def webhook_event_replay(*, event_id: str | int) -> str:
 
 def webhook_events_enqueue_due(*, now: datetime | None = None) -> int:
     """
-    Re-enqueue what a lost message would otherwise strand: failed events whose retry time has come, and pending
-    events older than a few minutes (their enqueue was lost, e.g. the broker was down at commit).
+    The fast sweep (every BILLING_WEBHOOK_SWEEP_SECONDS): the event rows, not the broker's messages, say what is
+    left to do. Re-enqueues failed events whose retry time has come and pending events older than
+    BILLING_WEBHOOK_PENDING_GRACE_SECONDS (their message was lost with a killed worker or a broker outage, or is
+    still waiting behind a backlog). Each copy expires after a few sweep intervals, so a long outage does not pile
+    up duplicates; a duplicate that does run finds the event processed under its row lock and does nothing.
     """
-    from ..tasks import webhook_event_process_task
-
     now = now or timezone.now()
+    grace = timedelta(seconds=settings.BILLING_WEBHOOK_PENDING_GRACE_SECONDS)
+    limit = settings.BILLING_WEBHOOK_SWEEP_BATCH
     due = list(
-        WebhookEvent.objects.filter(status=Status.FAILED, next_attempt_at__lte=now).values_list("pk", flat=True)
+        WebhookEvent.objects.filter(status=Status.FAILED, next_attempt_at__lte=now)
+        .order_by("next_attempt_at").values_list("pk", "attempts")[:limit]
     ) + list(
-        WebhookEvent.objects.filter(status=Status.PENDING, received_at__lte=now - timedelta(minutes=5)).values_list(
-            "pk", flat=True
-        )
+        WebhookEvent.objects.filter(status=Status.PENDING, received_at__lte=now - grace)
+        .order_by("received_at").values_list("pk", "attempts")[:limit]
     )
-    for pk in due:
-        webhook_event_process_task.delay(pk)
-    return len(due)
+    sent = 0
+    for pk, attempts in due:
+        if not webhook_event_enqueue_now(webhook_event_id=pk, after_attempts=attempts,
+                                         expires_seconds=settings.BILLING_WEBHOOK_SWEEP_SECONDS * 6):
+            break  # the broker is down: the next sweep tries again
+        sent += 1
+    if sent:
+        logger.info("webhook sweep re-enqueued %s stored events", sent)
+    return sent
 
 
 def events_sweep(*, days: int | None = None) -> int:
-    """Read Stripe's event list for the last `days` and record (then apply) every event we never received."""
+    """
+    Read Stripe's event list for the last `days` and record (then apply) every event of a subscribed type we never
+    received.
+    """
     from ..stripe_gateway.events import event_iter
+    from .setup import WEBHOOK_EVENTS
 
     days = settings.BILLING_EVENTS_SWEEP_DAYS if days is None else days
     since = int((timezone.now() - timedelta(days=days)).timestamp())
     found = 0
     batch: list[dict] = []
 
+    subscribed = set(WEBHOOK_EVENTS)
+
     def flush() -> int:
+        # Only the types the endpoint subscribes to: anything else has no handler and would only cost a mirror
+        # re-retrieve per event (issue 11: half of one run's events were of other types).
+        batch[:] = [e for e in batch if e.get("type") in subscribed]
         known = set(
             WebhookEvent.objects.filter(stripe_event_id__in=[e["id"] for e in batch]).values_list(
                 "stripe_event_id", flat=True

@@ -37,11 +37,18 @@ def test_readyz_names_the_failed_database(client, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_readyz_names_a_failed_redis(client):
+def test_readyz_names_a_failed_redis_as_degraded_not_unavailable(client):
+    # Issue 11 changed this on purpose: losing Redis must not take every web process out of the load balancer
+    # (pages degrade to the database, webhooks are stored and swept). It was 503 with failed == ["redis"].
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         response = client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json()["failed"] == ["redis"]
+        metrics = client.get("/metrics").content.decode()
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded" and body["degraded"] == ["redis"] and body["failed"] == []
+    assert body["checks"] == {"database": "ok", "redis": "unavailable"}
+    assert 'billing_dependency_up{dependency="redis",required="false"} 0.0' in metrics
+    assert 'billing_dependency_up{dependency="database",required="true"} 1.0' in metrics
 
 
 @pytest.mark.django_db

@@ -50,13 +50,26 @@ def _deny(code: str, message: str, status: int, admission: Admission, details: d
     return error_response(code, message, status, details, headers=headers)
 
 
+def _metering_unavailable(*, limit: int) -> MeteringOutcome:
+    # Fail closed: an unmetered call would be unbilled and unlimited. Programs retry on 503 + Retry-After.
+    return MeteringOutcome(Admission(status=ratelimit.RATE_LIMITED, limit=limit, remaining=0), error_response(
+        "metering_unavailable", "Usage metering is briefly unavailable. Please retry in a few seconds.", 503,
+        headers={"Retry-After": "5"}))
+
+
 def meter_request(*, request: Request, metric: str, quantity: int = 1, credits: int = 0) -> MeteringOutcome:
     """
     Admit one API call for the request's team: rate limit, quota, spend cap, credits. Returns the outcome; when
     `denied` is set, answer with it (429 or 402) and do not run the view.
     """
     team = request_team(request)
-    policy = team_metering_policy(team=team)
+    try:
+        # Inside the Redis guard too: the plan behind the policy is read through the cache (issue 11: a team whose
+        # policy was not cached in this process answered 500 while Redis was down).
+        policy = team_metering_policy(team=team)
+    except RedisError:
+        logger.exception("metering policy unavailable (Redis) for team %s", team.pk, extra={"team_id": team.pk})
+        return _metering_unavailable(limit=0)
     period = period_for()
     api_key: APIKey | None = getattr(request, "api_key", None)
     user = getattr(request, "user", None)
@@ -71,10 +84,7 @@ def meter_request(*, request: Request, metric: str, quantity: int = 1, credits: 
     except RedisError:
         # Fail closed: an unmetered call would be unbilled and unlimited. Programs retry on 503 + Retry-After.
         logger.exception("metering unavailable (Redis) for team %s", team.pk, extra={"team_id": team.pk})
-        return MeteringOutcome(Admission(status=ratelimit.RATE_LIMITED, limit=policy.rate_limit_per_second,
-                                         remaining=0), error_response(
-            "metering_unavailable", "Usage metering is briefly unavailable. Please retry in a few seconds.", 503,
-            headers={"Retry-After": "5"}))
+        return _metering_unavailable(limit=policy.rate_limit_per_second)
     if admission.status == ratelimit.RATE_LIMITED:
         retry_after = max(1, math.ceil(admission.retry_after_ms / 1000))
         return MeteringOutcome(admission, _deny(
