@@ -1,5 +1,7 @@
 """Project-wide pytest fixtures: the Stripe emulator over real HTTP, and database-kind markers."""
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -96,3 +98,14 @@ def _cache_cleared():
     if isinstance(caches["default"], LocMemCache):
         caches["default"].clear()
     yield
+
+
+@pytest.fixture
+def screenshots_dir(tmp_path) -> Path:
+    """
+    Where browser tests save their screenshots: a temporary directory, so a test run never rewrites tracked files;
+    `SCREENSHOTS_DIR=docs/screenshots` (a path from the project root, or absolute) refreshes the committed ones.
+    """
+    target = Path(os.environ["SCREENSHOTS_DIR"]) if os.environ.get("SCREENSHOTS_DIR") else tmp_path / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    return target

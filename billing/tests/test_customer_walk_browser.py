@@ -2,8 +2,8 @@
 A customer's whole path in a real browser (Debian's chromium through Playwright), in Portuguese with reais, against
 the emulator, whose webhooks reach the live server: sign-up -> Checkout in BRL with a 3-D Secure card -> plan change
 authenticated on the bank's page -> downgrade at period end -> credit pack paid by Pix -> payments page filtered ->
-receipt PDF read back -> card added, made default, removed. Every page is screenshotted at 1280 and 390 px into
-docs/screenshots/walk-*.png, and the project's own pages are checked for sideways scrolling at 390 px.
+receipt PDF read back -> card added, made default, removed. Every page is screenshotted at 1280 and 390 px (into
+`screenshots_dir`; SCREENSHOTS_DIR=docs/screenshots refreshes docs/screenshots/walk-*.png), and the project's own pages are checked for sideways scrolling at 390 px.
 """
 import re
 import shutil
@@ -22,15 +22,15 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
 ]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "pássaro-azul-42"
 
 
 class Walk:
     """Screenshots numbered in walk order; the site's own pages are audited at both widths."""
 
-    def __init__(self, page, base_url: str):
+    def __init__(self, page, base_url: str, screenshots: Path):
         self.page = page
+        self.screenshots = screenshots
         self.base_url = base_url
         self.count = 0
         self.problems: list[str] = []
@@ -42,7 +42,7 @@ class Walk:
             if ours:
                 problems = self.page.evaluate(AUDIT)
                 self.problems.extend(f"{name}@{width}: {problem}" for problem in problems)
-            self.page.screenshot(path=str(SCREENSHOTS / f"walk-{self.count:02d}-{name}-{width}.png"), full_page=True)
+            self.page.screenshot(path=str(self.screenshots / f"walk-{self.count:02d}-{name}-{width}.png"), full_page=True)
         self.page.set_viewport_size({"width": 1280, "height": 900})
 
     def go(self, path: str):
@@ -64,7 +64,7 @@ def _wait_for(condition, what: str, timeout: float = 30):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, settings):  # noqa: F811
+def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, settings, screenshots_dir):  # noqa: F811
     from accounts.models import Team
     from billing.selectors import team_plan, team_subscription
     from billing.services.setup import catalog_push
@@ -75,14 +75,13 @@ def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, sett
     settings.TRIAL_PERIOD_DAYS = 0  # a paying customer from the first day, so plan changes charge
     views._ENDPOINT_CACHE.clear()
     catalog_push(out=lambda line: None)  # the emulator delivers webhooks to the live server
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob("walk-*.png"):
+    for old in screenshots_dir.glob("walk-*.png"):
         old.unlink()
 
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="pt-BR",
                                   extra_http_headers={"Accept-Language": "pt-br"})
     page = context.new_page()
-    walk = Walk(page, live_server.url)
+    walk = Walk(page, live_server.url, screenshots_dir)
 
     # 1. Sign-up.
     walk.go("/accounts/signup/")
