@@ -127,8 +127,21 @@ def mirror_watermark_lock(*, object_id: str, object_type: str):
     serialises writers anyway). Lock order, everywhere: the webhook event row, then the object's watermark, then
     its customer's watermark (`_customer_ensure`), so two applies never wait on each other in a cycle.
     """
+    from django.db import connection
+
     from ..models import MirrorWatermark
 
+    if connection.vendor == "postgresql":
+        # One round trip: insert-or-touch takes the row lock (a concurrent caller waits here) and returns the row.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO billing_mirrorwatermark (stripe_object_id, object_type, state_at, stripe_event_id, "
+                "deleted, updated_at) VALUES (%s, %s, -1, '', false, now()) ON CONFLICT (stripe_object_id) DO UPDATE "
+                "SET object_type = EXCLUDED.object_type RETURNING state_at, stripe_event_id, deleted",
+                [object_id, object_type])
+            state_at, stripe_event_id, deleted = cursor.fetchone()
+        return MirrorWatermark(stripe_object_id=object_id, object_type=object_type, state_at=state_at,
+                               stripe_event_id=stripe_event_id, deleted=deleted)
     MirrorWatermark.objects.bulk_create([MirrorWatermark(stripe_object_id=object_id, object_type=object_type)],
                                         ignore_conflicts=True)
     return MirrorWatermark.objects.select_for_update().get(stripe_object_id=object_id)
