@@ -276,8 +276,7 @@ def _mirror(payload: dict) -> ApplyDecision:
     if mark.state_at < 0:
         mark = _mark_from_mirror_row(obj)
     decision = webhook_apply_decision(payload=payload, mark=mark)
-    if not Event.objects.filter(id=payload["id"]).exists():
-        Event._create_from_stripe_object(payload)
+    Event._create_from_stripe_object(payload)  # dj-stripe's own get-or-create: a replay finds the row
     created = int(payload["created"])
     if decision.mode == ApplyMode.PAYLOAD:
         mirror_apply_event_payload(kind=obj["object"], data=obj)
