@@ -293,8 +293,19 @@ def _mirror(payload: dict) -> ApplyDecision:
     return decision
 
 
-def _clear_plan_cache(payload: dict) -> None:
+# The team's plan is read from its mirrored subscriptions (and the customer link): only events that can write those
+# clear the cached plan. Saves a team lookup on every invoice, charge and payment event of a renewal storm. A
+# re-retrieve or dj-stripe's own handler may sync related objects too, so those always clear.
+_PLAN_OBJECTS = {"subscription", "customer", "checkout.session"}
+
+
+def _clear_plan_cache(payload: dict, decision: ApplyDecision | None = None) -> None:
     from ..selectors import customer_team, team_plan_cache_clear
+
+    obj = (payload.get("data") or {}).get("object") or {}
+    if (decision is not None and decision.mode in (ApplyMode.PAYLOAD, ApplyMode.SKIP)
+            and obj.get("object") not in _PLAN_OBJECTS):
+        return
 
     team = customer_team(stripe_customer_id=_customer_of((payload.get("data") or {}).get("object") or {}))
     if team is not None:
@@ -335,10 +346,10 @@ def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
         try:
             # Savepoint: a handler failure undoes the mirror and every handler's writes together.
             with transaction.atomic():
-                _mirror(payload)
+                decision = _mirror(payload)
                 for handler in handlers:
                     handler(event=payload)
-                _clear_plan_cache(payload)
+                _clear_plan_cache(payload, decision)
         except Exception as error:  # noqa: BLE001 - any failure is recorded and retried, never lost
             event.last_error = traceback.format_exc()
             if event.attempts >= settings.BILLING_WEBHOOK_MAX_ATTEMPTS:
