@@ -10,6 +10,7 @@ gateway's dicts and stored payloads are JSON-safe, which dj-stripe's JSON column
 """
 import logging
 import time
+from dataclasses import dataclass
 
 from ..stripe_gateway import configure_module_sdk
 from ..stripe_gateway.sync import list_remaining, object_retrieve
@@ -80,18 +81,18 @@ def _customer_ensure(*, customer_id: str | None) -> None:
     from djstripe.models import Customer
 
     if customer_id and not Customer.objects.filter(id=customer_id).exists():
-        mirror_watermark_lock(object_id=customer_id, object_type="customer")
+        mirror_watermark_lock(object_id=customer_id, object_type="customer")  # waits for a concurrent insert
         if not Customer.objects.filter(id=customer_id).exists():
             mirror_store(kind="customer", data=object_retrieve(object_type="customer", object_id=customer_id))
 
 
-def _sync(*, kind: str, data: dict):
+def _sync(*, kind: str, data: dict, customer_mirrored: bool = False):
     if data.get("object", kind) != kind:
         raise ValueError(f"mirror of kind={kind!r} was given a {data.get('object')!r} object")
     model = _model_for(kind)
     configure_module_sdk()  # dj-stripe fetches related objects (prices, payment methods) with the module-level SDK
     data = dict(data)
-    if kind != "customer" and not data.get("deleted"):
+    if kind != "customer" and not data.get("deleted") and not customer_mirrored:
         _customer_ensure(customer_id=_customer_id(data))
     for key in _EMBEDDED_LISTS:
         if isinstance(data.get(key), dict) and data[key].get("object") == "list":
@@ -112,39 +113,61 @@ def mirror_store(*, kind: str, data: dict):
     return row
 
 
-def mirror_apply_event_payload(*, kind: str, data: dict):
+def mirror_apply_event_payload(*, kind: str, data: dict, customer_mirrored: bool = False):
     """
     Write an event's own snapshot of an object (`event.data.object`) through dj-stripe's `sync_from_stripe_data`.
     Only the webhook pipeline calls this, holding the object's watermark lock, once it knows the event is the newest
     state seen for the object; it sets the watermark itself (`mirror_watermark_set`).
     """
-    return _sync(kind=kind, data=data)
+    return _sync(kind=kind, data=data, customer_mirrored=customer_mirrored)
 
 
-def mirror_watermark_lock(*, object_id: str, object_type: str):
+@dataclass(frozen=True)
+class LockedMark:
+    """The object's watermark as locked, plus what the same round trip learnt about the mirror."""
+
+    mark: object  # MirrorWatermark (unsaved copy of the locked row)
+    row_updated_at: int | None  # the mirrored row's `djstripe_updated` (Unix s), None when not mirrored
+    customer_mirrored: bool | None  # whether `customer_id` is mirrored (None when no customer was asked about)
+
+
+def mirror_watermark_lock(*, object_id: str, object_type: str, customer_id: str | None = None) -> LockedMark:
     """
     The object's watermark row, created if missing and locked until the transaction ends (PostgreSQL; SQLite
     serialises writers anyway). Lock order, everywhere: the webhook event row, then the object's watermark, then
     its customer's watermark (`_customer_ensure`), so two applies never wait on each other in a cycle.
+
+    On a machine where every round trip to PostgreSQL waits in a run queue, round trips are what an event costs: the
+    same statement also reads the mirrored row's `djstripe_updated` and whether the customer is mirrored.
     """
     from django.db import connection
 
     from ..models import MirrorWatermark
 
+    model = _model_for(object_type)
+    customer_table = _model_for("customer")._meta.db_table
     if connection.vendor == "postgresql":
-        # One round trip: insert-or-touch takes the row lock (a concurrent caller waits here) and returns the row.
+        # Insert-or-touch takes the row lock (a concurrent caller waits here) and returns the locked row.
         with connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO billing_mirrorwatermark (stripe_object_id, object_type, state_at, stripe_event_id, "
                 "deleted, updated_at) VALUES (%s, %s, -1, '', false, now()) ON CONFLICT (stripe_object_id) DO UPDATE "
-                "SET object_type = EXCLUDED.object_type RETURNING state_at, stripe_event_id, deleted",
-                [object_id, object_type])
-            state_at, stripe_event_id, deleted = cursor.fetchone()
-        return MirrorWatermark(stripe_object_id=object_id, object_type=object_type, state_at=state_at,
+                "SET object_type = EXCLUDED.object_type RETURNING state_at, stripe_event_id, deleted, "
+                f"(SELECT extract(epoch FROM djstripe_updated)::bigint FROM {model._meta.db_table} WHERE id = %s), "
+                f"EXISTS (SELECT 1 FROM {customer_table} WHERE id = %s)",
+                [object_id, object_type, object_id, customer_id or ""])
+            state_at, stripe_event_id, deleted, row_updated_at, customer_mirrored = cursor.fetchone()
+        mark = MirrorWatermark(stripe_object_id=object_id, object_type=object_type, state_at=state_at,
                                stripe_event_id=stripe_event_id, deleted=deleted)
-    MirrorWatermark.objects.bulk_create([MirrorWatermark(stripe_object_id=object_id, object_type=object_type)],
-                                        ignore_conflicts=True)
-    return MirrorWatermark.objects.select_for_update().get(stripe_object_id=object_id)
+    else:
+        MirrorWatermark.objects.bulk_create([MirrorWatermark(stripe_object_id=object_id, object_type=object_type)],
+                                            ignore_conflicts=True)
+        mark = MirrorWatermark.objects.select_for_update().get(stripe_object_id=object_id)
+        updated = model.objects.filter(id=object_id).values_list("djstripe_updated", flat=True).first()
+        row_updated_at = int(updated.timestamp()) if updated is not None else None
+        customer_mirrored = _model_for("customer").objects.filter(id=customer_id or "").exists()
+    return LockedMark(mark=mark, row_updated_at=row_updated_at,
+                      customer_mirrored=customer_mirrored if customer_id else None)
 
 
 def _watermark_set(*, object_id: str, object_type: str, state_at: int, stripe_event_id: str, deleted: bool) -> None:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from billing_site.errors import NotFoundError
 
-from ..models import WebhookEvent
+from ..models import MirrorWatermark, WebhookEvent
 from ..webhooks.registry import handlers_for
 
 logger = logging.getLogger("billing.webhooks")
@@ -225,18 +225,17 @@ def webhook_apply_decision(*, payload: dict, mark) -> ApplyDecision:
     return ApplyDecision(ApplyMode.PAYLOAD, "newest event for the object")
 
 
-def _mark_from_mirror_row(obj: dict):
+def _djstripe_event_insert(payload: dict) -> None:
     """
-    No watermark yet (a row mirrored before watermarks existed): the row's `djstripe_updated` is when it was last
-    read from Stripe, which is what a retrieve mark says.
+    dj-stripe's Event row, built by dj-stripe (`_stripe_object_to_record`, its request id hook) and inserted with
+    `ON CONFLICT DO NOTHING`: one statement instead of its get-then-insert, and a replay's row is left as it is.
     """
-    from ..models import MirrorWatermark
-    from .mirror import _model_for
+    from djstripe.models import Event
 
-    updated = _model_for(obj["object"]).objects.filter(id=obj["id"]).values_list("djstripe_updated", flat=True).first()
-    if updated is None:
-        return None
-    return MirrorWatermark(stripe_object_id=obj["id"], object_type=obj["object"], state_at=int(updated.timestamp()))
+    record = Event._stripe_object_to_record(payload)
+    event = Event(**record)
+    event._attach_objects_hook(Event, payload)
+    Event.objects.bulk_create([event], ignore_conflicts=True)
 
 
 def _djstripe_delete(*, kind: str, object_id: str) -> None:
@@ -272,14 +271,19 @@ def _mirror(payload: dict) -> ApplyDecision:
             Event.process(payload)
         return decision
     # Serialise every event of this object (row lock held until commit), then decide against its mark.
-    mark = mirror_watermark_lock(object_id=obj["id"], object_type=obj["object"])
+    customer_id = _customer_of(obj) if obj["object"] != "customer" else ""
+    locked = mirror_watermark_lock(object_id=obj["id"], object_type=obj["object"], customer_id=customer_id or None)
+    mark = locked.mark
     if mark.state_at < 0:
-        mark = _mark_from_mirror_row(obj)
+        # No watermark yet: a row mirrored before watermarks existed, or synced by dj-stripe as a related object,
+        # was read from Stripe when it was last updated, which is what a retrieve mark says.
+        mark = None if locked.row_updated_at is None else MirrorWatermark(
+            stripe_object_id=obj["id"], object_type=obj["object"], state_at=locked.row_updated_at)
     decision = webhook_apply_decision(payload=payload, mark=mark)
-    Event._create_from_stripe_object(payload)  # dj-stripe's own get-or-create: a replay finds the row
+    _djstripe_event_insert(payload)
     created = int(payload["created"])
     if decision.mode == ApplyMode.PAYLOAD:
-        mirror_apply_event_payload(kind=obj["object"], data=obj)
+        mirror_apply_event_payload(kind=obj["object"], data=obj, customer_mirrored=bool(locked.customer_mirrored))
         mirror_watermark_set(object_id=obj["id"], object_type=obj["object"], state_at=created,
                              stripe_event_id=payload["id"])
     elif decision.mode == ApplyMode.DELETE:
