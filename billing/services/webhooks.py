@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing_site.errors import NotFoundError
+from billing_site.errors import BillingError, NotFoundError
 
 from ..models import MirrorWatermark, WebhookEvent
 from ..webhooks.registry import handlers_for
@@ -291,7 +291,14 @@ def _mirror(payload: dict) -> ApplyDecision:
         mirror_watermark_set(object_id=obj["id"], object_type=obj["object"], state_at=created,
                              stripe_event_id=payload["id"], deleted=True)
     elif decision.mode == ApplyMode.REFETCH:
-        mirror_refresh(kind=obj["object"], object_id=obj["id"])  # sets the mark: read from Stripe now
+        try:
+            mirror_refresh(kind=obj["object"], object_id=obj["id"])  # sets the mark: read from Stripe now
+        except BillingError as error:
+            if error.code != "stripe_resource_missing":
+                raise
+            # Gone on Stripe's side since (dj-stripe skips these too); its `.deleted` event, if any, removes the row.
+            logger.warning("stripe event %s (%s): %s no longer exists on Stripe, skipped", payload["id"],
+                           payload.get("type"), obj["id"])
     logger.debug("stripe event %s (%s) on %s: %s (%s)", payload["id"], payload.get("type"), obj["id"],
                  decision.mode, decision.reason)
     return decision

@@ -159,3 +159,17 @@ def test_two_events_for_one_new_object_applied_at_once_neither_deadlock_nor_dupl
         assert Customer.objects.get(id=customer["id"]).metadata == {"v": "1"}  # the newer event, whatever the order
         assert Mark.objects.get(stripe_object_id=customer["id"]).stripe_event_id == f"evt_race_{round_number}_1"
         assert Event.objects.filter(id__startswith=f"evt_race_{round_number}_").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_tie_on_an_object_gone_from_stripe_is_skipped_not_retried(billing_world, client, stripe_emulator):
+    """The re-retrieve finds nothing (deleted on Stripe since): skipped like dj-stripe does, never parked."""
+    t = int(time.time())
+    obj = {"id": "cus_gone_from_stripe", "object": "customer", "email": "gone@example.com", "metadata": {}}
+    assert deliver(client, billing_world, _event("evt_g_1", "customer.updated", obj, t)).status_code == 200
+    assert deliver(client, billing_world, _event("evt_g_2", "customer.updated", obj, t)).status_code == 200  # tie
+    reads = [r for r in list(stripe_emulator.emulator.request_log)
+             if r["method"] == "GET" and r["path"].startswith("/v1/customers/cus_gone_from_stripe")]
+    assert len(reads) == 1
+    assert WebhookEvent.objects.filter(stripe_event_id__in=["evt_g_1", "evt_g_2"],
+                                       status=WebhookEvent.Status.PROCESSED).count() == 2
