@@ -125,10 +125,9 @@ def retry_delay_seconds(attempts: int) -> float:
 # Stripe at T" after a retrieve). dj-stripe's own handlers would re-retrieve the object for every event: one Stripe
 # API call per event, exactly when a renewal day produces thousands of them. Other types keep dj-stripe's handlers.
 _PAYLOAD_OBJECTS = {"customer", "subscription", "invoice", "payment_intent", "charge", "product", "price",
-                    "setup_intent", "payment_method", "refund", "dispute", "checkout.session"}
-# Event types whose payload is known to be partial for the mirror: a Checkout Session's `line_items` only come when
-# expanded (dj-stripe's retrieve expands them), so its events are always re-retrieved.
-_PARTIAL_PAYLOAD_PREFIXES = ("checkout.session.",)
+                    "setup_intent", "payment_method", "refund", "dispute"}
+# Not here, because their payload is known to be partial: Checkout Sessions (`line_items` only come when expanded).
+# Their events keep dj-stripe's handler, whose re-retrieve expands what the mirror needs.
 # `.deleted` of these removes the mirrored row (dj-stripe's CRUD delete; a customer is purged). A subscription's
 # `.deleted` is a cancellation: its payload (status canceled) is applied like an update.
 _DELETABLE_OBJECTS = {"customer", "invoice", "product", "price"}
@@ -217,8 +216,6 @@ def webhook_apply_decision(*, payload: dict, mark) -> ApplyDecision:
         return ApplyDecision(ApplyMode.SKIP, "deleted in the same second; a deletion is final")
     if position == "tie":
         return ApplyDecision(ApplyMode.REFETCH, "event order within one second is unknown: read Stripe's state")
-    if event_type.startswith(_PARTIAL_PAYLOAD_PREFIXES):
-        return ApplyDecision(ApplyMode.REFETCH, f"{event_type} payloads are partial for the mirror")
     missing = _payload_incomplete(obj)
     if missing:
         return ApplyDecision(ApplyMode.REFETCH, missing)
@@ -307,7 +304,7 @@ def _mirror(payload: dict) -> ApplyDecision:
 # The team's plan is read from its mirrored subscriptions (and the customer link): only events that can write those
 # clear the cached plan. Saves a team lookup on every invoice, charge and payment event of a renewal storm. A
 # re-retrieve or dj-stripe's own handler may sync related objects too, so those always clear.
-_PLAN_OBJECTS = {"subscription", "customer", "checkout.session"}
+_PLAN_OBJECTS = {"subscription", "customer"}
 
 
 def _clear_plan_cache(payload: dict, decision: ApplyDecision | None = None) -> None:

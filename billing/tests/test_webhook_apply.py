@@ -48,9 +48,10 @@ INVOICE = {"id": "in_1", "object": "invoice", "customer": "cus_1", "status": "pa
     # A subscription's .deleted is a cancellation: its payload (status canceled) is applied like an update.
     (_event("evt_a", "customer.subscription.deleted", {"id": "sub_1", "object": "subscription", "customer": "cus_1",
                                                        "status": "canceled"}, 1001), _mark(1000), ApplyMode.PAYLOAD),
-    # Partial payloads: Checkout Sessions (line_items need expanding), tiered prices without tiers, discount ids.
+    # Partial payloads: Checkout Sessions (line_items need expanding: dj-stripe's handler, which expands them),
+    # tiered prices without tiers, invoice discounts as ids (re-retrieved).
     (_event("evt_a", "checkout.session.completed", {"id": "cs_1", "object": "checkout.session"}, 1001), None,
-     ApplyMode.REFETCH),
+     ApplyMode.DJSTRIPE),
     (_event("evt_a", "price.updated", {"id": "price_1", "object": "price", "tiers_mode": "graduated"}, 1001), None,
      ApplyMode.REFETCH),
     (_event("evt_a", "invoice.updated", {**INVOICE, "discounts": ["di_1"]}, 1001), None, ApplyMode.REFETCH),
