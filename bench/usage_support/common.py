@@ -69,6 +69,11 @@ BENCH_ENV = {
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     "DJANGO_SECURE_SSL_REDIRECT": "false",
     "LOG_LEVEL": "WARNING",
+    # Production mode refuses to start without these (security pass); the benchmarks send no mail and call only the
+    # emulator, so throwaway values do.
+    "STRIPE_SECRET_KEY": "sk_test_emulator000000000000000000000000",
+    "EMAIL_URL": "smtp://127.0.0.1:9",
+    "METRICS_BEARER_TOKEN": "bench-only-metrics-token",
 }
 
 

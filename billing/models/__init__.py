@@ -1,6 +1,6 @@
 # The billing app's own records live here; Stripe's objects are mirrored by dj-stripe's models.
 from .customers import BillingProfile  # noqa: F401
-from .webhooks import WebhookEvent  # noqa: F401
+from .webhooks import MirrorWatermark, WebhookEvent  # noqa: F401
 # The back office's records: refund requests, the audit trail, reconciliation, and the Customer 360 proxy.
 from .audit import AuditEntry  # noqa: E402,F401
 from .customers_backoffice import CustomerAccount  # noqa: E402,F401

@@ -53,3 +53,26 @@ class WebhookEvent(models.Model):
     @property
     def data_object(self) -> dict:
         return (self.payload.get("data") or {}).get("object") or {}
+
+
+class MirrorWatermark(models.Model):
+    """
+    Per Stripe object, the newest state the dj-stripe mirror holds: the event it was applied from (`created` in
+    Stripe's whole seconds, event id as tie-break) or, with a blank `stripe_event_id`, a retrieve/API answer read at
+    `state_at`. The webhook pipeline applies an event from its own payload only when it is newer than this mark,
+    and locks this row (`select_for_update`) so two events for one object are applied one after the other.
+    """
+
+    stripe_object_id = models.CharField(max_length=255, primary_key=True, help_text="The mirrored object (in_..., sub_...).")
+    object_type = models.CharField(max_length=64, help_text="Stripe's object type (`invoice`, `subscription`...).")
+    state_at = models.BigIntegerField(
+        default=-1, help_text="Unix seconds: the event's `created`, or when the object was read from Stripe; -1 = none yet."
+    )
+    stripe_event_id = models.CharField(
+        max_length=255, blank=True, help_text="The event the mirror was last applied from; blank for a retrieve."
+    )
+    deleted = models.BooleanField(default=False, help_text="The newest event said the object was deleted.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.stripe_object_id} @ {self.state_at} ({self.stripe_event_id or 'retrieve'})"

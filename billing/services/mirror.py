@@ -2,13 +2,15 @@
 The one writer into dj-stripe's mirror tables (the project's code never calls `sync_from_stripe_data` or edits a
 dj-stripe row anywhere else; dj-stripe's own event handlers, run by the webhook pipeline, are the other writer).
 
-Every write stores an object we just got from Stripe through the gateway (an API answer or a fresh retrieve), never
-an event's possibly stale snapshot, so a mirrored row is always at least as new as the last event applied to it:
-the webhook pipeline's watermark (`billing.services.webhooks`) relies on that. The gateway's dicts are already
-JSON-safe (`stripe_gateway.to_dict`), which dj-stripe's JSON columns need.
+Two kinds of writes: `mirror_store` stores an object we just got from Stripe through the gateway (an API answer or
+a fresh retrieve) and marks the object's watermark "read from Stripe now"; `mirror_apply_event_payload` stores an
+event's own snapshot, which the webhook pipeline only does after `mirror_watermark_lock` showed the event is newer
+than anything the mirror holds (`billing.services.webhooks` owns that decision and sets the event's mark). The
+gateway's dicts and stored payloads are JSON-safe, which dj-stripe's JSON columns need.
 """
 import logging
 import time
+from dataclasses import dataclass
 
 from ..stripe_gateway import configure_module_sdk
 from ..stripe_gateway.sync import list_remaining, object_retrieve
@@ -71,29 +73,119 @@ def _customer_id(data: dict) -> str | None:
 
 
 def _customer_ensure(*, customer_id: str | None) -> None:
-    """Mirror the object's customer first from our own retrieve, so dj-stripe never fetches it on its own."""
+    """
+    Mirror the object's customer first from our own retrieve, so dj-stripe never fetches it on its own. Two events
+    of one new customer's objects applied at once would both insert it (dj-stripe's get-or-create is not atomic):
+    the customer's watermark row is locked first, so the second waits and then finds the row.
+    """
     from djstripe.models import Customer
 
     if customer_id and not Customer.objects.filter(id=customer_id).exists():
-        mirror_store(kind="customer", data=object_retrieve(object_type="customer", object_id=customer_id))
+        mirror_watermark_lock(object_id=customer_id, object_type="customer")  # waits for a concurrent insert
+        if not Customer.objects.filter(id=customer_id).exists():
+            mirror_store(kind="customer", data=object_retrieve(object_type="customer", object_id=customer_id))
+
+
+def _sync(*, kind: str, data: dict, customer_mirrored: bool = False):
+    if data.get("object", kind) != kind:
+        raise ValueError(f"mirror of kind={kind!r} was given a {data.get('object')!r} object")
+    model = _model_for(kind)
+    configure_module_sdk()  # dj-stripe fetches related objects (prices, payment methods) with the module-level SDK
+    data = dict(data)
+    if kind != "customer" and not data.get("deleted") and not customer_mirrored:
+        _customer_ensure(customer_id=_customer_id(data))
+    for key in _EMBEDDED_LISTS:
+        if isinstance(data.get(key), dict) and data[key].get("object") == "list":
+            data[key] = _EmbeddedList(data[key])
+    return model.sync_from_stripe_data(data)
 
 
 def mirror_store(*, kind: str, data: dict):
     """
     Write one Stripe object we hold (a gateway answer, JSON-safe) into dj-stripe's tables; returns the row.
     `kind` is the object's Stripe type (`data["object"]`), named by the caller so a wrong object fails loudly.
+    The object's watermark becomes "read from Stripe now": events created before now (minus a margin) are older.
     """
-    if data.get("object", kind) != kind:
-        raise ValueError(f"mirror_store(kind={kind!r}) was given a {data.get('object')!r} object")
-    model = _model_for(kind)
-    configure_module_sdk()  # dj-stripe fetches related objects (prices, payment methods) with the module-level SDK
-    data = dict(data)
-    if kind != "customer" and not data.get("deleted"):
-        _customer_ensure(customer_id=_customer_id(data))
-    for key in _EMBEDDED_LISTS:
-        if isinstance(data.get(key), dict) and data[key].get("object") == "list":
-            data[key] = _EmbeddedList(data[key])
-    return model.sync_from_stripe_data(data)
+    row = _sync(kind=kind, data=data)
+    if data.get("id"):
+        _watermark_set(object_id=data["id"], object_type=kind, state_at=int(time.time()), stripe_event_id="",
+                       deleted=bool(data.get("deleted")))
+    return row
+
+
+def mirror_apply_event_payload(*, kind: str, data: dict, customer_mirrored: bool = False):
+    """
+    Write an event's own snapshot of an object (`event.data.object`) through dj-stripe's `sync_from_stripe_data`.
+    Only the webhook pipeline calls this, holding the object's watermark lock, once it knows the event is the newest
+    state seen for the object; it sets the watermark itself (`mirror_watermark_set`).
+    """
+    return _sync(kind=kind, data=data, customer_mirrored=customer_mirrored)
+
+
+@dataclass(frozen=True)
+class LockedMark:
+    """The object's watermark as locked, plus what the same round trip learnt about the mirror."""
+
+    mark: object  # MirrorWatermark (unsaved copy of the locked row)
+    row_updated_at: int | None  # the mirrored row's `djstripe_updated` (Unix s), None when not mirrored
+    customer_mirrored: bool | None  # whether `customer_id` is mirrored (None when no customer was asked about)
+
+
+def mirror_watermark_lock(*, object_id: str, object_type: str, customer_id: str | None = None) -> LockedMark:
+    """
+    The object's watermark row, created if missing and locked until the transaction ends (PostgreSQL; SQLite
+    serialises writers anyway). Lock order, everywhere: the webhook event row, then the object's watermark, then
+    its customer's watermark (`_customer_ensure`), so two applies never wait on each other in a cycle.
+
+    On a machine where every round trip to PostgreSQL waits in a run queue, round trips are what an event costs: the
+    same statement also reads the mirrored row's `djstripe_updated` and whether the customer is mirrored.
+    """
+    from django.db import connection
+
+    from ..models import MirrorWatermark
+
+    model = _model_for(object_type)
+    customer_table = _model_for("customer")._meta.db_table
+    if connection.vendor == "postgresql":
+        # Insert-or-touch takes the row lock (a concurrent caller waits here) and returns the locked row.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO billing_mirrorwatermark (stripe_object_id, object_type, state_at, stripe_event_id, "
+                "deleted, updated_at) VALUES (%s, %s, -1, '', false, now()) ON CONFLICT (stripe_object_id) DO UPDATE "
+                "SET object_type = EXCLUDED.object_type RETURNING state_at, stripe_event_id, deleted, "
+                f"(SELECT extract(epoch FROM djstripe_updated)::bigint FROM {model._meta.db_table} WHERE id = %s), "
+                f"EXISTS (SELECT 1 FROM {customer_table} WHERE id = %s)",
+                [object_id, object_type, object_id, customer_id or ""])
+            state_at, stripe_event_id, deleted, row_updated_at, customer_mirrored = cursor.fetchone()
+        mark = MirrorWatermark(stripe_object_id=object_id, object_type=object_type, state_at=state_at,
+                               stripe_event_id=stripe_event_id, deleted=deleted)
+    else:
+        MirrorWatermark.objects.bulk_create([MirrorWatermark(stripe_object_id=object_id, object_type=object_type)],
+                                            ignore_conflicts=True)
+        mark = MirrorWatermark.objects.select_for_update().get(stripe_object_id=object_id)
+        updated = model.objects.filter(id=object_id).values_list("djstripe_updated", flat=True).first()
+        row_updated_at = int(updated.timestamp()) if updated is not None else None
+        customer_mirrored = _model_for("customer").objects.filter(id=customer_id or "").exists()
+    return LockedMark(mark=mark, row_updated_at=row_updated_at,
+                      customer_mirrored=customer_mirrored if customer_id else None)
+
+
+def _watermark_set(*, object_id: str, object_type: str, state_at: int, stripe_event_id: str, deleted: bool) -> None:
+    from ..models import MirrorWatermark
+
+    MirrorWatermark.objects.bulk_create(
+        [MirrorWatermark(stripe_object_id=object_id, object_type=object_type, state_at=state_at,
+                         stripe_event_id=stripe_event_id, deleted=deleted)],
+        update_conflicts=True, unique_fields=["stripe_object_id"],
+        update_fields=["state_at", "stripe_event_id", "deleted", "updated_at"],
+    )
+
+
+def mirror_watermark_set(*, object_id: str, object_type: str, state_at: int, stripe_event_id: str,
+                         deleted: bool = False) -> None:
+    """Record that the mirror now holds the object as of event `stripe_event_id` (created at `state_at`)."""
+    _watermark_set(object_id=object_id, object_type=object_type, state_at=state_at, stripe_event_id=stripe_event_id,
+                   deleted=deleted)
 
 
 def mirror_refresh(*, kind: str, object_id: str):
@@ -130,6 +222,7 @@ def djstripe_account_memo_clear() -> None:
     """Forget every remembered lookup (tests call it between tests; a key rotation would too)."""
     _ACCOUNT_FOR_KEY.clear()
     _SECRET_FOR_ACCOUNT.clear()
+    _PRODUCT_FEATURES_SYNCED.clear()
 
 
 def djstripe_account_memo_install() -> None:
@@ -164,3 +257,31 @@ def djstripe_account_memo_install() -> None:
     Account.get_or_retrieve_for_api_key = classmethod(get_or_retrieve_for_api_key)
     Account.get_default_api_key = get_default_api_key
     Account._billing_memo_installed = True
+    _product_features_memo_install()
+
+
+# dj-stripe lists a product's entitlement features (`GET /v1/products/<id>/features`) on EVERY product sync, including
+# each product.updated event and each price whose product it meets. The project does not sell by entitlement
+# features, and they change only when staff edit the product: one listing per product per process every few minutes
+# is enough. Skipping a listing keeps the rows from the previous one (no deletes), so a stale answer is at worst
+# PRODUCT_FEATURES_MEMO_SECONDS old and never wrong in a way that loses data.
+PRODUCT_FEATURES_MEMO_SECONDS = 300.0
+_PRODUCT_FEATURES_SYNCED: dict[str, float] = {}
+
+
+def _product_features_memo_install() -> None:
+    from django.db import transaction
+    from djstripe.models import Product
+
+    sync_features = Product._sync_product_features
+
+    def _sync_product_features(self, *args, **kwargs):
+        if _PRODUCT_FEATURES_SYNCED.get(self.id, 0.0) > time.monotonic():
+            return None
+        result = sync_features(self, *args, **kwargs)
+        product_id = self.id
+        transaction.on_commit(lambda: _PRODUCT_FEATURES_SYNCED.__setitem__(
+            product_id, time.monotonic() + PRODUCT_FEATURES_MEMO_SECONDS))
+        return result
+
+    Product._sync_product_features = _sync_product_features

@@ -2,24 +2,25 @@
 The webhook pipeline's writes: record an event durably (once), apply it once, retry/park, replay, sweep.
 
 Flow: view verifies the signature → `webhook_event_record` (unique event id) → 2xx → on commit the Celery task
-`webhook_event_process_task` → `webhook_event_apply`: row lock, dj-stripe mirror (which re-retrieves each object
-from Stripe, so an old event never overwrites newer state), then the project's handlers from the registry, all in
-one savepoint: a failure rolls every partial write back, records the traceback and schedules a retry with backoff;
+`webhook_event_process_task` → `webhook_event_apply`: row lock, the mirror (from the event's own payload when it is
+the newest state seen for the object, per-object watermark; re-retrieved only when order is ambiguous or the payload
+is partial; an older event writes nothing), then the project's handlers from the registry, all in one savepoint: a failure rolls every partial write back, records the traceback and schedules a retry with backoff;
 after BILLING_WEBHOOK_MAX_ATTEMPTS the event is parked for replay (`replay_events`, admin).
 """
 import json
 import logging
 import traceback
 from dataclasses import dataclass
+from enum import StrEnum
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from billing_site.errors import NotFoundError
+from billing_site.errors import BillingError, NotFoundError
 
-from ..models import WebhookEvent
+from ..models import MirrorWatermark, WebhookEvent
 from ..webhooks.registry import handlers_for
 
 logger = logging.getLogger("billing.webhooks")
@@ -151,19 +152,33 @@ def retry_delay_seconds(attempts: int) -> float:
     return min(settings.BILLING_WEBHOOK_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0)), 3600.0)
 
 
-# Per-object watermark: dj-stripe's handler for these object types only re-retrieves the object and syncs it. When
-# the mirrored row was written at least BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS after the event was created, it
-# already holds a state read from Stripe after that event (every mirror write comes from a fresh retrieve), so a
-# re-retrieve would bring nothing the event could add: the round trip and the sync are skipped. Deletions and other
-# object types keep dj-stripe's handlers (purges, detaches). The margin covers the retrieve-to-save gap and clock
-# skew between Stripe and us; when in doubt the event is applied normally.
-_WATERMARKED_OBJECTS = {
-    "invoice": "Invoice",
-    "subscription": "Subscription",
-    "payment_intent": "PaymentIntent",
-    "charge": "Charge",
-    "checkout.session": "Session",
-}
+# --- Applying an event to the mirror ------------------------------------------------------------------------------
+# Stripe's event carries the object as of the event, and `created` orders events. For the object types below the
+# mirror is written from that payload (dj-stripe's `sync_from_stripe_data`, no API call) when the event is the newest
+# state seen for the object, per a high-water mark (`MirrorWatermark`: the event's `created` + event id, or "read from
+# Stripe at T" after a retrieve). dj-stripe's own handlers would re-retrieve the object for every event: one Stripe
+# API call per event, exactly when a renewal day produces thousands of them. Other types keep dj-stripe's handlers.
+_PAYLOAD_OBJECTS = {"customer", "subscription", "invoice", "payment_intent", "charge", "product", "price",
+                    "setup_intent", "payment_method", "refund", "dispute"}
+# Not here, because their payload is known to be partial: Checkout Sessions (`line_items` only come when expanded).
+# Their events keep dj-stripe's handler, whose re-retrieve expands what the mirror needs.
+# `.deleted` of these removes the mirrored row (dj-stripe's CRUD delete; a customer is purged). A subscription's
+# `.deleted` is a cancellation: its payload (status canceled) is applied like an update.
+_DELETABLE_OBJECTS = {"customer", "invoice", "product", "price"}
+
+
+class ApplyMode(StrEnum):
+    PAYLOAD = "payload"  # sync the event's own snapshot (no Stripe call)
+    REFETCH = "refetch"  # re-retrieve the object and sync that (one Stripe call)
+    DELETE = "delete"  # the newest event deletes the object: remove the mirrored row
+    SKIP = "skip"  # the mirror already holds a newer state than this event: write nothing
+    DJSTRIPE = "djstripe"  # not a payload-applied type: dj-stripe's handlers as shipped
+
+
+@dataclass(frozen=True)
+class ApplyDecision:
+    mode: ApplyMode
+    reason: str
 
 
 def _only_djstripe_receivers(event_type: str) -> bool:
@@ -182,48 +197,157 @@ def _only_djstripe_receivers(event_type: str) -> bool:
     return True
 
 
-def _mirror_is_newer(payload: dict) -> bool:
-    from djstripe import models as dj
-
-    obj = (payload.get("data") or {}).get("object") or {}
-    model_name = _WATERMARKED_OBJECTS.get(obj.get("object") or "")
-    created = payload.get("created")
-    if model_name is None or not obj.get("id") or not created or str(payload.get("type", "")).endswith(".deleted"):
-        return False
-    margin = settings.BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS
-    if margin < 0:
-        return False  # watermark turned off
-    if not _only_djstripe_receivers(payload["type"]):
-        return False  # someone else listens to dj-stripe's signal for this type: it must still be sent
-    threshold = datetime.fromtimestamp(created, tz=dt_timezone.utc) + timedelta(seconds=margin)
-    return getattr(dj, model_name).objects.filter(id=obj["id"], djstripe_updated__gte=threshold).exists()
+def _payload_incomplete(obj: dict) -> str:
+    """Why the payload lacks something the mirror needs (expanded fields dj-stripe reads), or ''."""
+    kind = obj.get("object")
+    if kind == "price" and obj.get("tiers_mode") and "tiers" not in obj:
+        return "price tiers are only present when expanded"
+    if kind == "invoice" and any(isinstance(d, str) for d in obj.get("discounts") or ()):
+        return "invoice discounts are ids, dj-stripe needs the expanded objects"
+    return ""
 
 
-def _mirror(payload: dict) -> None:
+def _position(*, created: int, event_id: str, mark) -> str:
+    """Where an event stands against the object's mark: 'newer', 'older', 'same' (this very event) or 'tie'."""
+    if mark is None or mark.state_at < 0:
+        return "newer"
+    if not mark.stripe_event_id:
+        # The mirror was read from Stripe at `state_at` (our clock): within the margin either may be first.
+        margin = max(settings.BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS, 0)
+        if created > mark.state_at + margin:
+            return "newer"
+        return "older" if created < mark.state_at - margin else "tie"
+    if event_id == mark.stripe_event_id:
+        return "same"
+    if created != mark.state_at:
+        return "newer" if created > mark.state_at else "older"
+    # Same second: Stripe's `created` has one-second resolution and event ids are not ordered by time, so the id
+    # tie-break orders the marks but cannot say which state is newer.
+    return "tie"
+
+
+def webhook_apply_decision(*, payload: dict, mark) -> ApplyDecision:
     """
-    dj-stripe's sync for the mirror. Its handlers re-retrieve the object, so the mirror holds current state; the
-    watermark above skips that re-retrieve when the mirror is already newer than the event.
+    How to apply `payload` to the mirror given the object's watermark `mark` (None: never mirrored through an event
+    or a retrieve). Pure: the caller holds the watermark lock and acts on the answer.
+    """
+    obj = (payload.get("data") or {}).get("object") or {}
+    kind, event_type, created = obj.get("object") or "", str(payload.get("type", "")), payload.get("created")
+    if kind not in _PAYLOAD_OBJECTS or not obj.get("id") or not created:
+        return ApplyDecision(ApplyMode.DJSTRIPE, f"{kind or 'no'} object is not applied from payloads")
+    if settings.BILLING_WEBHOOK_WATERMARK_MARGIN_SECONDS < 0:
+        return ApplyDecision(ApplyMode.DJSTRIPE, "watermark turned off")
+    if not _only_djstripe_receivers(event_type):
+        return ApplyDecision(ApplyMode.DJSTRIPE, "another receiver listens to dj-stripe's signal for this type")
+    deletes = event_type.endswith(".deleted") and kind in _DELETABLE_OBJECTS
+    position = _position(created=int(created), event_id=payload["id"], mark=mark)
+    if position == "older":
+        return ApplyDecision(ApplyMode.SKIP, "the mirror holds a newer state than this event")
+    if deletes:
+        # A deletion is final on Stripe's side: whether it ties or is newer, the object is gone.
+        return ApplyDecision(ApplyMode.DELETE, f"{event_type} is the newest event for the object")
+    if mark is not None and mark.deleted and position == "tie":
+        return ApplyDecision(ApplyMode.SKIP, "deleted in the same second; a deletion is final")
+    if position == "tie":
+        return ApplyDecision(ApplyMode.REFETCH, "event order within one second is unknown: read Stripe's state")
+    missing = _payload_incomplete(obj)
+    if missing:
+        return ApplyDecision(ApplyMode.REFETCH, missing)
+    return ApplyDecision(ApplyMode.PAYLOAD, "newest event for the object")
+
+
+def _djstripe_event_insert(payload: dict) -> None:
+    """
+    dj-stripe's Event row, built by dj-stripe (`_stripe_object_to_record`, its request id hook) and inserted with
+    `ON CONFLICT DO NOTHING`: one statement instead of its get-then-insert, and a replay's row is left as it is.
+    """
+    from djstripe.models import Event
+
+    record = Event._stripe_object_to_record(payload)
+    event = Event(**record)
+    event._attach_objects_hook(Event, payload)
+    Event.objects.bulk_create([event], ignore_conflicts=True)
+
+
+def _djstripe_delete(*, kind: str, object_id: str) -> None:
+    from .mirror import _model_for
+
+    rows = _model_for(kind).objects.filter(id=object_id)
+    if kind == "customer":
+        for customer in rows:
+            customer.purge()
+    else:
+        rows.delete()
+
+
+def _mirror(payload: dict) -> ApplyDecision:
+    """
+    Apply one event to dj-stripe's mirror (see `webhook_apply_decision`); dj-stripe's Event table stays complete.
+    Returns what was done, for the log and the tests.
     """
     from djstripe.models import Event
 
     from ..stripe_gateway import configure_module_sdk
+    from .mirror import mirror_apply_event_payload, mirror_refresh, mirror_watermark_lock, mirror_watermark_set
 
     configure_module_sdk()
-    existing = Event.objects.filter(id=payload["id"]).first()
-    if existing is not None:
-        # A replay: dj-stripe's Event.process would return early; run its handlers again to re-sync.
-        existing.invoke_webhook_handlers()
-    elif _mirror_is_newer(payload):
-        # dj-stripe's event table stays complete; only the handler (re-retrieve + sync) is skipped.
-        Event._create_from_stripe_object(payload)
-        logger.info("stripe event %s (%s): mirror of %s already newer, re-retrieve skipped", payload["id"],
-                    payload.get("type"), payload["data"]["object"]["id"])
-    else:
-        Event.process(payload)
+    obj = (payload.get("data") or {}).get("object") or {}
+    decision = webhook_apply_decision(payload=payload, mark=None)
+    if decision.mode == ApplyMode.DJSTRIPE:
+        existing = Event.objects.filter(id=payload["id"]).first()
+        if existing is not None:
+            # A replay: dj-stripe's Event.process would return early; run its handlers again to re-sync.
+            existing.invoke_webhook_handlers()
+        else:
+            Event.process(payload)
+        return decision
+    # Serialise every event of this object (row lock held until commit), then decide against its mark.
+    customer_id = _customer_of(obj) if obj["object"] != "customer" else ""
+    locked = mirror_watermark_lock(object_id=obj["id"], object_type=obj["object"], customer_id=customer_id or None)
+    mark = locked.mark
+    if mark.state_at < 0:
+        # No watermark yet: a row mirrored before watermarks existed, or synced by dj-stripe as a related object,
+        # was read from Stripe when it was last updated, which is what a retrieve mark says.
+        mark = None if locked.row_updated_at is None else MirrorWatermark(
+            stripe_object_id=obj["id"], object_type=obj["object"], state_at=locked.row_updated_at)
+    decision = webhook_apply_decision(payload=payload, mark=mark)
+    _djstripe_event_insert(payload)
+    created = int(payload["created"])
+    if decision.mode == ApplyMode.PAYLOAD:
+        mirror_apply_event_payload(kind=obj["object"], data=obj, customer_mirrored=bool(locked.customer_mirrored))
+        mirror_watermark_set(object_id=obj["id"], object_type=obj["object"], state_at=created,
+                             stripe_event_id=payload["id"])
+    elif decision.mode == ApplyMode.DELETE:
+        _djstripe_delete(kind=obj["object"], object_id=obj["id"])
+        mirror_watermark_set(object_id=obj["id"], object_type=obj["object"], state_at=created,
+                             stripe_event_id=payload["id"], deleted=True)
+    elif decision.mode == ApplyMode.REFETCH:
+        try:
+            mirror_refresh(kind=obj["object"], object_id=obj["id"])  # sets the mark: read from Stripe now
+        except BillingError as error:
+            if error.code != "stripe_resource_missing":
+                raise
+            # Gone on Stripe's side since (dj-stripe skips these too); its `.deleted` event, if any, removes the row.
+            logger.warning("stripe event %s (%s): %s no longer exists on Stripe, skipped", payload["id"],
+                           payload.get("type"), obj["id"])
+    logger.debug("stripe event %s (%s) on %s: %s (%s)", payload["id"], payload.get("type"), obj["id"],
+                 decision.mode, decision.reason)
+    return decision
 
 
-def _clear_plan_cache(payload: dict) -> None:
+# The team's plan is read from its mirrored subscriptions (and the customer link): only events that can write those
+# clear the cached plan. Saves a team lookup on every invoice, charge and payment event of a renewal storm. A
+# re-retrieve or dj-stripe's own handler may sync related objects too, so those always clear.
+_PLAN_OBJECTS = {"subscription", "customer"}
+
+
+def _clear_plan_cache(payload: dict, decision: ApplyDecision | None = None) -> None:
     from ..selectors import customer_team, team_plan_cache_clear
+
+    obj = (payload.get("data") or {}).get("object") or {}
+    if (decision is not None and decision.mode in (ApplyMode.PAYLOAD, ApplyMode.SKIP)
+            and obj.get("object") not in _PLAN_OBJECTS):
+        return
 
     team = customer_team(stripe_customer_id=_customer_of((payload.get("data") or {}).get("object") or {}))
     if team is not None:
@@ -264,10 +388,10 @@ def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
         try:
             # Savepoint: a handler failure undoes the mirror and every handler's writes together.
             with transaction.atomic():
-                _mirror(payload)
+                decision = _mirror(payload)
                 for handler in handlers:
                     handler(event=payload)
-                _clear_plan_cache(payload)
+                _clear_plan_cache(payload, decision)
         except Exception as error:  # noqa: BLE001 - any failure is recorded and retried, never lost
             event.last_error = traceback.format_exc()
             if event.attempts >= settings.BILLING_WEBHOOK_MAX_ATTEMPTS:
