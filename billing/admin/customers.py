@@ -112,7 +112,7 @@ class CustomerAccountAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
         if not request.user.has_perm("billing.request_refund"):
             messages.error(request, "You cannot request refunds.")
             return redirect(back)
-        payments = [row for row in selectors.customer_360(team=team).get("payments", []) if row.refundable]
+        payments = selectors.team_refundable_payments(team=team)
         if request.method == "POST":
             charge_id = request.POST.get("charge_id") or ""
             if any(row.charge.id == charge_id for row in payments):

@@ -36,7 +36,7 @@ FINANCE_PERMISSIONS = SUPPORT_PERMISSIONS + (
     "billing.pause_subscription",
     # dj-stripe's mirror lists: Finance's section of the admin home (Support keeps view rights for links from the
     # back-office pages, but the section is not listed for them).
-    "billing.view_stripe_mirror",
+    "billing.browse_stripe_mirror",
 )
 
 

@@ -294,6 +294,17 @@ def receipt_choices(*, payments: list[PaymentRow]) -> list[tuple[str, str]]:
     return choices
 
 
+def team_refundable_payments(*, team: Team, limit: int = 20) -> list[PaymentRow]:
+    """Step 1 of a refund from the 360 page: the team's latest payments that can still be refunded. Two queries."""
+    customer_id = getattr(team, "stripe_customer_id", None) or (
+        djstripe_models.Customer.objects.filter(subscriber=team).order_by("-created").values_list("id", flat=True)
+        .first())
+    if not customer_id:
+        return []
+    charges = djstripe_models.Charge.objects.filter(customer_id=customer_id).order_by("-created")[:limit]
+    return [row for row in payment_rows(charges=charges) if row.refundable]
+
+
 def team_credit_notes(*, team: Team, limit: int = 50) -> list[CreditNote]:
     """
     A team's credit notes (newest first), from the project's mirror: for the Customer 360 page, the invoice pages

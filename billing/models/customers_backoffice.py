@@ -20,5 +20,5 @@ class CustomerAccount(Team):
             ("resend_receipt", "Can resend a receipt"),
             ("run_reconciliation", "Can run reconciliation and repair drift"),
             # dj-stripe's ~60 mirror lists are Finance's tools; Support works from the back-office pages.
-            ("view_stripe_mirror", "Can see the Stripe mirror (read-only) section"),
+            ("browse_stripe_mirror", "Can see the Stripe mirror (read-only) section"),
         ]
