@@ -226,6 +226,11 @@ def _usage_context(team: Team) -> dict:
     """Credits and usage through the credit ledger the usage app registers. Three queries."""
     ledger = credit_ledger()
     summary = ledger.period_summary(team=team)
+    # The summary is the API's shape (ISO strings): the page shows dates in the staff member's time zone.
+    from django.utils.dateparse import parse_datetime
+
+    summary = {**summary, **{key: parse_datetime(summary[key]) if isinstance(summary.get(key), str)
+                             else summary.get(key) for key in ("period_start", "period_end")}}
     return {
         "usage_summary": summary,
         "credits_balance": summary["credits_balance"],
