@@ -14,7 +14,9 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from billing.admin.mixins import admin_refusal
 from billing.backoffice.selectors import backoffice_home
+from billing_site.errors import PermissionDeniedError
 
 # Set by static/js/backoffice-tz.js from the browser (Intl API); an unknown or missing zone means UTC.
 TIME_ZONE_COOKIE = "bo_tz"
@@ -52,23 +54,41 @@ def staff_permissions_preload(user) -> None:
     user._perm_cache = {f"{app_label}.{codename}" for app_label, codename in rows}
 
 
+def _back(request) -> str:
+    from django.urls import reverse
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    referer = request.META.get("HTTP_REFERER") or ""
+    if referer and url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}):
+        return referer
+    return reverse("admin:index")
+
+
 def _in_staff_time_zone(view):
-    """Run an admin view (and render its template) in the staff member's time zone, then go back to the default."""
+    """
+    Run an admin view (and render its template) in the staff member's time zone, then go back to the default; answer
+    a refusal inside the admin.
+    """
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         staff_permissions_preload(request.user)
         zone = staff_time_zone(request)
-        if zone is None:
-            return view(request, *args, **kwargs)
-        timezone.activate(zone)
+        if zone is not None:
+            timezone.activate(zone)
         try:
-            response = view(request, *args, **kwargs)
-            if isinstance(response, TemplateResponse) and not response.is_rendered:
+            try:
+                response = view(request, *args, **kwargs)
+            except PermissionDeniedError as error:
+                # Any refusal a service raises (already audited) is answered inside the admin, never by the
+                # customer site's error page.
+                response = admin_refusal(request, admin.site, message=error.user_message, back=_back(request))
+            if zone is not None and isinstance(response, TemplateResponse) and not response.is_rendered:
                 response.render()
             return response
         finally:
-            timezone.deactivate()
+            if zone is not None:
+                timezone.deactivate()
 
     return wrapper
 

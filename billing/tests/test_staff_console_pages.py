@@ -222,3 +222,13 @@ def test_brl_amounts_are_entered_with_the_locale_separator(client, paying_team, 
     page = client.get(reverse("admin:billing_refundrequest_new", args=[charge.id]), HTTP_ACCEPT_LANGUAGE="pt-br")
     assert page.context["form"].initial["amount"] == "199,00"
     assert "R$ 199,00" in page.content.decode() and "R$ 500,00" in page.content.decode()
+
+
+def test_a_refusal_anywhere_in_the_admin_is_answered_inside_the_admin(client, busy, support_user):
+    # Support may not start a reconciliation run: the view raises the services' refusal, the admin answers it.
+    client.force_login(support_user)
+    response = client.post(reverse("admin:billing_reconciliationrun_run"),
+                           HTTP_REFERER="http://testserver" + reverse("admin:index"))
+    assert response.status_code == 403
+    assert "admin/billing/refused.html" in [t.name for t in response.templates]
+    assert "billing.run_reconciliation" in response.content.decode()
