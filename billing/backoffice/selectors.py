@@ -387,7 +387,7 @@ class DunningRow:
     paused: bool
 
 
-def dunning_cases(*, limit: int = 100) -> list[DunningRow]:
+def dunning_cases(*, limit: int = 50) -> list[DunningRow]:
     """
     Subscriptions past due or unpaid, newest first, each with its failed invoice (attempt count and Stripe's next
     retry), the team and the customer's default card. Three queries whatever the number of cases (subscriptions

@@ -39,7 +39,11 @@ class CreditNote(models.Model):
 
     class Meta:
         ordering = ["-stripe_created", "-id"]
-        indexes = [models.Index(fields=["team", "-stripe_created"], name="creditnote_team_created")]
+        indexes = [
+            models.Index(fields=["team", "-stripe_created"], name="creditnote_team_created"),
+            # The credit notes list pages newest first: without it, every page sorts the whole table.
+            models.Index(fields=["-stripe_created", "-id"], name="creditnote_created"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(total_minor__gte=0), name="credit_note_total_non_negative"),
         ]
