@@ -6,6 +6,9 @@ def current_team(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.namespace == "admin":
+        return {}  # the back office has no team switcher: two queries saved on every admin page
     membership = user_session_membership(user=user, session=request.session)
     return {
         "current_membership": membership,

@@ -42,7 +42,8 @@ class _Echo:
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
     # Append-only: nobody adds, edits or deletes through the admin, superusers included (and so no bulk actions).
-    list_display = ["id", "created", "actor_email", "action", "outcome", "target", "team_link", "short_reason"]
+    # At 1280 px the key columns (id, when, who, action, outcome) stay on screen and never wrap; the rest give way.
+    list_display = ["id", "when", "actor_email", "action", "outcome", "team_link", "target", "short_reason"]
     list_filter = [ActorFilter, "action", "outcome", ("created", admin.DateFieldListFilter)]
     search_fields = ["=target_id"]  # the search box; the lookups are `exact_search`
     exact_search = [("target_id", None), ("request_id", None), ("actor_email__iexact", None)]
@@ -50,6 +51,12 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
     list_per_page = 100
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
     change_list_template = "admin/billing/auditentry/change_list.html"
+
+    @admin.display(description="When", ordering="created")
+    def when(self, obj):
+        from django.utils import timezone
+
+        return timezone.localtime(obj.created).strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description="Target")
     def target(self, obj):

@@ -2,6 +2,8 @@
 Customer 360: one admin page per team with everything support needs, and the confirmed support actions.
 Views are thin: they validate a form and call a service in billing.backoffice; the services check permissions.
 """
+import uuid
+
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
@@ -19,7 +21,8 @@ from billing.admin.forms import (
     ReplayEventsForm,
     ResendReceiptForm,
 )
-from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin
+from billing.admin.dunning import dunning_perms
+from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin, admin_refusal
 from billing.backoffice import selectors, support
 from billing.backoffice.audit import StaffContext
 from billing.models import CustomerAccount
@@ -31,8 +34,8 @@ class CustomerAccountAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
     # Read-only: teams are created by signup, and the 360 page changes things only through the actions below.
     list_display = ["name", "billing_email", "stripe_customer", "created", "open_360"]
     search_fields = ["name"]
-    search_help_text = ("Team name, billing or member email, or any Stripe id: cus_, sub_, in_, ch_, pi_, re_, evt_ "
-                        "(exact).")
+    search_help_text = ("Team name, billing or member email, any Stripe id: cus_, sub_, in_, ch_, pi_, re_, cn_, "
+                        "evt_ (exact), or a card's last 4 digits and an amount: “4242 49.00”.")
     list_per_page = 50
     ordering = ["-id"]
     change_form_template = "admin/billing/customeraccount/customer_360.html"
@@ -47,6 +50,8 @@ class CustomerAccountAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
         if not term:
             return queryset, False
         team_ids = selectors.team_ids_for_stripe_id(term=term)
+        if team_ids is None:
+            team_ids = selectors.team_ids_for_card_and_amount(term=term)
         if team_ids is not None:
             return queryset.filter(pk__in=team_ids), False
         return queryset.filter(selectors.team_search_filter(term=term)), False
@@ -84,6 +89,8 @@ class CustomerAccountAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
             "has_view_permission": True,
             **selectors.customer_360(team=team, memberships=memberships if memberships else None),
             "perms_backoffice": _backoffice_perms(request.user),
+            "perms_dunning": dunning_perms(request.user),
+            "action_token": uuid.uuid4().hex,
         }
         return TemplateResponse(request, self.change_form_template, context)
 
@@ -93,7 +100,28 @@ class CustomerAccountAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
         return [
             path("<int:team_id>/action/<str:action>/", wrap(self.action_view),
                  name="billing_customeraccount_action"),
+            path("<int:team_id>/refund/", wrap(self.refund_pick_view), name="billing_customeraccount_refund"),
         ] + super().get_urls()
+
+    def refund_pick_view(self, request, team_id: int):
+        """Step 1 of a refund from the 360 page: choose the payment (step 2 is the refund form, then done)."""
+        team = get_object_or_404(CustomerAccount, pk=team_id)
+        if not self.has_view_permission(request, team):
+            raise Http404
+        back = reverse("admin:billing_customeraccount_change", args=[team.pk])
+        if not request.user.has_perm("billing.request_refund"):
+            messages.error(request, "You cannot request refunds.")
+            return redirect(back)
+        payments = selectors.team_refundable_payments(team=team)
+        if request.method == "POST":
+            charge_id = request.POST.get("charge_id") or ""
+            if any(row.charge.id == charge_id for row in payments):
+                return redirect(reverse("admin:billing_refundrequest_new", args=[charge_id]) + "?from=360")
+            messages.error(request, "Choose one of the payments below.")
+        return TemplateResponse(request, "admin/billing/customeraccount/refund_pick.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta,
+            "title": f"Refund a payment: {team.name}", "team": team, "payments": payments, "back": back,
+        })
 
     def action_view(self, request, team_id: int, action: str):
         team = get_object_or_404(CustomerAccount, pk=team_id)
@@ -107,8 +135,9 @@ class CustomerAccountAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 message = spec["run"](StaffContext.from_request(request), team, form.cleaned_data)
-            except PermissionDeniedError:
-                raise  # 403 page; the refusal is already in the audit trail
+            except PermissionDeniedError as error:
+                # Answered inside the admin (the refusal is already in the audit trail), not by the site's 403 page.
+                return admin_refusal(request, self.admin_site, message=error.user_message, back=back)
             except ApplicationError as error:
                 form.add_error(None, error.user_message)
             else:
@@ -172,11 +201,10 @@ ACTIONS = {
     },
     "resend_receipt": {
         "title": "Resend receipt", "form": ResendReceiptForm, "needs_context": True,
-        "form_kwargs": lambda ctx: {"charges": [row.charge.id for row in ctx.get("payments", [])
-                                                if row.status == "succeeded"]},
+        "form_kwargs": lambda ctx: {"charges": selectors.receipt_choices(payments=ctx.get("payments", []))},
         "run": lambda staff, team, data: (support.receipt_resend(
             staff=staff, team=team, charge_id=data["charge_id"], action_token=data["action_token"])
-            and f"Receipt for {data['charge_id']} sent to {team.billing_email}."),
+            and f"Receipt sent to {team.billing_email}."),
     },
     "replay_events": {
         "title": "Replay webhook events", "form": ReplayEventsForm, "needs_context": True,

@@ -24,13 +24,37 @@ class ActionTokenForm(forms.Form):
         super().__init__(*args, **kwargs)
 
 
+def minor_to_input(amount_minor: int, currency: str, language: str) -> str:
+    """4990 USD -> "49.90" (en) or "49,90" (pt-br): the value a person edits, with the locale's decimal separator and
+    no grouping (money_parse_minor reads either separator back)."""
+    from babel.numbers import format_decimal
+
+    from billing_site.money import _babel_locale, currency_exponent, minor_to_decimal
+
+    exponent = currency_exponent(currency)
+    pattern = "0." + "0" * exponent if exponent else "0"
+    return format_decimal(minor_to_decimal(amount_minor, currency), format=pattern, locale=_babel_locale(language))
+
+
 class RefundRequestForm(forms.Form):
-    amount = forms.CharField(label="Amount", help_text="In the payment's currency, e.g. 49.90. Default: everything "
-                             "still refundable.")
-    currency = forms.CharField(max_length=3, help_text="Must be the payment's currency.")
+    amount = forms.CharField(label="Amount")
+    # Always the charge's currency, carried so a form opened before the charge changed cannot refund in another
+    # currency; never typed by staff.
+    currency = forms.CharField(max_length=3, widget=forms.HiddenInput)
     reason = forms.ChoiceField(choices=RefundRequest.Reason.choices)
+    credit_to_balance = forms.BooleanField(
+        required=False, label="Credit the customer's balance instead of the card",
+        help_text="The credit note then pays the customer's next invoices; nothing goes back to the card.")
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
                            help_text="Internal note (never sent to the customer).")
+
+    def __init__(self, *args, currency: str = "usd", example: str = "49.90", credit_note: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].label = f"Amount ({currency.upper()})"
+        self.fields["amount"].help_text = (f"In {currency.upper()}, e.g. {example}. Default: everything still "
+                                           "refundable.")
+        if not credit_note:
+            del self.fields["credit_to_balance"]
 
     def clean(self):
         cleaned = super().clean()
@@ -81,7 +105,8 @@ class ResendReceiptForm(ActionTokenForm):
 
     def __init__(self, *args, charges=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["charge_id"].choices = [(c, c) for c in charges]
+        # (charge id, "date · amount · description"): staff pick a payment they can recognise.
+        self.fields["charge_id"].choices = [c if isinstance(c, tuple) else (c, c) for c in charges]
 
 
 class ReplayEventsForm(forms.Form):

@@ -75,3 +75,15 @@ def team_360_link(team, *, empty: str = "") -> str:
         return empty
     return format_html('<a href="{}">{}</a>', reverse("admin:billing_customeraccount_change", args=[team.pk]),
                        team.name)
+
+
+def admin_refusal(request, admin_site, *, message: str, back: str, title: str = "Not allowed"):
+    """
+    A refused action (missing permission, four eyes) answered inside the admin: its own page with the reason and a
+    way back, status 403 (the refusal is already in the audit trail), instead of the customer site's error page.
+    """
+    from django.template.response import TemplateResponse
+
+    return TemplateResponse(request, "admin/billing/refused.html", {
+        **admin_site.each_context(request), "title": title, "message": message, "back": back,
+    }, status=403)

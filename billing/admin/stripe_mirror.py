@@ -117,8 +117,38 @@ class PaymentIntentAdmin(MirrorAdmin):
 
 
 class InvoiceAdmin(MirrorAdmin):
-    list_display = ["id", "created", "status_display", "total_display", "customer_id", "subscription_id"]
+    list_display = ["id", "created", "status_display", "total_display", "credited_display", "customer_id",
+                    "subscription_id"]
     exact_search = [("id", ("in_",)), ("customer_id", ("cus_",)), ("subscription_id", ("sub_",))]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["credit_notes_display", *super().get_readonly_fields(request, obj)]
+
+    def get_fields(self, request, obj=None):
+        return ["credit_notes_display", *[f.name for f in self.model._meta.fields]]
+
+    @admin.display(description="Credited")
+    def credited_display(self, obj):
+        data = obj.stripe_data or {}
+        credited = int(data.get("post_payment_credit_notes_amount") or 0) + int(
+            data.get("pre_payment_credit_notes_amount") or 0)
+        return format_money(credited, data["currency"]) if credited and data.get("currency") else ""
+
+    @admin.display(description="Credit notes")
+    def credit_notes_display(self, obj):
+        # The invoice's page only (one query): the project's CreditNote mirror, newest first.
+        from django.utils.html import format_html_join
+
+        from billing.models import CreditNote
+
+        notes = list(CreditNote.objects.filter(stripe_invoice_id=obj.id).order_by("-stripe_created"))
+        if not notes:
+            return "—"
+        return format_html_join(
+            "", '<div class="bo-credit-note"><a href="{}"><code>{}</code></a> {} · {} {}</div>',
+            ((reverse("admin:billing_creditnote_change", args=[n.pk]), n.number or n.stripe_id, n.total_display,
+              ("credited to balance " + n.credit_display) if n.credit_minor else ("refunded " + n.refund_display),
+              "(void)" if n.status == "void" else "") for n in notes))
 
     @admin.display(description="Status")
     def status_display(self, obj):

@@ -138,6 +138,22 @@ def charge_for_refund(*, charge_id: str, refresh: bool = True) -> djstripe_model
     return charge
 
 
+def charge_invoice_id(*, charge: djstripe_models.Charge) -> str:
+    """
+    The invoice a charge paid ("" for a one-off payment). Since API 2025-03 neither the charge nor its payment
+    intent names the invoice: Stripe's invoice payments do (one read, on the refund form and at request time).
+    """
+    from billing.stripe_gateway.invoice_payments import invoice_id_for_payment_intent
+
+    if not charge.payment_intent_id:
+        return ""
+    try:
+        return invoice_id_for_payment_intent(payment_intent_id=charge.payment_intent_id) or ""
+    except BillingError as error:
+        logger.warning("invoice of charge %s unknown (%s)", charge.id, error.code)
+        raise
+
+
 def _check_refundable(*, facts: ChargeRefundFacts, amount_minor: int, currency: str) -> None:
     if facts.status != "succeeded":
         raise RefundInputError("charge_not_refundable",
@@ -164,8 +180,12 @@ def _lock_charge(charge: djstripe_models.Charge) -> djstripe_models.Charge:
 
 
 def _snapshot(rr: RefundRequest) -> dict:
-    return {"status": rr.status, "amount_minor": rr.amount_minor, "currency": rr.currency,
-            "stripe_refund_id": rr.stripe_refund_id}
+    snapshot = {"status": rr.status, "amount_minor": rr.amount_minor, "currency": rr.currency,
+                "stripe_refund_id": rr.stripe_refund_id}
+    if rr.stripe_invoice_id:
+        snapshot |= {"invoice": rr.stripe_invoice_id, "credit_to_balance": rr.credit_to_balance,
+                     "stripe_credit_note_id": rr.stripe_credit_note_id}
+    return snapshot
 
 
 def refund_request_enqueue_now(*, refund_request_id: int, expires_seconds: float | None = None) -> bool:
@@ -199,10 +219,12 @@ def refund_retry_delay_seconds(tries: int) -> int:
 # --------------------------------------------------------------------------------------------------- workflow
 
 def refund_request_create(*, staff: StaffContext, charge_id: str, amount_minor: int, currency: str, reason: str,
-                          note: str = "") -> RefundRequest:
+                          note: str = "", invoice_id: str = "", credit_to_balance: bool = False) -> RefundRequest:
     """
     Ask for a refund of (part of) a charge. At or below the threshold, a requester who may approve refunds gets it
-    approved at once; everything else waits for an approver.
+    approved at once; everything else waits for an approver. With `invoice_id` (the charge paid that invoice, see
+    `charge_invoice_id`), the refund is issued as a credit note on the invoice, to the card or, with
+    `credit_to_balance`, to the customer's Stripe balance.
     """
     staff_require(staff=staff, permission="billing.request_refund", attempted="refund_request_create",
                   target_type="stripe.charge", target_id=charge_id)
@@ -210,7 +232,12 @@ def refund_request_create(*, staff: StaffContext, charge_id: str, amount_minor: 
         raise RefundInputError("invalid_reason", "Choose a refund reason.")
     if not isinstance(amount_minor, int):
         raise RefundInputError("amount_not_integer", "The amount must be a whole number of minor units.")
+    if credit_to_balance and not invoice_id:
+        raise RefundInputError("balance_needs_invoice",
+                               "Only an invoice's payment can be credited to the customer balance.")
     charge = charge_for_refund(charge_id=charge_id)
+    if invoice_id and charge_invoice_id(charge=charge) != invoice_id:
+        raise RefundInputError("invoice_mismatch", "This payment did not pay that invoice.")
     # Cheap checks before the lock (so a bad form never waits on a busy charge); repeated under the lock.
     _check_refundable(facts=charge_refund_facts(charge=charge), amount_minor=amount_minor, currency=currency)
     with transaction.atomic():
@@ -228,6 +255,8 @@ def refund_request_create(*, staff: StaffContext, charge_id: str, amount_minor: 
             reason=reason,
             note=note or "",
             requested_by=staff.user,
+            stripe_invoice_id=invoice_id or "",
+            credit_to_balance=bool(credit_to_balance),
         )
         refund_request.full_clean()
         refund_request.save()
@@ -338,7 +367,8 @@ def refund_request_retry(*, staff: StaffContext, refund_request_id: int, note: s
                   target_type="refund_request", target_id=refund_request.pk, team=refund_request.team)
     with transaction.atomic():
         charge, refund_request = _lock_charge_and_request(refund_request)
-        if refund_request.status != Status.FAILED or refund_request.stripe_refund_id:
+        if refund_request.status != Status.FAILED or refund_request.stripe_refund_id or (
+                refund_request.stripe_credit_note_id):
             raise ApplicationError("refund_request_not_retryable",
                                    "Only a failed request that never reached a Stripe refund can be retried; "
                                    "otherwise open a new request.", http_status=409)
@@ -403,6 +433,8 @@ def refund_request_execute(*, refund_request_id: int, final_attempt: bool = True
         else:
             return refund_request
 
+    if refund_request.is_credit_note:
+        return _execute_credit_note(refund_request=refund_request, resuming=resuming, final_attempt=final_attempt)
     try:
         refund = None
         if resuming or refund_request.attempts > 1:
@@ -428,6 +460,27 @@ def refund_request_execute(*, refund_request_id: int, final_attempt: bool = True
         mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=refund_request.stripe_charge_id))
     except BillingError:
         logger.warning("charge %s mirror not refreshed after refund", refund_request.stripe_charge_id)
+    return refund_request
+
+
+def _execute_credit_note(*, refund_request: RefundRequest, resuming: bool, final_attempt: bool) -> RefundRequest:
+    """The credit-note twin of the refund call above: same key, same look-up-first rule, same failure handling."""
+    from .credit_notes import credit_note_apply, credit_note_issue
+
+    try:
+        note = credit_note_issue(refund_request=refund_request,
+                                 idempotency_key=refund_request_idempotency_key(refund_request=refund_request),
+                                 look_up_first=resuming or refund_request.attempts > 1)
+    except BillingError as error:
+        if error.code == "stripe_unavailable" and not final_attempt:
+            logger.warning("refund request %s: Stripe unavailable, will retry", refund_request.pk)
+            raise RefundStripeUnavailable(str(error)) from error
+        return _mark_failed(refund_request_id=refund_request.pk, code=error.code, message=_stripe_error_text(error))
+    refund_request = credit_note_apply(refund_request_id=refund_request.pk, note=note)
+    try:  # the mirror's refunded amount feeds the next refundable computation
+        mirror_store(kind="charge", data=refund_gateway.charge_retrieve(charge_id=refund_request.stripe_charge_id))
+    except BillingError:
+        logger.warning("charge %s mirror not refreshed after credit note", refund_request.stripe_charge_id)
     return refund_request
 
 

@@ -22,6 +22,9 @@ SUPPORT_PERMISSIONS = (
     "billing.extend_trial",
     "billing.replay_webhooks",
     "billing.resend_receipt",
+    # Dunning (issue 14): retrying a failed invoice and emailing the card-update link are everyday support.
+    "billing.retry_invoice_payment",
+    "billing.send_payment_update_email",
 )
 FINANCE_PERMISSIONS = SUPPORT_PERMISSIONS + (
     "billing.approve_refund",
@@ -29,6 +32,11 @@ FINANCE_PERMISSIONS = SUPPORT_PERMISSIONS + (
     "billing.grant_credits_unlimited",
     "billing.run_reconciliation",
     "billing.export_auditentry",
+    # Pausing collection stops money coming in: Finance decides it, like an immediate cancel.
+    "billing.pause_subscription",
+    # dj-stripe's mirror lists: Finance's section of the admin home (Support keeps view rights for links from the
+    # back-office pages, but the section is not listed for them).
+    "billing.browse_stripe_mirror",
 )
 
 

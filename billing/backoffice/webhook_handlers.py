@@ -10,6 +10,9 @@ from billing.services.mirror import mirror_refresh
 from billing.stripe_gateway import refunds as refund_gateway
 from billing_site.errors import BillingError
 
+from billing.stripe_gateway import credit_notes as credit_note_gateway
+
+from .credit_notes import credit_note_mirror_store
 from .refunds import refund_request_apply_stripe_refund, refund_requests_close_for_dispute
 
 logger = logging.getLogger("billing.backoffice")
@@ -57,3 +60,15 @@ def refund_requests_on_dispute(*, event: dict) -> None:
         charge_id = charge_id.get("id")
     if charge_id:
         refund_requests_close_for_dispute(charge_id=charge_id, dispute_id=dispute.get("id", ""))
+
+
+def credit_note_on_event(*, event: dict) -> None:
+    """credit_note.created/updated/voided: mirror the note as Stripe has it now (a void may follow the created)."""
+    snapshot = event["data"]["object"]
+    try:
+        current = credit_note_gateway.credit_note_retrieve(credit_note_id=snapshot["id"])
+    except BillingError as error:
+        if error.code != "stripe_resource_missing":
+            raise  # Stripe unreachable: the pipeline retries the event later
+        current = snapshot
+    credit_note_mirror_store(data=current)

@@ -33,6 +33,10 @@ class AuditEntry(models.Model):
         RECEIPT_RESENT = "receipt.resent", _("Receipt resent")
         DRIFT_REPAIRED = "reconciliation.repaired", _("Drift repaired")
         AUDIT_EXPORTED = "audit.exported", _("Audit trail exported")
+        CREDIT_NOTE_ISSUED = "credit_note.issued", _("Credit note issued")
+        INVOICE_PAYMENT_RETRIED = "invoice.payment_retried", _("Invoice payment retried")
+        PAYMENT_UPDATE_EMAIL_SENT = "dunning.payment_update_email", _("Payment update email sent")
+        SUBSCRIPTION_PAUSED = "subscription.paused", _("Subscription collection paused")
         PERMISSION_DENIED = "permission.denied", _("Permission denied")
 
     class Outcome(models.TextChoices):

@@ -19,4 +19,6 @@ class CustomerAccount(Team):
             ("replay_webhooks", "Can replay webhook events"),
             ("resend_receipt", "Can resend a receipt"),
             ("run_reconciliation", "Can run reconciliation and repair drift"),
+            # dj-stripe's ~60 mirror lists are Finance's tools; Support works from the back-office pages.
+            ("browse_stripe_mirror", "Can see the Stripe mirror (read-only) section"),
         ]

@@ -79,6 +79,15 @@ class RefundRequest(models.Model):
 
     credits_clawed_back = models.BigIntegerField(default=0, help_text="Credits removed because of this refund.")
 
+    # A subscription invoice's payment is refunded through a Stripe credit note (issue 14): the note credits the
+    # invoice and either refunds the card or credits the customer balance. Same four eyes, same execution markers.
+    stripe_invoice_id = models.CharField(max_length=255, blank=True, default="", db_index=True,
+                                         help_text="When set, the refund is issued as a credit note on this invoice.")
+    credit_to_balance = models.BooleanField(default=False, help_text="Credit note only: credit the customer's "
+                                            "Stripe balance (pays the next invoices) instead of refunding the card.")
+    stripe_credit_note_id = models.CharField(max_length=255, null=True, blank=True, unique=True,
+                                             help_text="The credit note (cn_...) once Stripe answered.")
+
     created = models.DateTimeField(default=timezone.now, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     approved_at = models.DateTimeField(null=True, blank=True)
@@ -101,6 +110,10 @@ class RefundRequest(models.Model):
             ("request_refund", "Can request a refund"),
             ("approve_refund", "Can approve (or reject) a refund"),
         ]
+
+    @property
+    def is_credit_note(self) -> bool:
+        return bool(self.stripe_invoice_id)
 
     def __str__(self) -> str:
         return f"Refund request #{self.pk} ({self.amount_minor} {self.currency}, {self.status})"

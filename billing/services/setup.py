@@ -46,6 +46,7 @@ WEBHOOK_EVENTS = sorted({
     "charge.succeeded", "charge.failed", "charge.refunded", "charge.updated",
     "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_withdrawn",
     "refund.created", "refund.updated", "refund.failed", "charge.refund.updated",
+    "credit_note.created", "credit_note.updated", "credit_note.voided",
     "payment_method.attached", "payment_method.detached",
     "product.created", "product.updated", "price.created", "price.updated",
 })

@@ -102,3 +102,59 @@ def make_subscription(customer_id: str, *, trial_days: int | None = 7):
     invoice = mirror_store(kind="invoice", data=c.invoices.retrieve(sub["latest_invoice"]).to_dict(for_json=True))
     return subscription, invoice
 
+
+
+# ---- staff console (issue 14): a paid subscription invoice with its charge, and a past-due subscription ----------
+
+def invoice_charge(invoice_id: str) -> djstripe_models.Charge:
+    """The mirrored charge that paid `invoice_id` (found through Stripe's invoice payments, as production does)."""
+    from billing.stripe_gateway.invoice_payments import payment_intent_id_for_invoice
+
+    pi = client().v1.payment_intents.retrieve(payment_intent_id_for_invoice(invoice_id=invoice_id)).to_dict(
+        for_json=True)
+    mirror_store(kind="payment_intent", data=pi)
+    return mirror_store(kind="charge", data=client().v1.charges.retrieve(pi["latest_charge"]).to_dict(for_json=True))
+
+
+@pytest.fixture
+def subscribed_team(bo_stripe):
+    """A team paying a $99.00/month subscription: returns (team, subscription, paid invoice, its charge)."""
+    team, _owner = make_team_with_owner(name="Subscribed Ltd")
+    customer = make_customer(team)
+    subscription, invoice = make_subscription(customer.id, trial_days=None)
+    assert invoice.stripe_data["status"] == "paid"
+    return team, subscription, invoice, invoice_charge(invoice.id)
+
+
+@pytest.fixture
+def past_due_team(bo_stripe):
+    """
+    A team whose renewal failed: customer on a test clock, subscribed with a good card, then the default card swapped
+    for one that attaches but declines (4000000000000341) and the clock moved past the renewal. Returns
+    (team, subscription, failed invoice), all mirrored.
+    """
+    from billing.tests.conftest import advance_clock, clock_customer
+
+    team, _owner = make_team_with_owner(name="Late Payer GmbH")
+    sdk, clock, now = clock_customer(team)
+    customer_id = djstripe_models.Customer.objects.get(subscriber=team).id
+    subscription, _first = make_subscription(customer_id, trial_days=None)
+    bad = sdk.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer_id}).to_dict()
+    sdk.v1.customers.update(customer_id, params={"invoice_settings": {"default_payment_method": bad["id"]}})
+    sdk.v1.subscriptions.update(subscription.id, params={"default_payment_method": bad["id"]})
+    period_end = subscription.stripe_data["items"]["data"][0]["current_period_end"]
+    advance_clock(sdk, clock, period_end + 2 * 3600)
+    sub = mirror_store(kind="subscription", data=sdk.v1.subscriptions.retrieve(subscription.id).to_dict(for_json=True))
+    mirror_store(kind="customer", data=sdk.v1.customers.retrieve(customer_id).to_dict(for_json=True))
+    mirror_store(kind="payment_method", data=bad)
+    invoice = mirror_store(kind="invoice", data=sdk.v1.invoices.retrieve(sub.stripe_data["latest_invoice"])
+                           .to_dict(for_json=True))
+    assert sub.stripe_data["status"] == "past_due", sub.stripe_data["status"]
+    return team, sub, invoice, sdk
+
+
+def make_card_default(sdk, customer_id: str, subscription_id: str, card: str = "pm_card_visa") -> None:
+    """The customer fixed their card (what the portal link lets them do)."""
+    good = sdk.v1.payment_methods.attach(card, params={"customer": customer_id}).to_dict()
+    sdk.v1.customers.update(customer_id, params={"invoice_settings": {"default_payment_method": good["id"]}})
+    sdk.v1.subscriptions.update(subscription_id, params={"default_payment_method": good["id"]})

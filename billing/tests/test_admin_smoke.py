@@ -13,7 +13,9 @@ from billing.admin.webhooks import WebhookConsoleAdmin
 from billing.backoffice.audit import StaffContext, audit_record
 from billing.models import (
     AuditEntry,
+    CreditNote,
     CustomerAccount,
+    DunningSubscription,
     ReconciliationDrift,
     ReconciliationRun,
     RefundRequest,
@@ -33,9 +35,19 @@ def _label(model) -> str:
 @pytest.fixture
 def rows(db, admin_user):
     """One row of each billing model, so that every change page has something to open."""
+    from django.utils import timezone
+    from djstripe.models import Customer, Subscription
+
     team, owner = make_team_with_owner(name="Smoke Team")
     run = ReconciliationRun.objects.create(triggered_by="admin")
+    customer = Customer.objects.create(id="cus_smoke", subscriber=team, livemode=False, stripe_data={})
+    subscription = Subscription.objects.create(id="sub_smoke", customer=customer, livemode=False,
+                                               stripe_data={"status": "past_due"})
     return {
+        CreditNote: CreditNote.objects.create(
+            stripe_id="cn_smoke", stripe_invoice_id="in_smoke", stripe_customer_id="cus_smoke", team=team,
+            currency="usd", total_minor=1000, stripe_created=timezone.now()),
+        DunningSubscription: DunningSubscription.objects.get(pk=subscription.pk),
         CustomerAccount: CustomerAccount.objects.get(pk=team.pk),
         RefundRequest: RefundRequest.objects.create(
             team=team, stripe_charge_id="ch_smoke", stripe_customer_id="cus_smoke", amount_minor=1000,
@@ -56,7 +68,8 @@ def rows(db, admin_user):
 def test_the_package_registers_every_billing_admin_itself():
     # BillingConfig.ready() no longer imports an admin module: autodiscovery of billing.admin alone registers them.
     assert {model.__name__ for model in BILLING_ADMINS} == {
-        "CustomerAccount", "RefundRequest", "AuditEntry", "ReconciliationRun", "ReconciliationDrift", "WebhookEvent"}
+        "CustomerAccount", "RefundRequest", "AuditEntry", "ReconciliationRun", "ReconciliationDrift", "WebhookEvent",
+        "CreditNote", "DunningSubscription"}
     assert type(admin.site._registry[WebhookEvent]) is WebhookConsoleAdmin
     assert MIRROR_ADMINS
     assert all(isinstance(admin.site._registry[model], ReadOnlyMirrorMixin) for model in MIRROR_ADMINS)
@@ -72,6 +85,10 @@ def test_billing_admin_pages_open(admin_client, rows, model):
     assert admin_client.get(changelist, {"q": "evt_smoke"}).status_code == 200
     assert admin_client.get(reverse(f"admin:{label}_add")).status_code == 403
     change = admin_client.get(reverse(f"admin:{label}_change", args=[rows[model].pk]))
+    if model is DunningSubscription:  # a dunning case opens on its team's Customer 360 page
+        assert change.status_code == 302 and change["Location"].endswith(
+            reverse("admin:billing_customeraccount_change", args=[rows[CustomerAccount].pk])), label
+        return
     assert change.status_code == 200, (label, change.status_code)
 
 

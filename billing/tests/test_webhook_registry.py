@@ -26,6 +26,10 @@ def test_the_table_lists_exactly_the_project_handlers_in_order():
         "refund.updated": [backoffice.refund_requests_on_refund_event],
         "refund.failed": [backoffice.refund_requests_on_refund_event],
         "charge.refund.updated": [backoffice.refund_requests_on_refund_event],
+        # Credit notes issued by the back office (or anywhere else) into the project's CreditNote mirror.
+        "credit_note.created": [backoffice.credit_note_on_event],
+        "credit_note.updated": [backoffice.credit_note_on_event],
+        "credit_note.voided": [backoffice.credit_note_on_event],
     }
 
 

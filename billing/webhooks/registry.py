@@ -43,6 +43,10 @@ def webhook_handler_table() -> dict[str, list[WebhookHandler]]:
         "refund.updated": [backoffice.refund_requests_on_refund_event],
         "refund.failed": [backoffice.refund_requests_on_refund_event],
         "charge.refund.updated": [backoffice.refund_requests_on_refund_event],
+        # Credit notes issued by the back office (or anywhere else) into the project's CreditNote mirror.
+        "credit_note.created": [backoffice.credit_note_on_event],
+        "credit_note.updated": [backoffice.credit_note_on_event],
+        "credit_note.voided": [backoffice.credit_note_on_event],
     }
 
 
