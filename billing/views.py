@@ -16,6 +16,7 @@ from billing_site.errors import ApplicationError, PermissionDeniedError
 from . import selectors
 from .catalog import load_catalog
 from .extensions import credit_ledger
+from .forms_checkout import CheckoutStartForm, PlanChangeConfirmForm, form_cleaned_or_400
 from .services import checkout as checkout_services
 from .services import subscriptions as subscription_services
 
@@ -71,7 +72,8 @@ def checkout_start(request, lookup_key: str):
     try:
         start = checkout_services.checkout_session_start(
             team=team, user=request.user, lookup_key=lookup_key, currency=_currency(request),
-            quantity=int(request.POST.get("quantity") or 1), request_token=request.POST.get("form_token", ""),
+            quantity=form_cleaned_or_400(CheckoutStartForm(request.POST), code="invalid_quantity")["quantity"] or 1,
+            request_token=request.POST.get("form_token", ""),
         )
     except ApplicationError as error:
         if error.code == "already_subscribed":
@@ -105,8 +107,9 @@ def checkout_cancel(request):
 def change_plan(request, lookup_key: str):
     team = _membership(request, manage=True).team
     if request.method == "POST":
+        confirmed = form_cleaned_or_400(PlanChangeConfirmForm(request.POST), code="invalid_proration_date")
         subscription_services.subscription_change(
-            team=team, lookup_key=lookup_key, proration_date=int(request.POST.get("proration_date") or 0)
+            team=team, lookup_key=lookup_key, proration_date=confirmed["proration_date"] or 0
         )
         messages.success(request, _("Your plan was changed."))
         return redirect("billing:overview")

@@ -129,11 +129,21 @@ class CheckoutResult:
 
 def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
     """What the success page shows: read from the session itself (not from the webhook, which may lag)."""
-    from ..selectors import team_stripe_customer_id
+    from billing_site.errors import BillingError
 
-    session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
-    if session.get("customer") != team_stripe_customer_id(team=team):
-        raise NotFoundError("not_found", "This checkout session does not belong to your team.")
+    from ..selectors import stripe_id_shaped, team_owns_stripe_object, team_stripe_customer_id
+
+    not_found = NotFoundError("not_found", "This checkout session does not belong to your team.")
+    if not stripe_id_shaped(session_id, prefix="cs_") or not team_stripe_customer_id(team=team):
+        raise not_found
+    try:
+        session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            raise not_found from error
+        raise
+    if not team_owns_stripe_object(team=team, stripe_object=session):
+        raise not_found
     items = ((session.get("line_items") or {}).get("data")) or []
     description = ", ".join(
         f"{i.get('quantity', 1)} × {i.get('description') or (i.get('price') or {}).get('lookup_key') or ''}"

@@ -13,16 +13,19 @@ from django.conf import settings
 from django.urls import reverse
 
 from accounts.models import Membership, Team
-from billing_site.errors import ApplicationError, NotFoundError
+from billing_site.errors import ApplicationError, BillingError, NotFoundError
 
 from ..catalog import load_catalog
 from ..selectors import (
     overage_price_ids,
     price_id_for_lookup_key,
+    stripe_id_shaped,
     subscription_items,
     subscription_licensed_items,
     subscription_metered_items,
     subscription_plan_and_price,
+    team_owns_payment_method,
+    team_owns_stripe_object,
     team_plan_cache_clear,
     team_stripe_customer_id,
     team_subscription,
@@ -243,9 +246,11 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
     if pack is None:
         raise NotFoundError("unknown_lookup_key", f"There is no credit pack with the lookup key “{lookup_key}”.")
     currency = currency_validate(currency)
+    # The card id comes from the form: another team's card must never reach the PaymentIntent (issue 10). Checked
+    # before anything is written, here or at Stripe.
+    if not team_owns_payment_method(team=team, payment_method_id=payment_method_id):
+        raise NotFoundError("payment_method_not_found", "This card is not one of your team's saved cards.")
     customer_id = customer_get_or_create(team=team)
-    from billing_site.errors import BillingError
-
     try:
         intent = payments_gateway.payment_intent_create(
             params={
@@ -272,7 +277,14 @@ def _outcome(intent: dict) -> PaymentOutcome:
 
 
 def payment_intent_status(*, team: Team, payment_intent_id: str) -> PaymentOutcome:
-    intent = payments_gateway.payment_intent_retrieve(payment_intent_id=payment_intent_id)
-    if intent.get("customer") != team_stripe_customer_id(team=team):
+    if not stripe_id_shaped(payment_intent_id, prefix="pi_") or not team_stripe_customer_id(team=team):
+        raise NotFoundError("not_found", "Payment not found.")
+    try:
+        intent = payments_gateway.payment_intent_retrieve(payment_intent_id=payment_intent_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            raise NotFoundError("not_found", "Payment not found.") from error
+        raise
+    if not team_owns_stripe_object(team=team, stripe_object=intent):
         raise NotFoundError("not_found", "Payment not found.")
     return _outcome(intent)
