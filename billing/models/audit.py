@@ -34,6 +34,7 @@ class AuditEntry(models.Model):
         DRIFT_REPAIRED = "reconciliation.repaired", _("Drift repaired")
         AUDIT_EXPORTED = "audit.exported", _("Audit trail exported")
         PERMISSION_DENIED = "permission.denied", _("Permission denied")
+        LOGIN_LOCKED_OUT = "login.locked_out", _("Login locked out")
 
     class Outcome(models.TextChoices):
         DONE = "done", _("Done")
