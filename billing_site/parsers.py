@@ -7,7 +7,6 @@ billing_site.middleware.APIBodySizeLimitMiddleware (declared lengths, before any
 document used to raise RecursionError, which fell through the exception handler; it is now a 400.
 """
 import json
-import re
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -39,27 +38,6 @@ def json_depth_exceeds(value, *, max_depth: int) -> bool:
     return False
 
 
-# A NUL character or a lone surrogate (both legal as JSON escapes) cannot be stored: PostgreSQL's text and jsonb
-# refuse them, which used to surface as a 500 from whatever view saved the string.
-_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
-
-
-def json_has_unstorable_text(value) -> bool:
-    """Whether any key or string of a parsed document holds NUL or a lone surrogate (iterative, like the depth)."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            if _UNSTORABLE_TEXT.search(node):
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
-
-
 def _reject_constant(name: str):
     # NaN and Infinity are not JSON (RFC 8259); Python accepts them by default and they break amounts downstream.
     raise ValueError(f"{name} is not valid JSON")
@@ -83,6 +61,4 @@ class BoundedJSONParser(JSONParser):
                 _("JSON parse error - the document is nested deeper than %(depth)d levels.")
                 % {"depth": settings.API_MAX_JSON_DEPTH}
             )
-        if json_has_unstorable_text(data):
-            raise ParseError(_("JSON parse error - strings may not contain NUL characters or lone surrogates."))
         return data

@@ -5,6 +5,7 @@ from credits or held to the spend cap past the plan's included amount.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -40,6 +41,15 @@ MAX_METADATA_BYTES = 8 * 1024  # one event's metadata as compact JSON (UTF-8)
 MAX_BATCH_METADATA_BYTES = 256 * 1024  # all the batch's metadata together; above it: 413
 
 
+# NUL and lone surrogates are legal JSON escapes that PostgreSQL's text and jsonb refuse (a 500 when stored):
+# refused here, where the client's strings are stored. Other API inputs go through DRF fields, which refuse them.
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _text_storable(value: str) -> bool:
+    return _UNSTORABLE_TEXT.search(value) is None
+
+
 class UsageBatchTooLargeError(ApplicationError):
     """A batch whose metadata together exceeds MAX_BATCH_METADATA_BYTES: 413 like an oversized body."""
 
@@ -58,6 +68,9 @@ def _metadata_clean(metadata, *, index: int | None) -> tuple[dict, int]:
         raise UsageEventInvalidError(index=index, field="metadata",
                                      reason=f"may have at most {MAX_METADATA_KEYS} keys")
     for name, value in metadata.items():
+        if not _text_storable(name) or (isinstance(value, str) and not _text_storable(value)):
+            raise UsageEventInvalidError(index=index, field="metadata",
+                                         reason="may not contain NUL characters or lone surrogates")
         if len(name) > MAX_METADATA_KEY_LENGTH:
             raise UsageEventInvalidError(index=index, field="metadata",
                                          reason=f"keys must be at most {MAX_METADATA_KEY_LENGTH} characters")
@@ -83,6 +96,9 @@ def _clean_event(raw, *, index: int | None, key: str | None, now: datetime, metr
     if not isinstance(key, str) or not key.strip():
         raise UsageEventInvalidError(index=index, field="idempotency_key",
                                      reason="is required (Idempotency-Key header for a single event)")
+    if not _text_storable(key):
+        raise UsageEventInvalidError(index=index, field="idempotency_key",
+                                     reason="may not contain NUL characters or lone surrogates")
     if len(key) > MAX_KEY_LENGTH:
         raise UsageEventInvalidError(index=index, field="idempotency_key",
                                      reason=f"must be at most {MAX_KEY_LENGTH} characters")
@@ -97,7 +113,7 @@ def _clean_event(raw, *, index: int | None, key: str | None, now: datetime, metr
         raise UsageEventInvalidError(index=index, field="quantity",
                                      reason=f"must be between 1 and {MAX_EVENT_QUANTITY}")
     occurred_raw = raw.get("occurred_at")
-    if occurred_raw in (None, ""):
+    if occurred_raw is None:
         occurred_at = now
     else:
         try:
