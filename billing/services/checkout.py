@@ -1,6 +1,7 @@
 """Checkout: subscriptions for plan lookup keys, one-time payment for credit packs. Stripe hosts the card form."""
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -38,12 +39,26 @@ def currency_validate(currency: str | None) -> str:
     return currency
 
 
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def request_token_safe(token: str) -> str:
+    """
+    A client's form token or Idempotency-Key header as it may go into a Stripe idempotency key: kept when short and
+    ASCII, otherwise its digest. Stripe's key travels as an HTTP header (ASCII, at most 255 characters); a token like
+    "٣" used to fail the request itself (a 503).
+    """
+    if not token or _SAFE_TOKEN.fullmatch(token):
+        return token
+    return "h" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def checkout_request_key(*, team: Team, lookup_key: str, currency: str, quantity: int, token: str = "") -> str:
     """
     The idempotency key of a checkout: `checkout:<team>:<token>` with the form's one-time token (or the API's
     Idempotency-Key header), so a double submit or a retry after a timeout returns the same session.
     """
-    token = token or hashlib.sha256(f"{lookup_key}:{currency}:{quantity}".encode()).hexdigest()[:16]
+    token = request_token_safe(token) or hashlib.sha256(f"{lookup_key}:{currency}:{quantity}".encode()).hexdigest()[:16]
     return f"checkout:{team.pk}:{token}"
 
 

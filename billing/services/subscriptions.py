@@ -240,7 +240,7 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
     with a URL the page sends the user to; after the challenge Stripe returns to our page, which re-reads the
     payment intent. Credits are granted by the payment_intent.succeeded webhook, keyed by the payment intent id.
     """
-    from .checkout import currency_validate
+    from .checkout import currency_validate, request_token_safe
 
     pack = load_catalog().credit_pack_for_lookup_key(lookup_key)
     if pack is None:
@@ -262,7 +262,7 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
                 "metadata": {"team_id": str(team.pk), "kind": "credit_pack", "lookup_key": lookup_key,
                              "credits": str(pack.credits)},
             },
-            idempotency_key=f"payment:{team.pk}:{request_token}",
+            idempotency_key=f"payment:{team.pk}:{request_token_safe(request_token)}",
         )
     except BillingError as error:
         return PaymentOutcome(payment_intent_id="", status="requires_payment_method", error=error.user_message)

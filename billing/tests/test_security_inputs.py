@@ -109,3 +109,13 @@ def test_a_lockout_of_an_unknown_address_names_the_ip_not_the_address(client, se
     entry = AuditEntry.objects.get(action=AuditEntry.Action.LOGIN_LOCKED_OUT)
     assert (entry.target_type, entry.target_id) == ("ip_address", "10.0.0.8")
     assert "nobody@example.com" not in json.dumps(entry.after)
+
+
+@pytest.mark.parametrize("token", ["٣", "é" * 10, "x" * 300, "a b\tc"])
+def test_a_form_token_that_cannot_be_an_idempotency_header_still_checks_out_once(
+        billing_world, stripe_emulator, owner_client, token):
+    """Found by the input fuzz: a non-ASCII form token went into Stripe's Idempotency-Key header (a 503)."""
+    for _ in range(2):  # a double submit replays the same session
+        response = owner_client.post(reverse("billing:checkout", args=["credits_10"]), {"form_token": token})
+        assert response.status_code == 302
+    assert len(stripe_emulator.store.all("checkout.session")) == 1
