@@ -12,7 +12,7 @@ from billing_site.errors import PermissionDeniedError
 
 from .. import selectors, services
 from ..metering.decorator import metered
-from ..models import TeamUsagePolicy
+from ..models import CreditLedgerEntry, TeamUsagePolicy
 from .serializers import (CreditLedgerEntrySerializer, SpendCapInputSerializer, SpendCapOutputSerializer,
                           UsageEventsInput, UsageEventsOutput, UsageSummarySerializer)
 
@@ -89,7 +89,15 @@ class CreditsAPI(TeamScopedAPIMixin, generics.ListAPIView):
     def get_queryset(self):
         queryset = selectors.credit_ledger(team=self.team)
         reason = self.request.query_params.get("reason")
+        if reason and reason not in CreditLedgerEntry.Reason.values:
+            # Checked, not passed to the query: PostgreSQL refuses some strings outright (NUL), which was a 500.
+            raise ValidationError({"reason": f"One of: {', '.join(CreditLedgerEntry.Reason.values)}."})
         return queryset.filter(reason=reason) if reason else queryset
+
+    @extend_schema(parameters=[OpenApiParameter("reason", str, OpenApiParameter.QUERY, required=False,
+                                                enum=list(CreditLedgerEntry.Reason.values))])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)

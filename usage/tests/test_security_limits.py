@@ -115,3 +115,10 @@ def test_strings_postgresql_cannot_store_are_400(api_key_client, text):
                                       content_type="application/json")
     assert_refused(in_batch, 400, "invalid_usage_event", "idempotency_key")
     assert UsageEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("reason", ["nope", "\x00", "usage\x00"])
+def test_an_unknown_credit_ledger_reason_is_400_not_passed_to_the_database(api_key_client, reason):
+    response = api_key_client.get(reverse("api:credits"), {"reason": reason})
+    assert_refused(response, 400, "invalid")
+    assert api_key_client.get(reverse("api:credits"), {"reason": "signup_grant"}).status_code == 200
