@@ -119,3 +119,13 @@ def test_a_form_token_that_cannot_be_an_idempotency_header_still_checks_out_once
         response = owner_client.post(reverse("billing:checkout", args=["credits_10"]), {"form_token": token})
         assert response.status_code == 302
     assert len(stripe_emulator.store.all("checkout.session")) == 1
+
+
+@pytest.mark.parametrize("url", ["/billing/payments/%00/receipt.pdf", "/billing/payments/ch_1/refunds/re%00/receipt.pdf",
+                                 "/api/v1/payments/%00/", "/api/v1/payments/ch_1%20OR%201/"])
+def test_a_payment_url_whose_id_is_not_a_stripe_id_is_404_before_any_query(owner_client, url):
+    """Found by the input fuzz on PostgreSQL: NUL reached the receipts query (PostgreSQL refuses it: a 500)."""
+    response = owner_client.get(url)
+    assert response.status_code == 404
+    if url.startswith("/api/"):
+        assert response.json()["error"]["code"] == "not_found"
