@@ -35,6 +35,8 @@ API_KEY_LAST_USED_GRANULARITY = timedelta(minutes=1)
 # AppConfig.ready(): accounts never imports them. Each is called as hook(team=..., user=...) inside the signup's
 # transaction.
 SIGNUP_HOOKS: list = []
+# Called as hook(user_id=..., ip_address=..., path=...) on every login lockout (billing registers its audit trail).
+LOGIN_LOCKOUT_HOOKS: list = []
 
 
 @transaction.atomic
@@ -350,12 +352,13 @@ def api_key_touch(*, api_key: APIKey) -> None:
 def login_lockout_record(*, username: str, ip_address: str | None, path: str) -> None:
     """
     Audit a login lockout. Logged with the ids involved (the user id when the address has an account; the attempted
-    address itself is not logged, so a mistyped password pasted into the email field never lands in logs).
-    Billing's audit trail (billing.backoffice.audit) can record it too once billing may be called from here (see
-    the report of issue 10).
+    address itself is not logged, so a mistyped password pasted into the email field never lands in logs), then
+    handed to LOGIN_LOCKOUT_HOOKS: billing writes it into its audit trail (accounts never imports billing).
     """
     user_id = User.objects.filter(email__iexact=(username or "").strip()).values_list("pk", flat=True).first()
     logger.warning("login locked out", extra={"user_id": user_id, "ip_address": ip_address, "path": path})
+    for hook in list(LOGIN_LOCKOUT_HOOKS):
+        hook(user_id=user_id, ip_address=ip_address, path=path)
 
 
 # --- Staff second factor (django-otp) ---------------------------------------------------------------------------

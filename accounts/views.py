@@ -112,6 +112,8 @@ def member_remove(request, user_id: int):
     try:
         services.membership_remove(team=membership.team, user_id=user_id, removed_by=request.user)
     except ApplicationError as error:
+        if error.http_status == 404:  # not a member of this team: the same answer as an id that does not exist
+            raise Http404 from error
         messages.error(request, error.user_message)
     else:
         messages.success(request, _("Member removed."))

@@ -583,3 +583,80 @@ def team_async_payments(*, team: Team, days: int = 30) -> list[dict]:
             "expires_at": _ts(details.get("expires_at")),
         })
     return rows
+
+
+# -- ownership of the Stripe ids clients send (issue 10) -----------------------------------------------------------
+# Every Stripe id that arrives from a page form, a query string or an API body is checked here before any service
+# uses it: one check per kind, each answering False for anyone else's object, an id that does not exist, or a value
+# that is not shaped like a Stripe id (which then never reaches Stripe). Callers answer 404 in the error shape.
+_STRIPE_ID_PATTERN = r"[A-Za-z0-9_]{4,255}"
+
+
+def stripe_id_shaped(value, *, prefix: str) -> bool:
+    """`pm_1Abc`-like: the kind's prefix, then letters, digits and underscores only (no slashes, no query)."""
+    import re
+
+    return isinstance(value, str) and value.startswith(prefix) and re.fullmatch(_STRIPE_ID_PATTERN, value) is not None
+
+
+def _object_customer_id(stripe_object: dict) -> str:
+    customer = (stripe_object or {}).get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    return customer or ""
+
+
+def team_owns_stripe_object(*, team: Team, stripe_object: dict) -> bool:
+    """An object already retrieved from Stripe (payment intent, checkout session...) is the team's customer's."""
+    customer_id = team_stripe_customer_id(team=team)
+    # A team without a customer owns nothing: comparing two empty values would hand it every customer-less object.
+    return bool(customer_id) and _object_customer_id(stripe_object) == customer_id
+
+
+def team_owns_payment_method(*, team: Team, payment_method_id: str) -> bool:
+    """The payment method is attached to the team's customer, per Stripe (the mirror may lag an attach or detach)."""
+    from billing_site.errors import BillingError
+
+    from .stripe_gateway.sync import object_retrieve
+
+    if not stripe_id_shaped(payment_method_id, prefix="pm_") or not team_stripe_customer_id(team=team):
+        return False
+    try:
+        payment_method = object_retrieve(object_type="payment_method", object_id=payment_method_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            return False
+        raise
+    return team_owns_stripe_object(team=team, stripe_object=payment_method)
+
+
+def team_owns_invoice(*, team: Team, invoice_id: str) -> bool:
+    """The invoice is the team's customer's, per the mirror (invoices reach it by webhook and by every change)."""
+    from djstripe.models import Invoice
+
+    customer_id = team_stripe_customer_id(team=team)
+    return (bool(customer_id) and stripe_id_shaped(invoice_id, prefix="in_")
+            and Invoice.objects.filter(id=invoice_id, customer_id=customer_id).exists())
+
+
+def team_owns_charge(*, team: Team, charge_id: str) -> bool:
+    """The charge (ch_...) or payment intent (pi_...) is one of the team's payments, per the mirror."""
+    if not (stripe_id_shaped(charge_id, prefix="ch_") or stripe_id_shaped(charge_id, prefix="pi_")):
+        return False
+    return team_payment(team=team, payment_id=charge_id) is not None
+
+
+def team_owns_subscription_item(*, team: Team, subscription_item_id: str) -> bool:
+    """The item belongs to the team's current subscription, per the mirror."""
+    if not stripe_id_shaped(subscription_item_id, prefix="si_"):
+        return False
+    subscription = team_subscription(team=team)
+    return subscription is not None and any(item.get("id") == subscription_item_id
+                                            for item in subscription_items(subscription))
+
+
+def price_lookup_key_offered(*, lookup_key: str) -> bool:
+    """A lookup key the catalog sells (plan price or credit pack): no other Stripe price can be bought through us."""
+    catalog = load_catalog()
+    return isinstance(lookup_key, str) and (catalog.plan_for_lookup_key(lookup_key) is not None
+                                            or catalog.credit_pack_for_lookup_key(lookup_key) is not None)

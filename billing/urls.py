@@ -1,5 +1,6 @@
 from django.urls import path
 
+from . import converters  # noqa: F401  (registers the `stripe_id` path converter)
 from . import views, views_payments
 from .webhooks.views import stripe_webhook
 
@@ -25,8 +26,10 @@ urlpatterns = [
     path("billing/pay/<str:lookup_key>/", views.pay_credit_pack, name="pay_credit_pack"),
     # Payment history and receipts (issue 13).
     path("billing/payments/", views_payments.payments, name="payments"),
-    path("billing/payments/<str:payment_id>/receipt.pdf", views_payments.payment_receipt, name="payment_receipt"),
-    path("billing/payments/<str:payment_id>/refunds/<str:refund_id>/receipt.pdf", views_payments.refund_receipt,
+    path("billing/payments/<stripe_id:payment_id>/receipt.pdf", views_payments.payment_receipt,
+         name="payment_receipt"),
+    path("billing/payments/<stripe_id:payment_id>/refunds/<stripe_id:refund_id>/receipt.pdf",
+         views_payments.refund_receipt,
          name="refund_receipt"),
     # dj-stripe's URL scheme (`<uuid>` is WebhookEndpoint.djstripe_uuid), served by the project's own view.
     path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe_webhook"),

@@ -20,6 +20,7 @@ from .catalog import load_catalog
 from .extensions import credit_ledger
 from billing_site.money import format_money
 
+from .forms_checkout import CheckoutStartForm, PlanChangeConfirmForm, form_cleaned_or_400
 from .services import checkout as checkout_services
 from .services import payment_methods as payment_method_services
 from .services import subscriptions as subscription_services
@@ -93,13 +94,10 @@ def overview(request):
 def checkout_start(request, lookup_key: str):
     team = _membership(request, manage=True).team
     try:
-        quantity = int(request.POST.get("quantity") or 1)
-    except ValueError:
-        return _form_error(request, _("Quantity must be a whole number between 1 and 100."))
-    try:
         start = checkout_services.checkout_session_start(
             team=team, user=request.user, lookup_key=lookup_key, currency=_currency(request),
-            quantity=quantity, request_token=request.POST.get("form_token", ""),
+            quantity=form_cleaned_or_400(CheckoutStartForm(request.POST), code="invalid_quantity")["quantity"] or 1,
+            request_token=request.POST.get("form_token", ""),
         )
     except ApplicationError as error:
         if error.code == "already_subscribed":
@@ -148,9 +146,9 @@ def change_plan(request, lookup_key: str):
             subscription_services.subscription_downgrade_at_period_end(team=team, lookup_key=lookup_key)
             messages.success(request, _("Your plan changes at the end of the current period."))
             return redirect("billing:overview")
-        try:
-            proration_date = int(request.POST.get("proration_date", ""))
-        except ValueError:
+        proration_date = form_cleaned_or_400(PlanChangeConfirmForm(request.POST),
+                                             code="invalid_proration_date")["proration_date"]
+        if proration_date is None:
             return _form_error(request, _("This price preview is not valid. Please review the change again."))
         expected = _change_signature(team_id=team.pk, lookup_key=lookup_key, proration_date=proration_date)
         if not constant_time_compare(expected, request.POST.get("signature", "")):

@@ -30,6 +30,19 @@ def error_response(code: str, message: str, http_status: int, details=None, head
     return Response(body, status=http_status, headers=headers)
 
 
+def not_found_handler(request, exception):
+    """
+    `handler404`: an /api/ URL that matches no route (e.g. a non-numeric id where the route takes one) answers in the
+    API's error shape like every other API 404; pages keep the site's 404 page.
+    """
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+    return page_not_found(request, exception)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         details = exc.extra or None

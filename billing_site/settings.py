@@ -436,6 +436,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The API is documented as JSON (it also parses forms, for DRF's browsable tools; programs send JSON).
+    "PARSER_WHITELIST": ["billing_site.parsers.BoundedJSONParser"],
+    # PATCH bodies are documented as the view requires them (PATCH /subscription/ needs lookup_key), not all-optional.
+    "COMPONENT_SPLIT_PATCH": False,
+    # Every operation's 4xx answers in the one error shape (issue 10).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "billing_site.openapi.error_responses_postprocess"],
 }
 
 # --- Security (production hardening) ----------------------------------------------------------------------------

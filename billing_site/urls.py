@@ -28,6 +28,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+# API URLs that match no route answer 404 in the API's error shape (issue 10).
+handler404 = "billing_site.api_errors.not_found_handler"
+
 admin.site.site_header = "Billing back office"
 admin.site.site_title = "Billing back office"
 admin.site.index_title = "Customers, payments and support"

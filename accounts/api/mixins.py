@@ -44,12 +44,22 @@ def request_team(request: Request) -> Team:
     """The team an API call acts for: the API key's team, or the signed-in user's current team."""
     api_key = getattr(request, "api_key", None)
     if api_key is not None:
+        # A key acts for its own team only: naming another one is a 404, never that team's data nor silently ours.
+        header = request.headers.get("X-Team-Id", "").strip()
+        if header and header_team_id(header) != api_key.team_id:
+            raise NotFoundError("not_found", _("Team not found."))
         return api_key.team
     return request_membership(request).team
 
 
 class TeamScopedAPIMixin:
     """For API views whose objects belong to one team: everything is filtered by `self.team`."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # Resolved before the handler reads or validates the body: a team the caller does not belong to answers 404
+        # whatever the body holds (it used to answer 400 for an invalid body first).
+        self.team  # noqa: B018
 
     @property
     def team(self) -> Team:

@@ -77,7 +77,8 @@ class APIKeyDetailAPI(KeyManagementPermissionsMixin, TeamScopedAPIMixin, APIView
     def get(self, request, key_id: int):
         return Response(APIKeySerializer(self._get_key(key_id)).data)
 
-    @extend_schema(responses=APIKeySerializer, description="Revoke the key. Revoked keys are kept for the record.")
+    @extend_schema(responses={200: APIKeySerializer},
+                   description="Revoke the key. Revoked keys are kept for the record.")
     def delete(self, request, key_id: int):
         self.require_team_manager()
         api_key = services.api_key_revoke(api_key=self._get_key(key_id), revoked_by=request.user)

@@ -1,10 +1,19 @@
 from rest_framework import serializers
 
+from billing.catalog import load_catalog
+
+
+def _lookup_keys(*, plans: bool, packs: bool) -> list[str]:
+    catalog = load_catalog()
+    keys = [price.lookup_key for plan in catalog.plans for price in plan.prices] if plans else []
+    return keys + ([pack.lookup_key for pack in catalog.credit_packs] if packs else [])
+
 
 class CheckoutSessionInputSerializer(serializers.Serializer):
-    lookup_key = serializers.CharField(max_length=100)
+    # The catalog's lookup keys only: no other Stripe price can be bought through the API (issue 10).
+    lookup_key = serializers.ChoiceField(choices=_lookup_keys(plans=True, packs=True))
     quantity = serializers.IntegerField(min_value=1, max_value=100, default=1)
-    currency = serializers.CharField(max_length=3, required=False)
+    currency = serializers.ChoiceField(choices=list(load_catalog().currencies), required=False)
 
 
 class CheckoutSessionOutputSerializer(serializers.Serializer):
@@ -17,9 +26,10 @@ class PortalSessionOutputSerializer(serializers.Serializer):
 
 
 class SubscriptionChangeInputSerializer(serializers.Serializer):
-    lookup_key = serializers.CharField(max_length=100)
+    lookup_key = serializers.ChoiceField(choices=_lookup_keys(plans=True, packs=False))
     # Omit to get the proration preview only; send the preview's proration_date back to confirm it.
-    proration_date = serializers.IntegerField(required=False)
+    proration_date = serializers.IntegerField(required=False, min_value=0, max_value=2**40,
+                                              help_text="The preview's proration_date (unix seconds).")
 
 
 class PlanPriceSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from .. import converters  # noqa: F401  (registers the `stripe_id` path converter)
 from . import views
 
 urlpatterns = [
@@ -10,5 +11,5 @@ urlpatterns = [
     path("portal-sessions/", views.PortalSessionApi.as_view(), name="billing-portal-sessions"),
     path("invoices/", views.InvoiceListApi.as_view(), name="billing-invoices"),
     path("payments/", views.PaymentListApi.as_view(), name="billing-payments"),
-    path("payments/<str:payment_id>/", views.PaymentDetailApi.as_view(), name="billing-payment-detail"),
+    path("payments/<stripe_id:payment_id>/", views.PaymentDetailApi.as_view(), name="billing-payment-detail"),
 ]

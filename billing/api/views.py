@@ -57,6 +57,9 @@ class PlansApi(APIView):
 
 
 class SubscriptionApi(TeamScopedAPIMixin, APIView):
+    # Documented error answers beyond the common ones (billing_site/openapi.py): Stripe's card errors and outages.
+    openapi_error_statuses = {"patch": (402, 503), "delete": (402, 503)}
+
     @extend_schema(responses=s.SubscriptionOutputSerializer, description="The team's current subscription (404 without one).")
     def get(self, request):
         return Response(_subscription_payload(self.team))
@@ -85,7 +88,7 @@ class SubscriptionApi(TeamScopedAPIMixin, APIView):
         subscription_services.subscription_change(team=self.team, **data.validated_data)
         return Response(_subscription_payload(self.team))
 
-    @extend_schema(request=None, responses=s.SubscriptionOutputSerializer,
+    @extend_schema(request=None, responses={200: s.SubscriptionOutputSerializer},
                    description="Cancel at the end of the current period.")
     def delete(self, request):
         self.require_team_manager()
@@ -94,6 +97,8 @@ class SubscriptionApi(TeamScopedAPIMixin, APIView):
 
 
 class SubscriptionResumeApi(TeamScopedAPIMixin, APIView):
+    openapi_error_statuses = {"post": (402, 503)}
+
     @extend_schema(request=None, responses=s.SubscriptionOutputSerializer,
                    description="Undo a scheduled cancellation.")
     def post(self, request):
@@ -103,6 +108,8 @@ class SubscriptionResumeApi(TeamScopedAPIMixin, APIView):
 
 
 class CheckoutSessionApi(TeamScopedAPIMixin, APIView):
+    openapi_error_statuses = {"post": (409, 503)}  # 409: a second checkout for a plan (use PATCH /subscription/)
+
     @extend_schema(
         request=s.CheckoutSessionInputSerializer, responses={201: s.CheckoutSessionOutputSerializer},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
@@ -127,6 +134,8 @@ class CheckoutSessionApi(TeamScopedAPIMixin, APIView):
 
 
 class PortalSessionApi(TeamScopedAPIMixin, APIView):
+    openapi_error_statuses = {"post": (503,)}
+
     @extend_schema(request=None, responses={201: s.PortalSessionOutputSerializer},
                    description="A Stripe Customer Portal session URL for the team.")
     def post(self, request):

@@ -137,6 +137,21 @@ def staff_require(*, staff: StaffContext, permission: str, attempted: str, targe
                                 f"You do not have the permission to do this ({permission}). The attempt was recorded.")
 
 
+def login_lockout_audit(*, user_id: int | None, ip_address: str | None, path: str) -> AuditEntry:
+    """
+    accounts' LOGIN_LOCKOUT_HOOKS entry: a lockout (too many failed logins, django-axes) in the audit trail, so staff
+    reading it see attacks on accounts next to the money actions. The target is the account when the address has
+    one, else the client IP; the attempted address itself is never stored (it may be a mistyped password).
+    """
+    user = User.objects.filter(pk=user_id).first() if user_id else None
+    return audit_record(
+        staff=StaffContext(user=None, ip_address=ip_address or None),
+        action=AuditEntry.Action.LOGIN_LOCKED_OUT, outcome=AuditEntry.Outcome.DENIED,
+        target_type="user" if user else "ip_address", target_id=user.pk if user else (ip_address or "unknown"),
+        after={"path": path, "email": user.email if user else ""},
+    )
+
+
 def audit_chain_verify(*, batch_size: int = 5000) -> dict:
     """Recompute the chain from the first row. Returns {"ok", "checked", "broken_at" (id or None), "problem"}."""
     expected_previous = GENESIS_HASH

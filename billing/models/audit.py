@@ -38,6 +38,7 @@ class AuditEntry(models.Model):
         PAYMENT_UPDATE_EMAIL_SENT = "dunning.payment_update_email", _("Payment update email sent")
         SUBSCRIPTION_PAUSED = "subscription.paused", _("Subscription collection paused")
         PERMISSION_DENIED = "permission.denied", _("Permission denied")
+        LOGIN_LOCKED_OUT = "login.locked_out", _("Login locked out")
 
     class Outcome(models.TextChoices):
         DONE = "done", _("Done")

@@ -1,6 +1,7 @@
 """Checkout: subscriptions for plan lookup keys, one-time payment for credit packs. Stripe hosts the card form."""
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
@@ -9,17 +10,21 @@ from django.urls import reverse
 from django.utils import translation
 
 from accounts.models import Team, User
-from billing_site.errors import ApplicationError, NotFoundError
+from billing_site.errors import ApplicationError, BillingError, NotFoundError
 
 from ..catalog import load_catalog
 from ..selectors import (
     overage_price_ids,
     price_id_for_lookup_key,
+    stripe_id_shaped,
     team_has_had_subscription,
+    team_owns_stripe_object,
+    team_stripe_customer_id,
     team_subscription,
 )
 from ..stripe_gateway import checkout as checkout_gateway
 from .customers import customer_get_or_create
+from .mirror import mirror_store
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +45,26 @@ def currency_validate(currency: str | None) -> str:
     return currency
 
 
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def request_token_safe(token: str) -> str:
+    """
+    A client's form token or Idempotency-Key header as it may go into a Stripe idempotency key: kept when short and
+    ASCII, otherwise its digest. Stripe's key travels as an HTTP header (ASCII, at most 255 characters); a token like
+    "٣" used to fail the request itself (a 503).
+    """
+    if not token or _SAFE_TOKEN.fullmatch(token):
+        return token
+    return "h" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def checkout_request_key(*, team: Team, lookup_key: str, currency: str, quantity: int, token: str = "") -> str:
     """
     The idempotency key of a checkout: `checkout:<team>:<token>` with the form's one-time token (or the API's
     Idempotency-Key header), so a double submit or a retry after a timeout returns the same session.
     """
-    token = token or hashlib.sha256(f"{lookup_key}:{currency}:{quantity}".encode()).hexdigest()[:16]
+    token = request_token_safe(token) or hashlib.sha256(f"{lookup_key}:{currency}:{quantity}".encode()).hexdigest()[:16]
     return f"checkout:{team.pk}:{token}"
 
 
@@ -154,17 +173,21 @@ class CheckoutResult:
 
 def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
     """What the success page shows: read from the session itself (not from the webhook, which may lag)."""
-    from ..selectors import team_stripe_customer_id
-
-    session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
-    if session.get("customer") != team_stripe_customer_id(team=team):
-        raise NotFoundError("not_found", _("This checkout session does not belong to your team."))
+    not_found = NotFoundError("not_found", _("This checkout session does not belong to your team."))
+    if not stripe_id_shaped(session_id, prefix="cs_") or not team_stripe_customer_id(team=team):
+        raise not_found
+    try:
+        session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            raise not_found from error
+        raise
+    if not team_owns_stripe_object(team=team, stripe_object=session):
+        raise not_found
     items = ((session.get("line_items") or {}).get("data")) or []
     description = ", ".join(_line_description(item) for item in items if not _line_is_metered(item))
     if session.get("status") == "complete" and session.get("mode") == "subscription" and session.get("subscription"):
         # Show the plan at once: mirror the subscription now rather than waiting for its webhook.
-        from .mirror import mirror_store
-
         subscription = session["subscription"]
         if isinstance(subscription, dict):
             mirror_store(kind="subscription", data=subscription)

@@ -15,16 +15,19 @@ from django.conf import settings
 from django.urls import reverse
 
 from accounts.models import Membership, Team
-from billing_site.errors import ApplicationError, NotFoundError
+from billing_site.errors import ApplicationError, BillingError, NotFoundError
 
 from ..catalog import load_catalog
 from ..selectors import (
     overage_price_ids,
     price_id_for_lookup_key,
+    stripe_id_shaped,
     subscription_items,
     subscription_licensed_items,
     subscription_metered_items,
     subscription_plan_and_price,
+    team_owns_payment_method,
+    team_owns_stripe_object,
     team_plan_cache_clear,
     team_stripe_customer_id,
     team_subscription,
@@ -240,15 +243,17 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
     with a URL the page sends the user to; after the challenge Stripe returns to our page, which re-reads the
     payment intent. Credits are granted by the payment_intent.succeeded webhook, keyed by the payment intent id.
     """
-    from .checkout import currency_validate
+    from .checkout import currency_validate, request_token_safe
 
     pack = load_catalog().credit_pack_for_lookup_key(lookup_key)
     if pack is None:
         raise NotFoundError("unknown_lookup_key", _("There is no credit pack with the lookup key “%(lookup_key)s”.") % {"lookup_key": lookup_key})
     currency = currency_validate(currency)
+    # The card id comes from the form: another team's card must never reach the PaymentIntent (issue 10). Checked
+    # before anything is written, here or at Stripe.
+    if not team_owns_payment_method(team=team, payment_method_id=payment_method_id):
+        raise NotFoundError("payment_method_not_found", "This card is not one of your team's saved cards.")
     customer_id = customer_get_or_create(team=team)
-    from billing_site.errors import BillingError
-
     try:
         intent = payments_gateway.payment_intent_create(
             params={
@@ -260,7 +265,7 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
                 "metadata": {"team_id": str(team.pk), "kind": "credit_pack", "lookup_key": lookup_key,
                              "credits": str(pack.credits)},
             },
-            idempotency_key=f"payment:{team.pk}:{request_token}",
+            idempotency_key=f"payment:{team.pk}:{request_token_safe(request_token)}",
         )
     except BillingError as error:
         return PaymentOutcome(payment_intent_id="", status="requires_payment_method", error=error.user_message)
@@ -275,8 +280,15 @@ def _outcome(intent: dict) -> PaymentOutcome:
 
 
 def payment_intent_status(*, team: Team, payment_intent_id: str) -> PaymentOutcome:
-    intent = payments_gateway.payment_intent_retrieve(payment_intent_id=payment_intent_id)
-    if intent.get("customer") != team_stripe_customer_id(team=team):
+    if not stripe_id_shaped(payment_intent_id, prefix="pi_") or not team_stripe_customer_id(team=team):
+        raise NotFoundError("not_found", _("Payment not found."))
+    try:
+        intent = payments_gateway.payment_intent_retrieve(payment_intent_id=payment_intent_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            raise NotFoundError("not_found", _("Payment not found.")) from error
+        raise
+    if not team_owns_stripe_object(team=team, stripe_object=intent):
         raise NotFoundError("not_found", _("Payment not found."))
     return _outcome(intent)
 

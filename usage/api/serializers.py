@@ -1,20 +1,54 @@
 """Serializers for the usage API: used for documentation (drf-spectacular) and the few inputs validated by DRF."""
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from billing.catalog import load_catalog
+
 from ..models import CreditLedgerEntry
+from ..services import ingest
 
 
-class UsageEventInputSerializer(serializers.Serializer):
-    idempotency_key = serializers.CharField(max_length=255, required=False,
-                                            help_text="Required in a batch; a single event uses the header.")
-    metric = serializers.CharField()
-    quantity = serializers.IntegerField(min_value=1, default=1)
-    occurred_at = serializers.DateTimeField(required=False, help_text="ISO 8601 with time zone; default: now.")
-    metadata = serializers.DictField(required=False)
+@extend_schema_field({
+    "type": "object", "maxProperties": ingest.MAX_METADATA_KEYS,
+    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": ingest.MAX_METADATA_VALUE_LENGTH},
+                                       {"type": "number"}, {"type": "boolean"}], "nullable": True},
+    "description": f"Like Stripe's metadata: at most {ingest.MAX_METADATA_KEYS} keys of at most "
+                   f"{ingest.MAX_METADATA_KEY_LENGTH} characters, string values of at most "
+                   f"{ingest.MAX_METADATA_VALUE_LENGTH} characters (or numbers, booleans, null), at most "
+                   f"{ingest.MAX_METADATA_BYTES} bytes as JSON; a batch's metadata at most "
+                   f"{ingest.MAX_BATCH_METADATA_BYTES} bytes in all (413 above).",
+})
+class UsageEventMetadataField(serializers.DictField):
+    """Documentation of the bounds usage.services.ingest enforces."""
+
+
+def _metric_field():
+    return serializers.ChoiceField(choices=list(load_catalog().metrics), help_text="A metric of the catalog.")
+
+
+class UsageEventSingleInputSerializer(serializers.Serializer):
+    """One event: its idempotency key travels in the `Idempotency-Key` header."""
+    metric = _metric_field()
+    quantity = serializers.IntegerField(min_value=1, max_value=ingest.MAX_EVENT_QUANTITY, default=1)
+    occurred_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO 8601 with time zone; default: now. At "
+                                            "most USAGE_EVENT_MAX_AGE_SECONDS in the past.")
+    metadata = UsageEventMetadataField(required=False)
+
+
+class UsageEventInputSerializer(UsageEventSingleInputSerializer):
+    """One event of a batch: each carries its own idempotency key."""
+    idempotency_key = serializers.CharField(max_length=ingest.MAX_KEY_LENGTH)
 
 
 class UsageEventBatchInputSerializer(serializers.Serializer):
-    events = UsageEventInputSerializer(many=True, help_text="1 to 1,000 events; all stored or none.")
+    events = serializers.ListField(child=UsageEventInputSerializer(), min_length=1,
+                                   max_length=ingest.MAX_BATCH_EVENTS, help_text="1 to 1,000 events; all stored or none.")
+
+
+UsageEventsInput = PolymorphicProxySerializer(
+    component_name="UsageEventsInput", resource_type_field_name=None,
+    serializers=[UsageEventSingleInputSerializer, UsageEventBatchInputSerializer],
+)
 
 
 class UsageEventOutputSerializer(serializers.Serializer):
@@ -33,6 +67,12 @@ class UsageEventBatchOutputSerializer(serializers.Serializer):
     events = UsageEventOutputSerializer(many=True)
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()
+
+
+UsageEventsOutput = PolymorphicProxySerializer(
+    component_name="UsageEventsOutput", resource_type_field_name=None,
+    serializers=[UsageEventOutputSerializer, UsageEventBatchOutputSerializer],
+)
 
 
 class MetricFiguresSerializer(serializers.Serializer):
@@ -65,9 +105,11 @@ class CreditLedgerEntrySerializer(serializers.ModelSerializer):
 
 
 class SpendCapInputSerializer(serializers.Serializer):
-    spend_cap_minor = serializers.IntegerField(min_value=0, allow_null=True,
+    spend_cap_minor = serializers.IntegerField(min_value=0, max_value=10**15, allow_null=True,
                                                help_text="Most overage per period in minor units; null: no cap.")
-    currency = serializers.CharField(max_length=3, default="usd")
+    # The catalog's currencies, in either case (the service stores them lower case).
+    currency = serializers.ChoiceField(choices=[code for currency in load_catalog().currencies
+                                                for code in (currency, currency.upper())], default="usd")
 
 
 class SpendCapOutputSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,9 +12,9 @@ from billing_site.errors import PermissionDeniedError
 
 from .. import selectors, services
 from ..metering.decorator import metered
-from ..models import TeamUsagePolicy
+from ..models import CreditLedgerEntry, TeamUsagePolicy
 from .serializers import (CreditLedgerEntrySerializer, SpendCapInputSerializer, SpendCapOutputSerializer,
-                          UsageEventBatchInputSerializer, UsageEventBatchOutputSerializer, UsageSummarySerializer)
+                          UsageEventsInput, UsageEventsOutput, UsageSummarySerializer)
 
 
 class UsageSummaryAPI(TeamScopedAPIMixin, APIView):
@@ -26,10 +27,12 @@ class UsageSummaryAPI(TeamScopedAPIMixin, APIView):
 
 class UsageEventIngestAPI(TeamScopedAPIMixin, APIView):
     required_scope = "usage"  # usage-scoped API keys reach this (accounts/api/permissions.py)
+    # Beyond the common error answers (billing_site/openapi.py): out of credits or over the spend cap.
+    openapi_error_statuses = {"post": (402,)}
 
     @extend_schema(
-        request=UsageEventBatchInputSerializer,
-        responses={201: UsageEventBatchOutputSerializer, 200: UsageEventBatchOutputSerializer},
+        request=UsageEventsInput,
+        responses={201: UsageEventsOutput, 200: UsageEventsOutput},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
                                      description="Required for a single event (a body without `events`).")],
         description=(
@@ -59,6 +62,22 @@ class CreditsPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request):
+        # DRF silently falls back to the default for `page_size=abc` or 0: a client's mistake should be told (400).
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= self.max_page_size):
+            raise ValidationError({self.page_size_query_param: f"A whole number from 1 to {self.max_page_size}."})
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
 
 class CreditsAPI(TeamScopedAPIMixin, generics.ListAPIView):
     """`{"balance": int, "count", "next", "previous", "results": [ledger entries, newest first]}`."""
@@ -70,7 +89,15 @@ class CreditsAPI(TeamScopedAPIMixin, generics.ListAPIView):
     def get_queryset(self):
         queryset = selectors.credit_ledger(team=self.team)
         reason = self.request.query_params.get("reason")
+        if reason and reason not in CreditLedgerEntry.Reason.values:
+            # Checked, not passed to the query: PostgreSQL refuses some strings outright (NUL), which was a 500.
+            raise ValidationError({"reason": f"One of: {', '.join(CreditLedgerEntry.Reason.values)}."})
         return queryset.filter(reason=reason) if reason else queryset
+
+    @extend_schema(parameters=[OpenApiParameter("reason", str, OpenApiParameter.QUERY, required=False,
+                                                enum=list(CreditLedgerEntry.Reason.values))])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)
@@ -109,6 +136,8 @@ class DemoPingAPI(APIView):
 class DemoMeteredPingAPI(APIView):
     """The same trivial view, metered as one `api_call`."""
     required_scope = "usage"  # usage-scoped API keys reach this (accounts/api/permissions.py)
+    # Metered calls: past the plan with no credits (402), over the rate limit (429), usage store down (503).
+    openapi_error_statuses = {"get": (402, 404, 429, 503)}
 
     @extend_schema(responses={200: dict})
     @metered("api_call")
@@ -119,6 +148,7 @@ class DemoMeteredPingAPI(APIView):
 class DemoPremiumAPI(APIView):
     """A premium operation: costs USAGE_PREMIUM_CREDITS_PER_CALL credits per call on every plan (402 without)."""
     required_scope = "usage"  # usage-scoped API keys reach this (accounts/api/permissions.py)
+    openapi_error_statuses = {"post": (402, 404, 429, 503)}
 
     @extend_schema(request=None, responses={200: dict})
     @metered("api_call", credits=settings.USAGE_PREMIUM_CREDITS_PER_CALL)

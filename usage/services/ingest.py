@@ -4,6 +4,8 @@ from credits or held to the spend cap past the plan's included amount.
 """
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -15,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import APIKey, Team, User
 from billing.catalog import load_catalog
+from billing_site.errors import ApplicationError
 
 from .. import ratelimit
 from ..models import CreditLedgerEntry, UsageEvent, UsagePeriodClose
@@ -29,10 +32,63 @@ from .policy import team_metering_policy_load
 MAX_BATCH_EVENTS = 1000
 MAX_EVENT_QUANTITY = 10**12
 MAX_KEY_LENGTH = 255
+# Metadata is bounded like Stripe's (50 keys, keys up to 40 characters, values up to 500) and by its serialised
+# size, per event and per batch: a client must not be able to store megabytes per event (issue 10).
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_METADATA_BYTES = 8 * 1024  # one event's metadata as compact JSON (UTF-8)
+MAX_BATCH_METADATA_BYTES = 256 * 1024  # all the batch's metadata together; above it: 413
+
+
+# NUL and lone surrogates are legal JSON escapes that PostgreSQL's text and jsonb refuse (a 500 when stored):
+# refused here, where the client's strings are stored. Other API inputs go through DRF fields, which refuse them.
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _text_storable(value: str) -> bool:
+    return _UNSTORABLE_TEXT.search(value) is None
+
+
+class UsageBatchTooLargeError(ApplicationError):
+    """A batch whose metadata together exceeds MAX_BATCH_METADATA_BYTES: 413 like an oversized body."""
+
+    def __init__(self, *, size: int):
+        super().__init__("request_too_large",
+                         f"The events' metadata totals {size} bytes; a batch may carry at most "
+                         f"{MAX_BATCH_METADATA_BYTES} bytes of metadata. Send smaller batches.",
+                         http_status=413, extra={"limit": MAX_BATCH_METADATA_BYTES})
+
+
+def _metadata_clean(metadata, *, index: int | None) -> tuple[dict, int]:
+    """The event's metadata and its size in bytes, or UsageEventInvalidError naming the rule it breaks."""
+    if not isinstance(metadata, dict):
+        raise UsageEventInvalidError(index=index, field="metadata", reason="must be a JSON object")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise UsageEventInvalidError(index=index, field="metadata",
+                                     reason=f"may have at most {MAX_METADATA_KEYS} keys")
+    for name, value in metadata.items():
+        if not _text_storable(name) or (isinstance(value, str) and not _text_storable(value)):
+            raise UsageEventInvalidError(index=index, field="metadata",
+                                         reason="may not contain NUL characters or lone surrogates")
+        if len(name) > MAX_METADATA_KEY_LENGTH:
+            raise UsageEventInvalidError(index=index, field="metadata",
+                                         reason=f"keys must be at most {MAX_METADATA_KEY_LENGTH} characters")
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            raise UsageEventInvalidError(index=index, field="metadata",
+                                         reason="values must be strings, numbers, booleans or null")
+        if isinstance(value, str) and len(value) > MAX_METADATA_VALUE_LENGTH:
+            raise UsageEventInvalidError(index=index, field="metadata",
+                                         reason=f"values must be at most {MAX_METADATA_VALUE_LENGTH} characters")
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise UsageEventInvalidError(index=index, field="metadata",
+                                     reason=f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    return metadata, size
 
 
 def _clean_event(raw, *, index: int | None, key: str | None, now: datetime, metrics: tuple[str, ...],
-                 min_time: datetime, max_time: datetime) -> tuple[str, str, int, datetime, dict]:
+                 min_time: datetime, max_time: datetime) -> tuple[str, str, int, datetime, dict, int]:
     if not isinstance(raw, dict):
         raise UsageEventInvalidError(index=index, field="event", reason="must be a JSON object")
     if key is None:
@@ -40,6 +96,9 @@ def _clean_event(raw, *, index: int | None, key: str | None, now: datetime, metr
     if not isinstance(key, str) or not key.strip():
         raise UsageEventInvalidError(index=index, field="idempotency_key",
                                      reason="is required (Idempotency-Key header for a single event)")
+    if not _text_storable(key):
+        raise UsageEventInvalidError(index=index, field="idempotency_key",
+                                     reason="may not contain NUL characters or lone surrogates")
     if len(key) > MAX_KEY_LENGTH:
         raise UsageEventInvalidError(index=index, field="idempotency_key",
                                      reason=f"must be at most {MAX_KEY_LENGTH} characters")
@@ -54,10 +113,13 @@ def _clean_event(raw, *, index: int | None, key: str | None, now: datetime, metr
         raise UsageEventInvalidError(index=index, field="quantity",
                                      reason=f"must be between 1 and {MAX_EVENT_QUANTITY}")
     occurred_raw = raw.get("occurred_at")
-    if occurred_raw in (None, ""):
+    if occurred_raw is None:
         occurred_at = now
     else:
-        occurred_at = parse_datetime(occurred_raw) if isinstance(occurred_raw, str) else None
+        try:
+            occurred_at = parse_datetime(occurred_raw) if isinstance(occurred_raw, str) else None
+        except ValueError:  # well-formed but impossible, e.g. 2026-02-30T10:00:00Z, or an out-of-range offset
+            occurred_at = None
         if occurred_at is None:
             raise UsageEventInvalidError(index=index, field="occurred_at", reason="must be an ISO 8601 date-time")
         if timezone.is_naive(occurred_at):
@@ -69,10 +131,9 @@ def _clean_event(raw, *, index: int | None, key: str | None, now: datetime, metr
         if occurred_at > max_time:
             raise UsageEventInvalidError(index=index, field="occurred_at",
                                          reason=f"is too far in the future (latest {max_time.isoformat()})")
-    metadata = raw.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise UsageEventInvalidError(index=index, field="metadata", reason="must be a JSON object")
-    return key, metric, quantity, occurred_at, metadata
+    metadata, metadata_bytes = _metadata_clean({} if raw.get("metadata") is None else raw.get("metadata"),
+                                              index=index)
+    return key, metric, quantity, occurred_at, metadata, metadata_bytes
 
 
 @dataclass(frozen=True)
@@ -107,10 +168,14 @@ def usage_events_ingest(*, team: Team, events: list, api_key: APIKey | None = No
     metrics = load_catalog().metrics
     rows: list[EventRow] = []
     seen: set[str] = set()
+    metadata_total = 0
     for index, raw in enumerate(events):
-        key, metric, quantity, occurred_at, metadata = _clean_event(
+        key, metric, quantity, occurred_at, metadata, metadata_bytes = _clean_event(
             raw, index=None if single_key is not None else index, key=single_key, now=now, metrics=metrics,
             min_time=min_time, max_time=max_time)
+        metadata_total += metadata_bytes
+        if metadata_total > MAX_BATCH_METADATA_BYTES:
+            raise UsageBatchTooLargeError(size=metadata_total)
         if key in seen:
             raise UsageEventInvalidError(index=index, field="idempotency_key", reason="repeated within the batch")
         seen.add(key)
