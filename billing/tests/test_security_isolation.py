@@ -5,7 +5,7 @@ and the victim's revoked and expired keys try every object and list endpoint and
 with the victim's Stripe ids: every attempt is refused (404/403, or 401 for a dead key) and nothing is written,
 counted in rows and in the Stripe writes the emulator received.
 
-The keys of removed, lowered and deactivated members are covered in accounts/tests/test_security.py; this module
+The keys of removed, lowered and deactivated members are covered in billing_site/tests/test_security_site.py; this module
 reuses its list of API calls instead of repeating it.
 """
 from datetime import timedelta
@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.models import APIKey, Invitation, Membership
 from accounts.tests.factories import MembershipFactory, make_team_with_owner
-from accounts.tests.test_security import API_CALLS, call, key_client
+from billing_site.tests.test_security_site import API_CALLS, call, key_client
 from billing import selectors
 from billing.services.checkout import checkout_session_start
 from billing.services.mirror import mirror_refresh, mirror_store
