@@ -140,14 +140,16 @@ def _form_error(request, message: str, status: int = 400):
 @require_http_methods(["GET", "POST"])
 def change_plan(request, lookup_key: str):
     team = _membership(request, manage=True).team
+    if request.method == "POST":
+        # Malformed input is refused before anything is read from Stripe (a downgrade posts no proration date).
+        proration_date = form_cleaned_or_400(PlanChangeConfirmForm(request.POST),
+                                             code="invalid_proration_date")["proration_date"]
     downgrade = subscription_services.plan_change_is_downgrade(team=team, lookup_key=lookup_key)
     if request.method == "POST":
         if downgrade:
             subscription_services.subscription_downgrade_at_period_end(team=team, lookup_key=lookup_key)
             messages.success(request, _("Your plan changes at the end of the current period."))
             return redirect("billing:overview")
-        proration_date = form_cleaned_or_400(PlanChangeConfirmForm(request.POST),
-                                             code="invalid_proration_date")["proration_date"]
         if proration_date is None:
             return _form_error(request, _("This price preview is not valid. Please review the change again."))
         expected = _change_signature(team_id=team.pk, lookup_key=lookup_key, proration_date=proration_date)
