@@ -1,12 +1,11 @@
 """
 One walk through the real pages in Debian's chromium (Playwright): a Support user requests a refund above the
 approval threshold from the Customer 360 page, a Finance user approves it, the refund reaches Stripe (the emulator).
-Screenshots go to a temporary directory, or to $BACKOFFICE_SCREENSHOTS_DIR (docs/screenshots/ was made with it), so
+Screenshots go to the `screenshots_dir` fixture's folder ($SCREENSHOTS_DIR=docs/screenshots made the committed ones), so
 a test run never dirties the working tree.
 """
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -47,12 +46,11 @@ def login(page, base_url, email, password="correct-horse-battery-staple"):
 
 
 def test_support_requests_and_finance_approves_a_refund(browser_page, live_server, paying_team, support_user,
-                                                        finance_user, bo_stripe, settings, tmp_path):
+                                                        finance_user, bo_stripe, settings, screenshots_dir):
     settings.REFUND_APPROVAL_THRESHOLD = 5000  # $50: the $60 refund below needs Finance
     page, base = browser_page, live_server.url
     team, _owner, charge = paying_team
-    SHOTS = Path(os.environ.get("BACKOFFICE_SCREENSHOTS_DIR") or tmp_path)
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    SHOTS = screenshots_dir
 
     login(page, base, support_user.email)
     page.goto(f"{base}/admin/billing/customeraccount/?q={charge.id}")

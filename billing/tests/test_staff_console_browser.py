@@ -2,11 +2,10 @@
 The staff console in Debian's chromium (Playwright) at 1280 px, as Support and as Finance (issue 14's "done when"):
 find a customer by member email and by an in_ id, request a partial refund from the 360 page in two steps and a
 credit note on a subscription invoice, approve both from the home page's queue, retry a past-due invoice from the
-dunning view. Screenshots of each page go to a temporary directory, or to $BACKOFFICE_SCREENSHOTS_DIR
+dunning view. Screenshots of each page go to the `screenshots_dir` fixture's folder, or to $SCREENSHOTS_DIR
 (docs/screenshots/ was made with it).
 """
 import os
-from pathlib import Path
 
 import pytest
 from djstripe import models as djstripe_models
@@ -40,11 +39,10 @@ def page_1280():
 
 
 def test_support_and_finance_work_the_console(page_1280, live_server, subscribed_team, past_due_team, support_user,
-                                              finance_user, bo_stripe, settings, tmp_path):
+                                              finance_user, bo_stripe, settings, screenshots_dir):
     settings.REFUND_APPROVAL_THRESHOLD = 5000  # $50.00: both requests below need Finance
     page, base = page_1280, live_server.url
-    shots = Path(os.environ.get("BACKOFFICE_SCREENSHOTS_DIR") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir
 
     def shot(name):
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
