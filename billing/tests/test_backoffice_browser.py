@@ -4,36 +4,28 @@ approval threshold from the Customer 360 page, a Finance user approves it, the r
 Screenshots go to the `screenshots_dir` fixture's folder ($SCREENSHOTS_DIR=docs/screenshots made the committed ones), so
 a test run never dirties the working tree.
 """
-import os
 import shutil
 
 import pytest
 
 from billing.models import RefundRequest
+from billing_site.tests.test_pages_browser import browser  # noqa: F401  (module-scoped chromium)
 
 from .backoffice_fixtures import *  # noqa: F401,F403
 from .backoffice_fixtures import emulator_refunds
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
+]
 
 
 @pytest.fixture
-def browser_page():
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still sync.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+def browser_page(browser):  # noqa: F811  (the project's one chromium, billing_site/tests/test_pages_browser.py)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    page.context.close()
 
 
 def login(page, base_url, email, password="correct-horse-battery-staple"):

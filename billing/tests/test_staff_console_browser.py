@@ -5,37 +5,31 @@ credit note on a subscription invoice, approve both from the home page's queue, 
 dunning view. Screenshots of each page go to the `screenshots_dir` fixture's folder, or to $SCREENSHOTS_DIR
 (docs/screenshots/ was made with it).
 """
-import os
+import shutil
 
 import pytest
 from djstripe import models as djstripe_models
 
 from billing.models import CreditNote, RefundRequest
+from billing_site.tests.test_pages_browser import browser  # noqa: F401  (module-scoped chromium)
 
 from .backoffice_fixtures import *  # noqa: F401,F403
 from .backoffice_fixtures import emulator_refunds, make_card_default, make_payment
-from .test_backoffice_browser import CHROMIUM_ARGS, login
+from .test_backoffice_browser import login
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
+]
 WIDTH = 1280
 
 
 @pytest.fixture
-def page_1280():
-    import shutil
-
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+def page_1280(browser):  # noqa: F811  (the project's one chromium, billing_site/tests/test_pages_browser.py)
+    page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+    yield page
+    page.context.close()
 
 
 def test_support_and_finance_work_the_console(page_1280, live_server, subscribed_team, past_due_team, support_user,
