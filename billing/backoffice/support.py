@@ -14,6 +14,7 @@ from accounts.models import Team
 from billing.extensions import credit_ledger
 from billing.models import AuditEntry
 from billing.stripe_gateway import backoffice as gateway
+from billing.stripe_gateway import subscriptions as subscriptions_gateway
 from billing.stripe_gateway.sync import object_retrieve
 from billing_site.errors import ApplicationError, NotFoundError
 
@@ -125,7 +126,9 @@ def subscription_cancel(*, staff: StaffContext, team: Team, subscription_id: str
             f"{subscription.stripe_data.get('current_period_end') or subscription.stripe_data.get('created')}")
         action = AuditEntry.Action.SUBSCRIPTION_CANCEL_AT_PERIOD_END
     else:
-        data = gateway.subscription_cancel_now(subscription_id=subscription_id)
+        # A subscription is canceled once, so its id is the whole idempotency key.
+        data = subscriptions_gateway.subscription_cancel(
+            subscription_id=subscription_id, idempotency_key=f"subscription_cancel_now:{subscription_id}")
         action = AuditEntry.Action.SUBSCRIPTION_CANCELED_NOW
     mirror_store(kind="subscription", data=data)
     with transaction.atomic():

@@ -42,13 +42,6 @@ def objects_list(*, kind: str, created_gte: int | None = None):
         yield to_dict(obj)
 
 
-@stripe_operation("subscription_cancel_now")
-def subscription_cancel_now(*, subscription_id: str) -> dict:
-    # A subscription is canceled once, so its id is the whole idempotency key.
-    return to_dict(client().v1.subscriptions.cancel(
-        subscription_id, params={}, options=write_options(f"subscription_cancel_now:{subscription_id}")))
-
-
 @stripe_operation("subscription_set_cancel_at_period_end")
 def subscription_set_cancel_at_period_end(*, subscription_id: str, idempotency_key: str) -> dict:
     return to_dict(client().v1.subscriptions.update(
