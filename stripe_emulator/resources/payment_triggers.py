@@ -94,34 +94,29 @@ def _t_dispute_withdrawn(emulator: Any) -> dict[str, Any]:
     return _t_dispute(emulator)
 
 
-@trigger("charge.dispute.updated")
-def _t_dispute_updated(emulator: Any) -> dict[str, Any]:
+def _dispute_then_update(emulator: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A fresh dispute, then one update with `params` (the evidence decides which events follow)."""
     with emulator.store.lock, using(emulator):
         out, dp = _disputed(emulator)
-        req = internal_request(emulator, {"evidence": {"product_description": "Emulator trigger"}, "submit": False})
+        req = internal_request(emulator, params)
         req.path_params = {"id": dp["id"]}
         update_dispute(req)
         return {"payment_intent": out.payment_intent["id"], "dispute": dp["id"]}
+
+
+@trigger("charge.dispute.updated")
+def _t_dispute_updated(emulator: Any) -> dict[str, Any]:
+    return _dispute_then_update(emulator, {"evidence": {"product_description": "Emulator trigger"}, "submit": False})
 
 
 @trigger("charge.dispute.closed")
 def _t_dispute_closed(emulator: Any) -> dict[str, Any]:
-    with emulator.store.lock, using(emulator):
-        out, dp = _disputed(emulator)
-        req = internal_request(emulator, {"evidence": {"uncategorized_text": LOSING_EVIDENCE}})
-        req.path_params = {"id": dp["id"]}
-        update_dispute(req)
-        return {"payment_intent": out.payment_intent["id"], "dispute": dp["id"]}
+    return _dispute_then_update(emulator, {"evidence": {"uncategorized_text": LOSING_EVIDENCE}})
 
 
 @trigger("charge.dispute.funds_reinstated")
 def _t_dispute_reinstated(emulator: Any) -> dict[str, Any]:
-    with emulator.store.lock, using(emulator):
-        out, dp = _disputed(emulator)
-        req = internal_request(emulator, {"evidence": {"uncategorized_text": WINNING_EVIDENCE}})
-        req.path_params = {"id": dp["id"]}
-        update_dispute(req)
-        return {"payment_intent": out.payment_intent["id"], "dispute": dp["id"]}
+    return _dispute_then_update(emulator, {"evidence": {"uncategorized_text": WINNING_EVIDENCE}})
 
 
 @trigger("charge.refund.updated")
