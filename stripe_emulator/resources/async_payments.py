@@ -33,6 +33,7 @@ from ..state import new_id, random_token
 from .balance_transactions import DAY, create_balance_transaction
 from .charges import build_charge
 from .hosted_page import simple_page
+from .invoice_pdf import render_invoice_pdf
 
 ASYNC_TYPES = ("boleto", "pix")
 CURRENCIES = {"boleto": ("brl",), "pix": ("brl",)}
@@ -382,21 +383,12 @@ def boleto_pdf(req: Request) -> HtmlResponse:
     pi = _hosted(req, "boleto")
     if isinstance(pi, HtmlResponse):
         return pi
-    text = f"Boleto {pi['id']} {fmt_money(pi['amount'], pi['currency'])}"
-    stream = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET"
-    objs = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            "/Resources << /Font << /F1 5 0 R >> >> >>",
-            f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream",
-            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    out, offsets = "%PDF-1.4\n", []
-    for i, o in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += f"{i} 0 obj\n{o}\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n" + "".join(f"{o:010d} 00000 n \n" for o in offsets)
-    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
-    return HtmlResponse(out.encode(), content_type="application/pdf")
+    amount = fmt_money(pi["amount"], pi["currency"])
+    details = (pi.get("next_action") or {}).get("boleto_display_details") or {}
+    pdf = render_invoice_pdf(title=f"Boleto {pi['id']}",
+                             header=[f"Number {details.get('number', '')}", f"Expires at {details.get('expires_at', '')}"],
+                             lines=[("Boleto (test mode)", amount)], totals=[("Total", amount)])
+    return HtmlResponse(pdf, content_type="application/pdf")
 
 
 def _qr_svg(data: str) -> str:
