@@ -385,8 +385,8 @@ def boleto_pdf(req: Request) -> HtmlResponse:
         return pi
     amount = fmt_money(pi["amount"], pi["currency"])
     details = (pi.get("next_action") or {}).get("boleto_display_details") or {}
-    pdf = render_invoice_pdf(title=f"Boleto {pi['id']}",
-                             header=[f"Number {details.get('number', '')}", f"Expires at {details.get('expires_at', '')}"],
+    header = [f"Number {details.get('number', '')}", f"Expires at {details.get('expires_at', '')}"]
+    pdf = render_invoice_pdf(title=f"Boleto {pi['id']}", header=header,
                              lines=[("Boleto (test mode)", amount)], totals=[("Total", amount)])
     return HtmlResponse(pdf, content_type="application/pdf")
 
