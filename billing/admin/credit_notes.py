@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, team_360_link
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, mirror_search_link, team_360_link
 from billing.models import CreditNote
 
 
@@ -32,8 +32,7 @@ class CreditNoteAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="Invoice")
     def invoice_link(self, obj):
-        return format_html('<a href="{}?q={}"><code>{}</code></a>', reverse("admin:djstripe_invoice_changelist"),
-                           obj.stripe_invoice_id, obj.stripe_invoice_id)
+        return mirror_search_link(model="invoice", stripe_id=obj.stripe_invoice_id)
 
     @admin.display(description="Total", ordering="total_minor")
     def total(self, obj):

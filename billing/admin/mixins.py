@@ -77,6 +77,12 @@ def team_360_link(team, *, empty: str = "") -> str:
                        team.name)
 
 
+def mirror_search_link(*, model: str, stripe_id: str) -> str:
+    """A Stripe id linking to a search for it in dj-stripe's read-only admin of `model` (e.g. "invoice")."""
+    return format_html('<a href="{}?q={}"><code>{}</code></a>', reverse(f"admin:djstripe_{model}_changelist"),
+                       stripe_id, stripe_id)
+
+
 def admin_refusal(request, admin_site, *, message: str, back: str, title: str = "Not allowed"):
     """
     A refused action (missing permission, four eyes) answered inside the admin: its own page with the reason and a

@@ -10,7 +10,8 @@ from django.utils.html import format_html
 
 from billing.admin.dunning import safe_next
 from billing.admin.forms import DecisionForm, RefundRequestForm, minor_to_input
-from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, admin_refusal, team_360_link
+from billing.admin.mixins import (ExactIdSearchMixin, ReadOnlyAdminMixin, admin_refusal, mirror_search_link,
+                                  team_360_link)
 from billing.backoffice import refunds as refund_services
 from billing.backoffice.audit import StaffContext
 from billing.models import CreditNote, RefundRequest
@@ -82,8 +83,7 @@ class RefundRequestAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmi
 
     @admin.display(description="Charge")
     def charge_link(self, obj):
-        return format_html('<a href="{}?q={}"><code>{}</code></a>', reverse("admin:djstripe_charge_changelist"),
-                           obj.stripe_charge_id, obj.stripe_charge_id)
+        return mirror_search_link(model="charge", stripe_id=obj.stripe_charge_id)
 
     @admin.display(description="Amount", ordering="amount_minor")
     def amount(self, obj):
