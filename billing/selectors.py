@@ -613,21 +613,28 @@ def team_owns_stripe_object(*, team: Team, stripe_object: dict) -> bool:
     return bool(customer_id) and _object_customer_id(stripe_object) == customer_id
 
 
-def team_owns_payment_method(*, team: Team, payment_method_id: str) -> bool:
-    """The payment method is attached to the team's customer, per Stripe (the mirror may lag an attach or detach)."""
+def team_payment_method(*, team: Team, payment_method_id: str) -> dict | None:
+    """
+    The payment method as Stripe has it now (the mirror may lag an attach or detach), if it is attached to the team's
+    customer; None for anyone else's, a missing one, or a value not shaped like a payment method id.
+    """
     from billing_site.errors import BillingError
 
     from .stripe_gateway.sync import object_retrieve
 
     if not stripe_id_shaped(payment_method_id, prefix="pm_") or not team_stripe_customer_id(team=team):
-        return False
+        return None
     try:
         payment_method = object_retrieve(object_type="payment_method", object_id=payment_method_id)
     except BillingError as error:
         if error.code == "stripe_resource_missing":
-            return False
+            return None
         raise
-    return team_owns_stripe_object(team=team, stripe_object=payment_method)
+    return payment_method if team_owns_stripe_object(team=team, stripe_object=payment_method) else None
+
+
+def team_owns_payment_method(*, team: Team, payment_method_id: str) -> bool:
+    return team_payment_method(team=team, payment_method_id=payment_method_id) is not None
 
 
 def team_owns_invoice(*, team: Team, invoice_id: str) -> bool:

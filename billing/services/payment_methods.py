@@ -15,7 +15,13 @@ from django.utils.translation import gettext as _
 from accounts.models import Team
 from billing_site.errors import ApplicationError, BillingError, NotFoundError
 
-from ..selectors import team_stripe_customer_id, team_subscription
+from ..selectors import (
+    stripe_id_shaped,
+    team_owns_stripe_object,
+    team_payment_method,
+    team_stripe_customer_id,
+    team_subscription,
+)
 from ..stripe_gateway import customers as customers_gateway
 from ..stripe_gateway import subscriptions as subscriptions_gateway
 from .customers import customer_get_or_create
@@ -44,17 +50,9 @@ def _customer_id(team: Team) -> str:
 
 def payment_method_of_team(*, team: Team, payment_method_id: str) -> dict:
     """The payment method, re-read from Stripe, if it is attached to this team's customer; else 404."""
-    customer_id = _customer_id(team)
-    if not payment_method_id or not payment_method_id.startswith("pm_") or len(payment_method_id) > 255:
-        raise NotFoundError("not_found", _("Payment method not found."))
-    try:
-        payment_method = customers_gateway.payment_method_retrieve(payment_method_id=payment_method_id)
-    except BillingError as error:
-        if error.code == "stripe_resource_missing":
-            raise NotFoundError("not_found", _("Payment method not found.")) from error
-        raise
-    if payment_method.get("customer") != customer_id:
-        logger.warning("team %s posted payment method %s of another customer", team.pk, payment_method_id)
+    payment_method = team_payment_method(team=team, payment_method_id=payment_method_id)
+    if payment_method is None:
+        logger.warning("team %s posted payment method %r that is not its customer's", team.pk, payment_method_id[:64])
         raise NotFoundError("not_found", _("Payment method not found."))
     return payment_method
 
@@ -155,11 +153,17 @@ def setup_intent_start(*, team: Team, test_card: str, request_token: str) -> Set
 
 def setup_intent_result(*, team: Team, setup_intent_id: str) -> SetupOutcome:
     """Where the 3-D Secure challenge returns: re-read the intent (never the query string's status)."""
-    if not setup_intent_id.startswith("seti_") or len(setup_intent_id) > 255:
-        raise NotFoundError("not_found", _("Card setup not found."))
-    intent = customers_gateway.setup_intent_retrieve(setup_intent_id=setup_intent_id)
-    if intent.get("customer") != team_stripe_customer_id(team=team):
-        raise NotFoundError("not_found", _("Card setup not found."))
+    not_found = NotFoundError("not_found", _("Card setup not found."))
+    if not stripe_id_shaped(setup_intent_id, prefix="seti_"):
+        raise not_found
+    try:
+        intent = customers_gateway.setup_intent_retrieve(setup_intent_id=setup_intent_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            raise not_found from error
+        raise
+    if not team_owns_stripe_object(team=team, stripe_object=intent):
+        raise not_found
     outcome = _setup_outcome(intent)
     if outcome.status == "succeeded":
         _default_if_first(team=team, payment_method_id=outcome.payment_method_id)

@@ -32,11 +32,6 @@ def payment_method_attach(*, payment_method_id: str, customer_id: str, idempoten
         payment_method_id, params={"customer": customer_id}, options=write_options(idempotency_key)))
 
 
-@stripe_operation("payment_method_retrieve")
-def payment_method_retrieve(*, payment_method_id: str) -> dict:
-    return to_dict(client().v1.payment_methods.retrieve(payment_method_id))
-
-
 @stripe_operation("payment_method_detach")
 def payment_method_detach(*, payment_method_id: str, idempotency_key: str) -> dict:
     return to_dict(client().v1.payment_methods.detach(
