@@ -10,6 +10,7 @@ from accounts.models import Team
 
 from .catalog import Plan, load_catalog
 from .models import BillingProfile
+from .stripe_gateway.sync import stripe_object_customer_id
 
 # A subscription in these states gives the team its paid plan. past_due keeps the plan while Stripe retries the card
 # (dunning); unpaid, canceled, incomplete and paused fall back to free.
@@ -599,18 +600,11 @@ def stripe_id_shaped(value, *, prefix: str) -> bool:
     return isinstance(value, str) and value.startswith(prefix) and re.fullmatch(_STRIPE_ID_PATTERN, value) is not None
 
 
-def _object_customer_id(stripe_object: dict) -> str:
-    customer = (stripe_object or {}).get("customer")
-    if isinstance(customer, dict):
-        customer = customer.get("id")
-    return customer or ""
-
-
 def team_owns_stripe_object(*, team: Team, stripe_object: dict) -> bool:
     """An object already retrieved from Stripe (payment intent, checkout session...) is the team's customer's."""
     customer_id = team_stripe_customer_id(team=team)
     # A team without a customer owns nothing: comparing two empty values would hand it every customer-less object.
-    return bool(customer_id) and _object_customer_id(stripe_object) == customer_id
+    return bool(customer_id) and stripe_object_customer_id(stripe_object) == customer_id
 
 
 def team_payment_method(*, team: Team, payment_method_id: str) -> dict | None:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..stripe_gateway import configure_module_sdk
-from ..stripe_gateway.sync import list_remaining, object_retrieve
+from ..stripe_gateway.sync import list_remaining, object_retrieve, stripe_object_customer_id
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +65,6 @@ class _EmbeddedList(dict):
 _EMBEDDED_LISTS = ("items", "lines", "line_items")
 
 
-def _customer_id(data: dict) -> str | None:
-    customer = data.get("customer")
-    if isinstance(customer, dict):
-        return customer.get("id")
-    return customer or None
-
-
 def _customer_ensure(*, customer_id: str | None) -> None:
     """
     Mirror the object's customer first from our own retrieve, so dj-stripe never fetches it on its own. Two events
@@ -93,7 +86,7 @@ def _sync(*, kind: str, data: dict, customer_mirrored: bool = False):
     configure_module_sdk()  # dj-stripe fetches related objects (prices, payment methods) with the module-level SDK
     data = dict(data)
     if kind != "customer" and not data.get("deleted") and not customer_mirrored:
-        _customer_ensure(customer_id=_customer_id(data))
+        _customer_ensure(customer_id=stripe_object_customer_id(data) or None)
     for key in _EMBEDDED_LISTS:
         if isinstance(data.get(key), dict) and data[key].get("object") == "list":
             data[key] = _EmbeddedList(data[key])

@@ -21,6 +21,7 @@ from django.utils import timezone
 from billing_site.errors import BillingError, NotFoundError
 
 from ..models import MirrorWatermark, WebhookEvent
+from ..stripe_gateway.sync import stripe_object_customer_id
 from ..webhooks.registry import handlers_for
 
 logger = logging.getLogger("billing.webhooks")
@@ -29,12 +30,10 @@ Status = WebhookEvent.Status
 
 
 def _customer_of(obj: dict) -> str:
+    """The customer an event is about: a customer object itself, else the object's customer."""
     if obj.get("object") == "customer":
         return obj.get("id") or ""
-    customer = obj.get("customer")
-    if isinstance(customer, dict):
-        customer = customer.get("id")
-    return customer or ""
+    return stripe_object_customer_id(obj)
 
 
 def webhook_event_enqueue_now(*, webhook_event_id: int, expires_seconds: float | None = None,

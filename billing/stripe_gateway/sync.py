@@ -20,6 +20,14 @@ _RETRIEVERS = {
 }
 
 
+
+def stripe_object_customer_id(obj: dict) -> str:
+    """The customer an object belongs to (its `customer`, an id or an expanded customer), or ''."""
+    customer = (obj or {}).get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    return customer or ""
+
 @stripe_operation("object_retrieve")
 def object_retrieve(*, object_type: str, object_id: str) -> dict:
     """Current state of a Stripe object (KeyError for a type we do not re-sync)."""
