@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..stripe_gateway import configure_module_sdk
+from ..stripe_gateway.deferred_reads import atomic_with_stripe_reads
 from ..stripe_gateway.sync import list_remaining, object_retrieve, stripe_object_customer_id
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ def mirror_store(*, kind: str, data: dict):
     `kind` is the object's Stripe type (`data["object"]`), named by the caller so a wrong object fails loudly.
     The object's watermark becomes "read from Stripe now": events created before now (minus a margin) are older.
     """
-    row = _sync(kind=kind, data=data)
+    # dj-stripe may fetch related objects while it syncs, inside its own transaction: fetch those first.
+    row = atomic_with_stripe_reads(lambda: _sync(kind=kind, data=data))
     if data.get("id"):
         _watermark_set(object_id=data["id"], object_type=kind, state_at=int(time.time()), stripe_event_id="",
                        deleted=bool(data.get("deleted")))

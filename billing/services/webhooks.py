@@ -21,6 +21,7 @@ from django.utils import timezone
 from billing_site.errors import BillingError, NotFoundError
 
 from ..models import MirrorWatermark, WebhookEvent
+from ..stripe_gateway.deferred_reads import StripeReadDeferred, StripeReads, stripe_reads_deferred
 from ..stripe_gateway.sync import stripe_object_customer_id
 from ..webhooks.registry import handlers_for
 
@@ -366,11 +367,38 @@ def _commit_without_fsync_wait() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
+# Rounds of "run the transaction, fetch the Stripe reads it found missing, run again". Each round finds the reads
+# that depend on the previous ones: dj-stripe's sync of a Checkout Session walks session → customer → payment
+# intent → payment method → charge → ..., one level per round. Events of a storm need none (one round).
+_READ_ROUNDS = 12
+
+
+class _ReadsMissing(Exception):
+    """Rolls a round's whole transaction back so its missing Stripe reads are fetched with no transaction open."""
+
+
 def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
     """
     Apply one stored event exactly once; returns its new status. Safe to call twice, concurrently or not: the row
     lock serialises workers and a processed event is never applied again (unless `force`, the staff replay).
+
+    No Stripe call is made while the transaction is open: a round that needs Stripe's current state (a re-retrieve,
+    a handler's read, dj-stripe's own handlers) is rolled back, the reads are fetched, and the round runs again with
+    them (`billing.stripe_gateway.deferred_reads`).
     """
+    reads = StripeReads()
+    for round_number in range(1, _READ_ROUNDS + 1):
+        try:
+            return _apply_round(webhook_event_id=webhook_event_id, force=force, reads=reads,
+                                last_round=round_number == _READ_ROUNDS)
+        except _ReadsMissing:
+            reads.fetch_missing()  # no transaction is open here
+            logger.debug("stripe event row %s: round %s fetched %s reads", webhook_event_id, round_number,
+                         reads.fetched)
+    raise AssertionError("unreachable: the last round records a failure instead of asking for reads")
+
+
+def _apply_round(*, webhook_event_id: int, force: bool, reads: StripeReads, last_round: bool) -> str:
     with transaction.atomic():
         _commit_without_fsync_wait()
         event = WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
@@ -386,12 +414,16 @@ def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
         handlers = handlers_for(event.type)
         try:
             # Savepoint: a handler failure undoes the mirror and every handler's writes together.
-            with transaction.atomic():
+            with transaction.atomic(), stripe_reads_deferred(reads):
                 decision = _mirror(payload)
                 for handler in handlers:
                     handler(event=payload)
                 _clear_plan_cache(payload, decision)
+                if reads.missing:  # a read was deferred and its error swallowed on the way (dj-stripe does)
+                    raise StripeReadDeferred("reads missing")
         except Exception as error:  # noqa: BLE001 - any failure is recorded and retried, never lost
+            if reads.missing and not last_round:
+                raise _ReadsMissing() from error
             event.last_error = traceback.format_exc()
             if event.attempts >= settings.BILLING_WEBHOOK_MAX_ATTEMPTS:
                 event.status = Status.PARKED

@@ -25,6 +25,27 @@ T = TypeVar("T")
 _clients: dict[tuple, stripe.StripeClient] = {}
 
 
+class DeferringHttpClient(stripe.RequestsClient):
+    """
+    The SDK's HTTP client for every call (the gateway's StripeClient and dj-stripe's module-level calls): as the
+    stock one, except that inside `deferred_reads.stripe_reads_deferred` (an event's transaction) a request is
+    answered from the reads fetched before the transaction, or deferred. See deferred_reads.py.
+    """
+
+    def request_with_retries(self, method, url, headers, post_data=None, max_network_retries=None, *, _usage=None):
+        from .deferred_reads import deferred_answer
+
+        answer = deferred_answer(client=self, method=method, url=url, headers=headers, post_data=post_data,
+                                 max_network_retries=max_network_retries)
+        if answer is not None:
+            return answer
+        return super().request_with_retries(method, url, headers, post_data, max_network_retries, _usage=_usage)
+
+    def request_with_retries_now(self, method, url, headers, post_data=None, max_network_retries=None):
+        """The request itself, never deferred (deferred_reads fetches the missing reads with this)."""
+        return super().request_with_retries(method, url, headers, post_data, max_network_retries)
+
+
 def _client_settings() -> tuple:
     return (
         settings.STRIPE_SECRET_KEY,
@@ -42,10 +63,10 @@ def configure_module_sdk() -> None:
     stripe.api_base = api_base or "https://api.stripe.com"
     stripe.api_version = api_version
     stripe.max_network_retries = retries
-    if not isinstance(stripe.default_http_client, stripe.RequestsClient) or getattr(
+    if not isinstance(stripe.default_http_client, DeferringHttpClient) or getattr(
         stripe.default_http_client, "_timeout", None
     ) != timeout:
-        stripe.default_http_client = stripe.RequestsClient(timeout=timeout)
+        stripe.default_http_client = DeferringHttpClient(timeout=timeout)
 
 
 def client() -> stripe.StripeClient:
@@ -59,7 +80,7 @@ def client() -> stripe.StripeClient:
             stripe_version=api_version,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=retries,
-            http_client=stripe.RequestsClient(timeout=timeout),
+            http_client=DeferringHttpClient(timeout=timeout),
         )
         _clients[key] = cached
     configure_module_sdk()
