@@ -36,6 +36,14 @@ def webhook_event_process_task(self, webhook_event_id: int, after_attempts: int 
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def webhook_events_drain_task(shard: int) -> int:
+    """Apply the pending stored events of one shard (see services.webhooks: the doorbell and the drain)."""
+    from .services.webhooks import webhook_events_drain
+
+    return webhook_events_drain(shard=shard)
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def webhook_events_retry_due_task() -> int:
     """The fast sweep of stored events (BILLING_WEBHOOK_SWEEP_SECONDS): see webhook_events_enqueue_due."""
     from .services.webhooks import webhook_events_enqueue_due

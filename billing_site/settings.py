@@ -196,6 +196,15 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "billing"}}
 
+# Stripe's webhook deliveries skip sessions, locale, CSRF, auth, OTP, messages and the lockout (billing_site/wsgi.py).
+BILLING_WEBHOOK_MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "billing_site.middleware.RequestIdMiddleware",
+    "billing_site.middleware.APIBodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
 # --- Celery -----------------------------------------------------------------------------------------------------
 # Tasks are found by autodiscovery (`<app>.tasks`, plus billing.backoffice.tasks: billing_site/celery.py); the
 # periodic ones are in one table, CELERY_BEAT_SCHEDULE, below the settings it reads (after the back office).
@@ -281,6 +290,13 @@ BILLING_EVENTS_SWEEP_MINUTES = env.int("BILLING_EVENTS_SWEEP_MINUTES", default=3
 BILLING_WEBHOOK_SWEEP_SECONDS = env.int("BILLING_WEBHOOK_SWEEP_SECONDS", default=10)
 BILLING_WEBHOOK_PENDING_GRACE_SECONDS = env.int("BILLING_WEBHOOK_PENDING_GRACE_SECONDS", default=20)
 BILLING_WEBHOOK_SWEEP_BATCH = env.int("BILLING_WEBHOOK_SWEEP_BATCH", default=500)
+# Stored events are applied by drain tasks, one per shard (row id modulo), rung by a doorbell key in the cache: a
+# storm costs a few messages, not one per event. More shards than worker processes keeps every process busy; 0
+# sends one task per event instead. A drain gives way to a fresh task after BILLING_WEBHOOK_DRAIN_MAX_SECONDS.
+BILLING_WEBHOOK_DRAIN_SHARDS = env.int("BILLING_WEBHOOK_DRAIN_SHARDS", default=4)
+BILLING_WEBHOOK_DRAIN_BATCH = env.int("BILLING_WEBHOOK_DRAIN_BATCH", default=200)
+BILLING_WEBHOOK_DRAIN_MAX_SECONDS = env.float("BILLING_WEBHOOK_DRAIN_MAX_SECONDS", default=60.0)
+BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS = env.int("BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS", default=30)
 # Tasks run eagerly (no broker): a failed event's retry runs inline at once (the test suite's default, which checks
 # retry-then-park in one call), or waits for its retry time and the in-process scheduler's sweep (`make run`).
 BILLING_EAGER_RETRY_INLINE = env.bool("BILLING_EAGER_RETRY_INLINE", default=RUNNING_TESTS)

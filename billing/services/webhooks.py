@@ -9,6 +9,7 @@ after BILLING_WEBHOOK_MAX_ATTEMPTS the event is parked for replay (`replay_event
 """
 import json
 import logging
+import time
 import traceback
 from dataclasses import dataclass
 from enum import StrEnum
@@ -56,7 +57,80 @@ def webhook_event_enqueue_now(*, webhook_event_id: int, expires_seconds: float |
 
 
 def _enqueue(webhook_event_id: int) -> None:
-    transaction.on_commit(lambda: webhook_event_enqueue_now(webhook_event_id=webhook_event_id))
+    transaction.on_commit(lambda: webhook_events_wake(webhook_event_id=webhook_event_id))
+
+
+# --- Draining stored events in batches ----------------------------------------------------------------------------
+# One Celery message per stored event cost the endpoint a broker publish and the workers a task each (receive, ack,
+# pool hand-off): a third of a storm's time. Instead stored events are split into BILLING_WEBHOOK_DRAIN_SHARDS shards
+# (row id modulo), and a "doorbell" key per shard (cache `add`, i.e. Redis SET NX with a TTL) makes sure one drain
+# task is on its way for a shard with new events: a storm sends a handful of messages, not ten thousand.
+#
+# No event is left behind: the drain deletes its doorbell before it looks for rows, and an endpoint rings after its
+# row is committed. Either the endpoint's ring finds the key gone (and sends a new drain), or the key was still there,
+# which means the drain that owns it has not looked yet and will see the row. A lost drain message (worker killed)
+# leaves rows pending: its doorbell expires and the fast sweep (`webhook_events_enqueue_due`) picks them up after
+# BILLING_WEBHOOK_PENDING_GRACE_SECONDS. Failed events are retried by that sweep at their `next_attempt_at`.
+
+
+def _doorbell_key(shard: int) -> str:
+    return f"billing:webhook-drain:{shard}"
+
+
+def webhook_events_wake(*, webhook_event_id: int) -> bool:
+    """
+    After an event row is committed: make sure it will be applied. Sends a drain for the row's shard unless one is
+    already on its way; with tasks in-process (`make run`), or drains turned off, applies/sends this event alone.
+    Never raises (the row is the record; the sweep re-sends).
+    """
+    from django.core.cache import cache
+
+    from billing_site.celery import task_send
+
+    from ..tasks import webhook_events_drain_task
+
+    shards = settings.BILLING_WEBHOOK_DRAIN_SHARDS
+    if shards <= 0 or settings.CELERY_TASK_ALWAYS_EAGER:
+        return webhook_event_enqueue_now(webhook_event_id=webhook_event_id)
+    shard = webhook_event_id % shards
+    if not cache.add(_doorbell_key(shard), webhook_event_id, timeout=settings.BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS):
+        return True  # a drain of this shard has not looked yet: it will find the row
+    sent = task_send(webhook_events_drain_task, (shard,), what=f"webhook drain of shard {shard}",
+                     expires=settings.BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS * 4)
+    if not sent:
+        cache.delete(_doorbell_key(shard))  # the next event rings again (and the sweep covers this one)
+    return sent
+
+
+def webhook_events_drain(*, shard: int) -> int:
+    """
+    Apply the pending events of one shard, oldest first, each in its own transaction (`webhook_event_apply`), until
+    none is left or BILLING_WEBHOOK_DRAIN_MAX_SECONDS have passed (then a fresh drain is sent to go on). Returns how
+    many events were applied. Rows another worker holds are skipped (that worker is applying them).
+    """
+    from django.core.cache import cache
+    from django.db.models.functions import Mod
+
+    shards = max(settings.BILLING_WEBHOOK_DRAIN_SHARDS, 1)
+    cache.delete(_doorbell_key(shard))  # first: any event committed from here on rings again
+    deadline = time.monotonic() + settings.BILLING_WEBHOOK_DRAIN_MAX_SECONDS
+    applied, after = 0, 0
+    with _session_commits_without_fsync_wait():
+        while True:
+            batch = list(
+                WebhookEvent.objects.filter(status=Status.PENDING, pk__gt=after).alias(shard=Mod("id", shards))
+                .filter(shard=shard).order_by("pk").values_list("pk", flat=True)[:settings.BILLING_WEBHOOK_DRAIN_BATCH]
+            )
+            if not batch:
+                return applied
+            for pk in batch:
+                if webhook_event_apply(webhook_event_id=pk, skip_locked=True):
+                    applied += 1
+                if time.monotonic() > deadline:
+                    cache.delete(_doorbell_key(shard))
+                    webhook_events_wake(webhook_event_id=pk)  # a fresh task goes on with the rest
+                    return applied
+            after = batch[-1]
 
 
 @dataclass(frozen=True)
@@ -274,8 +348,14 @@ def _djstripe_delete(*, kind: str, object_id: str) -> None:
 
     rows = _model_for(kind).objects.filter(id=object_id)
     if kind == "customer":
+        # dj-stripe's `Customer.purge` without its Stripe calls (it deletes the customer on Stripe first, and
+        # detaches sources): this is the customer's own `.deleted` event, so Stripe has done that already, and no
+        # Stripe write may run inside the event's transaction. The row stays, soft-deleted, as purge leaves it.
         for customer in rows:
-            customer.purge()
+            customer.subscriber = None
+            customer.stripe_data["default_source"] = None
+            customer.date_purged = timezone.now()
+            customer.save()
     else:
         rows.delete()
 
@@ -354,6 +434,29 @@ def _clear_plan_cache(payload: dict, decision: ApplyDecision | None = None) -> N
         transaction.on_commit(lambda: team_plan_cache_clear(team_id=team.pk))
 
 
+class _session_commits_without_fsync_wait:  # noqa: N801 - a context manager
+    """
+    `synchronous_commit = off` for the whole connection while a drain applies its events (one statement instead of
+    one per event; see `_commit_without_fsync_wait` for why it is safe), restored afterwards: the worker's next task
+    on this connection (a refund, say) commits durably again.
+    """
+
+    def __enter__(self):
+        self.active = connection.vendor == "postgresql" and not connection.in_atomic_block
+        if self.active:
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit TO OFF")
+            connection.billing_async_commit = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.active:
+            connection.billing_async_commit = False
+            if connection.connection is not None and not connection.needs_rollback:
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET synchronous_commit")
+
+
 def _commit_without_fsync_wait() -> None:
     """
     Let this transaction's commit return before its WAL is flushed (PostgreSQL `synchronous_commit = off`, for this
@@ -362,7 +465,7 @@ def _commit_without_fsync_wait() -> None:
     undone together (same transaction), and `billing-webhook-retry-due` re-applies it. Never used for the endpoint's
     insert: that one must be durable before we answer Stripe 2xx.
     """
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and not getattr(connection, "billing_async_commit", False):
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
@@ -377,10 +480,11 @@ class _ReadsMissing(Exception):
     """Rolls a round's whole transaction back so its missing Stripe reads are fetched with no transaction open."""
 
 
-def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
+def webhook_event_apply(*, webhook_event_id: int, force: bool = False, skip_locked: bool = False) -> str:
     """
     Apply one stored event exactly once; returns its new status. Safe to call twice, concurrently or not: the row
     lock serialises workers and a processed event is never applied again (unless `force`, the staff replay).
+    `skip_locked`: a row another worker holds is left to it ("" returned) instead of waited for (drains).
 
     No Stripe call is made while the transaction is open: a round that needs Stripe's current state (a re-retrieve,
     a handler's read, dj-stripe's own handlers) is rolled back, the reads are fetched, and the round runs again with
@@ -390,7 +494,7 @@ def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
     for round_number in range(1, _READ_ROUNDS + 1):
         try:
             return _apply_round(webhook_event_id=webhook_event_id, force=force, reads=reads,
-                                last_round=round_number == _READ_ROUNDS)
+                                last_round=round_number == _READ_ROUNDS, skip_locked=skip_locked)
         except _ReadsMissing:
             reads.fetch_missing()  # no transaction is open here
             logger.debug("stripe event row %s: round %s fetched %s reads", webhook_event_id, round_number,
@@ -398,10 +502,11 @@ def webhook_event_apply(*, webhook_event_id: int, force: bool = False) -> str:
     raise AssertionError("unreachable: the last round records a failure instead of asking for reads")
 
 
-def _apply_round(*, webhook_event_id: int, force: bool, reads: StripeReads, last_round: bool) -> str:
+def _apply_round(*, webhook_event_id: int, force: bool, reads: StripeReads, last_round: bool,
+                 skip_locked: bool) -> str:
     with transaction.atomic():
         _commit_without_fsync_wait()
-        event = WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
+        event = WebhookEvent.objects.select_for_update(skip_locked=skip_locked).filter(pk=webhook_event_id).first()
         if event is None:
             return ""
         if event.status == Status.PROCESSED and not force:

@@ -97,8 +97,10 @@ def subscription_updated(*, event: dict) -> None:
     """Tell the team when its plan or its cancellation changed (not for every renewal's period move)."""
     subscription = _obj(event)
     previous = (event.get("data") or {}).get("previous_attributes") or {}
+    if not ({"items", "cancel_at_period_end", "cancel_at"} & set(previous)):
+        return  # a renewal's period move: nothing to tell (and no team lookup on a renewal day's storm)
     team = customer_team(stripe_customer_id=subscription.get("customer"))
-    if team is None or not ({"items", "cancel_at_period_end", "cancel_at"} & set(previous)):
+    if team is None:
         return
     items = (subscription.get("items") or {}).get("data") or []
     period_end = subscription.get("cancel_at") or max((i.get("current_period_end") or 0 for i in items), default=0)
