@@ -1,10 +1,12 @@
 """
 The webhook pipeline's writes: record an event durably (once), apply it once, retry/park, replay, sweep.
 
-Flow: view verifies the signature → `webhook_event_record` (unique event id) → 2xx → on commit the Celery task
-`webhook_event_process_task` → `webhook_event_apply`: row lock, the mirror (from the event's own payload when it is
-the newest state seen for the object, per-object watermark; re-retrieved only when order is ambiguous or the payload
-is partial; an older event writes nothing), then the project's handlers from the registry, all in one savepoint: a failure rolls every partial write back, records the traceback and schedules a retry with backoff;
+Flow: view verifies the signature → `webhook_event_record` (unique event id) → 2xx → on commit the doorbell of the
+row's shard sends a drain task (`webhook_events_drain`), or one task per event in-process → `webhook_event_apply`:
+row lock, the mirror (from the event's own payload when it is the newest state seen for the object, per-object
+watermark; re-retrieved only when order is ambiguous or the payload is partial; an older event writes nothing), then
+the project's handlers from the registry, all in one transaction with no Stripe call inside (reads are deferred and
+fetched between rounds). A failure rolls every write back, records the traceback and schedules a retry with backoff;
 after BILLING_WEBHOOK_MAX_ATTEMPTS the event is parked for replay (`replay_events`, admin).
 """
 import json
@@ -502,52 +504,76 @@ def webhook_event_apply(*, webhook_event_id: int, force: bool = False, skip_lock
     raise AssertionError("unreachable: the last round records a failure instead of asking for reads")
 
 
+class _ApplyFailed(Exception):
+    """Rolls the round's whole transaction back; the failure is then recorded in a transaction of its own."""
+
+    def __init__(self, error: Exception, trace: str):
+        super().__init__(repr(error))
+        self.error, self.trace = error, trace
+
+
 def _apply_round(*, webhook_event_id: int, force: bool, reads: StripeReads, last_round: bool,
                  skip_locked: bool) -> str:
-    with transaction.atomic():
-        _commit_without_fsync_wait()
-        event = WebhookEvent.objects.select_for_update(skip_locked=skip_locked).filter(pk=webhook_event_id).first()
-        if event is None:
-            return ""
-        if event.status == Status.PROCESSED and not force:
-            return event.status
-        if event.status == Status.PARKED and not force:
-            return event.status
-        event.status = Status.PROCESSING
-        event.attempts += 1
-        payload = event.payload
-        handlers = handlers_for(event.type)
-        try:
-            # Savepoint: a handler failure undoes the mirror and every handler's writes together.
-            with transaction.atomic(), stripe_reads_deferred(reads):
-                decision = _mirror(payload)
-                for handler in handlers:
-                    handler(event=payload)
-                _clear_plan_cache(payload, decision)
-                if reads.missing:  # a read was deferred and its error swallowed on the way (dj-stripe does)
-                    raise StripeReadDeferred("reads missing")
-        except Exception as error:  # noqa: BLE001 - any failure is recorded and retried, never lost
-            if reads.missing and not last_round:
-                raise _ReadsMissing() from error
-            event.last_error = traceback.format_exc()
-            if event.attempts >= settings.BILLING_WEBHOOK_MAX_ATTEMPTS:
-                event.status = Status.PARKED
-                event.next_attempt_at = None
-                logger.error("stripe event %s (%s) parked after %s attempts: %r", event.stripe_event_id,
-                             event.type, event.attempts, error)
-            else:
-                event.status = Status.FAILED
-                event.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay_seconds(event.attempts))
-                logger.warning("stripe event %s (%s) failed attempt %s: %r", event.stripe_event_id, event.type,
-                               event.attempts, error)
-        else:
+    # A failure rolls back the whole transaction (mirror, handlers, the row's own changes) and is recorded in a
+    # second, short one: no savepoint on the success path, which is nearly every event (two round trips fewer).
+    try:
+        with transaction.atomic():
+            _commit_without_fsync_wait()
+            event = WebhookEvent.objects.select_for_update(skip_locked=skip_locked).filter(
+                pk=webhook_event_id).first()
+            if event is None:
+                return ""
+            if event.status in (Status.PROCESSED, Status.PARKED) and not force:
+                return event.status
+            payload = event.payload
+            handlers = handlers_for(event.type)
+            try:
+                with stripe_reads_deferred(reads):
+                    decision = _mirror(payload)
+                    for handler in handlers:
+                        handler(event=payload)
+                    _clear_plan_cache(payload, decision)
+                    if reads.missing:  # a read was deferred and its error swallowed on the way (dj-stripe does)
+                        raise StripeReadDeferred("reads missing")
+            except Exception as error:  # noqa: BLE001 - any failure is recorded and retried, never lost
+                if reads.missing and not last_round:
+                    raise _ReadsMissing() from error
+                raise _ApplyFailed(error, traceback.format_exc()) from error
             if not handlers:
                 logger.info("stripe event %s of type %s has no project handler (mirror only)",
                             event.stripe_event_id, event.type)
+            event.attempts += 1
             event.status = Status.PROCESSED
             event.processed_at = timezone.now()
             event.next_attempt_at = None
             event.last_error = ""
+            event.save(update_fields=["status", "attempts", "last_error", "processed_at", "next_attempt_at"])
+            return event.status
+    except _ApplyFailed as failed:
+        return _failure_record(webhook_event_id=webhook_event_id, failed=failed, force=force)
+
+
+def _failure_record(*, webhook_event_id: int, failed: _ApplyFailed, force: bool) -> str:
+    """One failed attempt: `failed` with its retry time, or `parked` after BILLING_WEBHOOK_MAX_ATTEMPTS."""
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().filter(pk=webhook_event_id).first()
+        if event is None:
+            return ""
+        if event.status in (Status.PROCESSED, Status.PARKED) and not force:
+            return event.status  # applied by another worker between our rollback and this lock
+        event.attempts += 1
+        event.last_error = failed.trace
+        error = failed.error
+        if event.attempts >= settings.BILLING_WEBHOOK_MAX_ATTEMPTS:
+            event.status = Status.PARKED
+            event.next_attempt_at = None
+            logger.error("stripe event %s (%s) parked after %s attempts: %r", event.stripe_event_id,
+                         event.type, event.attempts, error)
+        else:
+            event.status = Status.FAILED
+            event.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay_seconds(event.attempts))
+            logger.warning("stripe event %s (%s) failed attempt %s: %r", event.stripe_event_id, event.type,
+                           event.attempts, error)
         event.save(update_fields=["status", "attempts", "last_error", "processed_at", "next_attempt_at"])
         return event.status
 
