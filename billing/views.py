@@ -77,7 +77,7 @@ def overview(request):
     team = membership.team
     context = selectors.billing_overview(team=team, language=get_language())
     context.update(team=team, membership=membership, form_token=uuid.uuid4().hex,
-                   test_cards_offered=payment_method_services.test_cards_offered())
+                   card_test_shortcut_offered=payment_method_services.card_test_shortcut_offered())
     context["usage_panel"] = credit_ledger().panel_context(team=team)
     if context["has_customer"]:
         default_id = payment_method_services.team_default_payment_method_id(team=team)
@@ -270,7 +270,7 @@ def card_add(request):
         if outcome.status == "requires_action" and outcome.redirect_url:
             return redirect(outcome.redirect_url)
         return _card_message(request, outcome)
-    test_cards = payment_method_services.test_cards_offered()
+    test_cards = payment_method_services.card_test_shortcut_offered()
     return render(request, "billing/card_add.html", {
         "cards": payment_method_services.TEST_CARDS if test_cards else {}, "form_token": uuid.uuid4().hex,
         "test_form_token": uuid.uuid4().hex,

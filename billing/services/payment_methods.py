@@ -40,9 +40,9 @@ logger = logging.getLogger(__name__)
 # `metadata.kind` of a card-setup Checkout Session (the webhook handler tells it from purchases by its mode).
 CARD_SETUP_KIND = "card_setup"
 
-# The test payment methods the emulator (and Stripe's test mode) accept by id: the test-mode shortcut beside the
-# hosted page (`card_setup_session_start`), which is how every mode adds a card. The project never sees card
-# numbers (DESIGN invariant 5).
+# The test payment methods the emulator (and Stripe's test mode) accept by id, offered in test mode as a shortcut
+# beside the hosted page (`card_setup_session_start`, how every mode adds a card). Either way the project never sees
+# a card number (DESIGN invariant 5).
 TEST_CARDS: dict[str, str] = {
     "pm_card_visa": "Visa •••• 4242",
     "pm_card_mastercard": "Mastercard •••• 4444",
@@ -130,7 +130,7 @@ def _setup_outcome(intent: dict) -> SetupOutcome:
     )
 
 
-def test_cards_offered() -> bool:
+def card_test_shortcut_offered() -> bool:
     """The test-card shortcut exists with test keys only (the emulator's or Stripe's test mode)."""
     return not getattr(settings, "STRIPE_LIVE_MODE", False)
 
@@ -204,7 +204,7 @@ def setup_intent_start(*, team: Team, test_card: str, request_token: str) -> Set
     Save a card for later (off-session) payments through a SetupIntent confirmed with a test card id, with the
     return URL of the 3-D Secure challenge. The card is attached to the customer when the intent succeeds.
     """
-    if not test_cards_offered():
+    if not card_test_shortcut_offered():
         # Test payment-method ids do not exist with live keys: live cards come through the hosted page only.
         raise NotFoundError("not_found", _("Not found."))
     if test_card not in TEST_CARDS:
