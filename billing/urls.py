@@ -15,6 +15,11 @@ urlpatterns = [
     path("billing/change/<str:lookup_key>/", views.change_plan, name="change_plan"),
     path("billing/change-return/", views.plan_change_return, name="plan_change_return"),
     path("billing/scheduled-change/cancel/", views.scheduled_change_cancel, name="scheduled_change_cancel"),
+    # Adding a card: Stripe's hosted page (Checkout in setup mode) and its two returns; `add/` is the page that
+    # leads there and, in test mode only, also offers Stripe's test cards; `return/` ends their 3-D Secure step.
+    path("billing/cards/checkout/", views.card_checkout, name="card_checkout"),
+    path("billing/cards/checkout/success/", views.card_checkout_success, name="card_checkout_success"),
+    path("billing/cards/checkout/cancel/", views.card_checkout_cancel, name="card_checkout_cancel"),
     path("billing/cards/add/", views.card_add, name="card_add"),
     path("billing/cards/return/", views.card_return, name="card_return"),
     path("billing/cards/<str:payment_method_id>/default/", views.card_default, name="card_default"),

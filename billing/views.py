@@ -76,7 +76,8 @@ def overview(request):
     membership = _membership(request)
     team = membership.team
     context = selectors.billing_overview(team=team, language=get_language())
-    context.update(team=team, membership=membership, form_token=uuid.uuid4().hex)
+    context.update(team=team, membership=membership, form_token=uuid.uuid4().hex,
+                   card_test_shortcut_offered=payment_method_services.card_test_shortcut_offered())
     context["usage_panel"] = credit_ledger().panel_context(team=team)
     if context["has_customer"]:
         default_id = payment_method_services.team_default_payment_method_id(team=team)
@@ -234,8 +235,34 @@ def card_remove(request, payment_method_id: str):
 
 
 @login_required
+@require_POST
+def card_checkout(request):
+    """"Add a card": off to Stripe's hosted card form (Checkout in setup mode), in test and live mode alike."""
+    team = _membership(request, manage=True).team
+    start = payment_method_services.card_setup_session_start(
+        team=team, user=request.user, request_token=request.POST.get("form_token", ""))
+    return redirect(start.url, permanent=False)
+
+
+@login_required
+def card_checkout_success(request):
+    team = _membership(request, manage=True).team
+    outcome = payment_method_services.card_setup_session_result(
+        team=team, session_id=request.GET.get("session_id", ""))
+    return _card_message(request, outcome)
+
+
+@login_required
+def card_checkout_cancel(request):
+    _membership(request, manage=True)
+    messages.info(request, _("No card was added."))
+    return redirect(reverse("billing:overview") + "#cards")
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def card_add(request):
+    """The way to the hosted card form and, in test mode, the test-card shortcut beside it."""
     team = _membership(request, manage=True).team
     if request.method == "POST":
         outcome = payment_method_services.setup_intent_start(
@@ -243,8 +270,10 @@ def card_add(request):
         if outcome.status == "requires_action" and outcome.redirect_url:
             return redirect(outcome.redirect_url)
         return _card_message(request, outcome)
+    test_cards = payment_method_services.card_test_shortcut_offered()
     return render(request, "billing/card_add.html", {
-        "cards": payment_method_services.TEST_CARDS, "form_token": uuid.uuid4().hex,
+        "cards": payment_method_services.TEST_CARDS if test_cards else {}, "form_token": uuid.uuid4().hex,
+        "test_form_token": uuid.uuid4().hex,
     })
 
 

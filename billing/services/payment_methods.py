@@ -1,18 +1,24 @@
 """
-The team's saved cards on /billing/: add one (a SetupIntent, 3-D Secure aware), make one the default, remove one.
+The team's saved cards on /billing/: add one, make one the default, remove one.
+
+Adding a card goes through Stripe's hosted page in every mode: a Checkout Session in `setup` mode (Stripe collects
+the card, runs 3-D Secure and attaches it to the team's customer); its return URL re-reads the session and mirrors the
+card. In test mode a shortcut also confirms a SetupIntent with one of Stripe's test payment-method ids.
 
 Every payment-method id a customer posts is checked against the team's own Stripe customer by retrieving it from
 Stripe (never trusting a hidden field): another customer's id, or one attached to nobody, answers 404 as if it did not
 exist, so a probe learns nothing. Writes carry idempotency keys derived from the card and the customer's state.
 """
 import logging
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 
-from accounts.models import Team
+from accounts.models import Team, User
 from billing_site.errors import ApplicationError, BillingError, NotFoundError
 
 from ..selectors import (
@@ -22,17 +28,21 @@ from ..selectors import (
     team_stripe_customer_id,
     team_subscription,
 )
+from ..stripe_gateway import checkout as checkout_gateway
 from ..stripe_gateway import customers as customers_gateway
 from ..stripe_gateway import subscriptions as subscriptions_gateway
+from .checkout import STRIPE_LOCALES, CheckoutStart, request_token_safe
 from .customers import customer_get_or_create
 from .mirror import mirror_store
 
 logger = logging.getLogger(__name__)
 
-# The test payment methods the emulator (and Stripe's test mode) accept by id. In test mode the "add a card" form
-# offers these instead of a card-number field: the project never sees card numbers (DESIGN invariant 5); a live
-# deployment collects the card with Stripe's own form (Stripe.js or Checkout `mode=setup`) against the same
-# SetupIntent, and the rest of this module is unchanged.
+# `metadata.kind` of a card-setup Checkout Session (the webhook handler tells it from purchases by its mode).
+CARD_SETUP_KIND = "card_setup"
+
+# The test payment methods the emulator (and Stripe's test mode) accept by id, offered in test mode as a shortcut
+# beside the hosted page (`card_setup_session_start`, how every mode adds a card). Either way the project never sees
+# a card number (DESIGN invariant 5).
 TEST_CARDS: dict[str, str] = {
     "pm_card_visa": "Visa •••• 4242",
     "pm_card_mastercard": "Mastercard •••• 4444",
@@ -120,14 +130,83 @@ def _setup_outcome(intent: dict) -> SetupOutcome:
     )
 
 
+def card_test_shortcut_offered() -> bool:
+    """The test-card shortcut exists with test keys only (the emulator's or Stripe's test mode)."""
+    return not getattr(settings, "STRIPE_LIVE_MODE", False)
+
+
+def card_setup_session_start(*, team: Team, user: User | None = None, request_token: str) -> CheckoutStart:
+    """
+    A Checkout Session in `setup` mode for the team's customer: Stripe's hosted page collects the card (3-D Secure
+    included) and attaches it. The idempotency key carries the form's one-time token, so a double submit opens the
+    same page; no database transaction is open around either Stripe call.
+    """
+    customer_id = customer_get_or_create(team=team)
+    success_url = (settings.SITE_URL + reverse("billing:card_checkout_success")
+                   + "?session_id={CHECKOUT_SESSION_ID}")  # Stripe fills the placeholder in
+    language = (translation.get_language() or getattr(user, "language", "") or "en").lower()
+    session = checkout_gateway.checkout_session_create(
+        params={
+            "mode": "setup", "customer": customer_id, "payment_method_types": ["card"],
+            "success_url": success_url, "cancel_url": settings.SITE_URL + reverse("billing:card_checkout_cancel"),
+            "client_reference_id": str(team.pk), "locale": STRIPE_LOCALES.get(language, "auto"),
+            "metadata": {"team_id": str(team.pk), "kind": CARD_SETUP_KIND},
+            "setup_intent_data": {"metadata": {"team_id": str(team.pk), "kind": CARD_SETUP_KIND}},
+        },
+        idempotency_key=f"card_setup:{team.pk}:{request_token_safe(request_token) or uuid.uuid4().hex}",
+    )
+    logger.info("card setup session %s for team %s", session["id"], team.pk)
+    return CheckoutStart(id=session["id"], url=session["url"])
+
+
+def card_setup_session_result(*, team: Team, session_id: str) -> SetupOutcome:
+    """
+    Where the hosted page returns: re-read the session (never the query string's word), check it is this team's
+    setup session, mirror the card and make it the default when the team has none. Another team's session, a
+    payment session or a malformed id answers 404.
+    """
+    not_found = NotFoundError("not_found", _("Card setup not found."))
+    if not stripe_id_shaped(session_id, prefix="cs_") or not team_stripe_customer_id(team=team):
+        raise not_found
+    try:
+        session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
+    except BillingError as error:
+        if error.code == "stripe_resource_missing":
+            raise not_found from error
+        raise
+    if session.get("mode") != "setup" or not team_owns_stripe_object(team=team, stripe_object=session):
+        logger.warning("team %s returned from checkout session %s that is not its card setup", team.pk, session_id)
+        raise not_found
+    intent = session.get("setup_intent") if isinstance(session.get("setup_intent"), dict) else {}
+    if session.get("status") != "complete" or intent.get("status") != "succeeded":
+        return SetupOutcome(setup_intent_id=intent.get("id") or "", status=intent.get("status") or "open",
+                            error=_("The card form was not completed."))
+    outcome = _setup_outcome(intent)
+    card_setup_mirror(team=team, payment_method=intent.get("payment_method"))
+    _default_if_first(team=team, payment_method_id=outcome.payment_method_id)
+    return outcome
+
+
+def card_setup_mirror(*, team: Team, payment_method) -> None:
+    """Store the saved card in the mirror (an upsert: the return page and the webhook may both do it)."""
+    if not isinstance(payment_method, dict):
+        return
+    if not team_owns_stripe_object(team=team, stripe_object=payment_method):
+        # Checkout attaches the card to the session's customer; anything else is not this team's card.
+        logger.warning("card setup for team %s produced payment method %s of another customer",
+                       team.pk, payment_method.get("id"))
+        return
+    mirror_store(kind="payment_method", data=payment_method)
+
+
 def setup_intent_start(*, team: Team, test_card: str, request_token: str) -> SetupOutcome:
     """
     Save a card for later (off-session) payments through a SetupIntent confirmed with a test card id, with the
     return URL of the 3-D Secure challenge. The card is attached to the customer when the intent succeeds.
     """
-    if getattr(settings, "STRIPE_LIVE_MODE", False):
-        # Live keys need Stripe's own card form (Stripe.js or Checkout mode=setup) in front of this service.
-        raise ApplicationError("card_form_unavailable", _("Add cards in the customer portal."), http_status=404)
+    if not card_test_shortcut_offered():
+        # Test payment-method ids do not exist with live keys: live cards come through the hosted page only.
+        raise NotFoundError("not_found", _("Not found."))
     if test_card not in TEST_CARDS:
         raise ApplicationError("invalid_card", _("Choose one of the cards offered."))
     customer_id = customer_get_or_create(team=team)
@@ -139,7 +218,7 @@ def setup_intent_start(*, team: Team, test_card: str, request_token: str) -> Set
                 "return_url": settings.SITE_URL + reverse("billing:card_return"),
                 "metadata": {"team_id": str(team.pk)},
             },
-            idempotency_key=f"setup:{team.pk}:{request_token}",
+            idempotency_key=f"setup:{team.pk}:{request_token_safe(request_token) or uuid.uuid4().hex}",
         )
     except BillingError as error:
         if error.http_status == 402:

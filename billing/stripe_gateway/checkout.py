@@ -9,9 +9,9 @@ def checkout_session_create(*, params: dict, idempotency_key: str) -> dict:
 
 @stripe_operation("checkout_session_retrieve")
 def checkout_session_retrieve(*, session_id: str) -> dict:
-    return to_dict(
-        client().v1.checkout.sessions.retrieve(session_id, params={"expand": ["line_items", "subscription"]})
-    )
+    # A setup-mode session's card is its SetupIntent's payment method: expanded in the same round trip.
+    return to_dict(client().v1.checkout.sessions.retrieve(
+        session_id, params={"expand": ["line_items", "subscription", "setup_intent.payment_method"]}))
 
 
 @stripe_operation("portal_session_create")

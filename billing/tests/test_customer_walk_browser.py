@@ -2,7 +2,7 @@
 A customer's whole path in a real browser (Debian's chromium through Playwright), in Portuguese with reais, against
 the emulator, whose webhooks reach the live server: sign-up -> Checkout in BRL with a 3-D Secure card -> plan change
 authenticated on the bank's page -> downgrade at period end -> credit pack paid by Pix -> payments page filtered ->
-receipt PDF read back -> card added, made default, removed. Every page is screenshotted at 1280 and 390 px (into
+receipt PDF read back -> card added on the hosted page, made default, removed. Every page is screenshotted at 1280 and 390 px (into
 `screenshots_dir`; SCREENSHOTS_DIR=docs/screenshots refreshes docs/screenshots/walk-*.png), and the project's own pages are checked for sideways scrolling at 390 px.
 """
 import re
@@ -196,11 +196,13 @@ def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, sett
             upgrade_pdf = words
     assert upgrade_pdf, f"no receipt shows the upgrade's {charged_now}"
 
-    # 7. Cards: add a Mastercard, make it the default, remove the Visa.
-    walk.go("/billing/cards/add/")
-    walk.shot("card-add")
-    page.check("text=Mastercard •••• 4444")
-    page.click("#save-card")
+    # 7. Cards: add a Mastercard on Stripe's hosted page (Checkout in setup mode), make it the default, remove the Visa.
+    walk.go("/billing/")
+    page.click("#add-card")
+    page.wait_for_url(f"{stripe_emulator.url}/_emulator/checkout/cs_*")
+    page.fill("#card_number", "5555 5555 5555 4444")
+    walk.shot("card-add", ours=False)
+    page.click("#submit")
     page.wait_for_url(f"{live_server.url}/billing/#cards")
     assert "Seu cartão foi salvo." in walk.text() and "Mastercard •••• 4444" in walk.text()
     walk.shot("billing-card-added")

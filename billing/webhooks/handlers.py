@@ -19,6 +19,7 @@ from ..receipts import receipt_email_queue, refund_receipt_email_queue, refunds_
 from ..selectors import customer_team
 from ..services.customers import billing_profile_flag_dispute, customer_unlink
 from ..services.mirror import mirror_refresh
+from ..services.payment_methods import card_setup_mirror
 
 logger = logging.getLogger("billing.webhooks")
 
@@ -49,7 +50,8 @@ def credits_grant_for_purchase(*, team, amount: int, reference: str) -> None:
 
 
 def checkout_session_completed(*, event: dict) -> None:
-    """Credit pack → credits granted once per session; subscription → the subscription mirrored now."""
+    """Credit pack → credits granted once per session; subscription → the subscription mirrored now; setup (a card
+    added on the hosted page) → the card mirrored, nothing bought or granted."""
     from ..stripe_gateway.checkout import checkout_session_retrieve
 
     session = checkout_session_retrieve(session_id=_obj(event)["id"])
@@ -62,7 +64,13 @@ def checkout_session_completed(*, event: dict) -> None:
     if team is None:
         logger.warning("checkout session %s has no known team; ignored", session["id"])
         return
-    if session.get("mode") == "payment" and metadata.get("kind") == "credit_pack":
+    if session.get("mode") == "setup":
+        # Also done by the page the customer returns to; the mirror write is an upsert, so both (or a replay) agree.
+        # Making the card the default is left to that page: a Stripe write does not belong in this transaction.
+        intent = session.get("setup_intent")
+        if isinstance(intent, dict) and intent.get("status") == "succeeded":
+            card_setup_mirror(team=team, payment_method=intent.get("payment_method"))
+    elif session.get("mode") == "payment" and metadata.get("kind") == "credit_pack":
         if session.get("payment_status") != "paid":
             # Delayed payment methods: credits come with checkout.session.async_payment_succeeded.
             logger.info("checkout session %s not paid yet (%s)", session["id"], session.get("payment_status"))

@@ -82,6 +82,7 @@ color:#1d6b3a;padding:.7rem .9rem;border-radius:6px;margin:1rem 0}.card{backgrou
 border-radius:8px;padding:1.2rem 1.4rem;margin-bottom:1.2rem}.badge{display:inline-block;padding:.1rem .5rem;border-radius:4px;
 background:#e3e8ee;font-size:.8rem}.test{position:fixed;top:0;right:0;background:#ffde92;color:#7a4b00;font-size:.75rem;
 padding:.2rem .6rem;border-bottom-left-radius:6px}
+@media (max-width:700px){.wrap{flex-direction:column;min-height:0}.side,.main{padding:2rem 1.25rem;max-width:none}}
 """
 
 

@@ -1,4 +1,4 @@
-"""Checkout Sessions (modes `payment` and `subscription`) and the hosted Checkout page.
+"""Checkout Sessions (modes `payment`, `subscription` and `setup`) and the hosted Checkout page.
 
 The page at the session's `url` posts its form to `POST /_emulator/checkout_sessions/<id>/complete`
 (field `card_number`, default 4242 4242 4242 4242; `email`; `promotion_code`; `action=apply` only applies a
@@ -6,6 +6,11 @@ promotion code). Completing it charges the card like Stripe Checkout does, emits
 subscription and invoice events and finally `checkout.session.completed`, then answers 303 to `success_url`.
 A declined card re-renders the page with Stripe's message and HTTP 402 and changes nothing; a card that
 needs 3-D Secure goes through the emulator's challenge page first. The card number is never stored.
+
+Setup mode charges nothing: the session owns a SetupIntent from creation (`setup_intent.created`); the page's card
+confirms it (`payment_method.attached` to the session's customer, `setup_intent.succeeded`, then
+`checkout.session.completed` with `payment_status=no_payment_required`). A card the SetupIntent refuses stays on the
+page with Stripe's message (`setup_intent.setup_failed`); expiring the session cancels its SetupIntent.
 """
 from __future__ import annotations
 
@@ -95,23 +100,24 @@ def _line_item(req: Any, price: dict[str, Any], quantity: int | None, currency: 
 
 # ------------------------------------------------------------------ API
 
-@route("POST", "/v1/checkout/sessions", sdk_params_name("checkout.SessionCreateParams"), returns="checkout.session")
-def create_session(req: Request) -> dict[str, Any]:
-    p = req.params
-    store = req.store
-    mode = p.get("mode")
-    if mode is None:
-        raise StripeError("Missing required param: mode.", code="parameter_missing", param="mode")
-    if mode == "setup":
-        raise StripeError("Checkout in `setup` mode is not supported by the emulator.", param="mode")
-    if p.get("customer") and p.get("customer_email"):
-        raise StripeError("You may only specify one of these parameters: customer, customer_email.", param="customer_email")
-    if p.get("allow_promotion_codes") and p.get("discounts"):
-        raise StripeError("You may only specify one of these parameters: allow_promotion_codes, discounts.",
-                          param="discounts")
-    cus = ref_or_400(req, p["customer"], "customer", "customer") if p.get("customer") else None
-    now = req.store.clock.now_for_customer(cus["id"] if cus else None)
-    line_params = p.get("line_items") or []
+# Parameters of the other modes that setup mode refuses (the params' own docs name the modes they belong to).
+_NOT_IN_SETUP = ("line_items", "subscription_data", "payment_intent_data", "invoice_creation",
+                 "payment_method_collection", "saved_payment_method_options", "submit_type", "phone_number_collection")
+
+
+def _check_setup_params(p: dict[str, Any]) -> None:
+    """`mode=setup` saves a payment method and charges nothing: no items, no money-related options."""
+    for name in _NOT_IN_SETUP:
+        if name in p:
+            raise StripeError(f"You can not pass `{name}` in `setup` mode.", param=name)
+    if not p.get("currency") and not p.get("payment_method_types"):
+        # Dynamic payment methods need a currency to choose from (the param's doc: "Required in `setup` mode when
+        # `payment_method_types` is not set").
+        raise StripeError("Missing required param: currency.", code="parameter_missing", param="currency")
+
+
+def _session_prices(req: Request, line_params: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """The prices of a payment or subscription session's `line_items` (metered items lose their quantity)."""
     if not line_params:
         raise StripeError("Missing required param: line_items.", code="parameter_missing", param="line_items")
     prices = []
@@ -150,11 +156,36 @@ def create_session(req: Request) -> dict[str, Any]:
     if mode == "subscription" and not recurring:
         raise StripeError("You must specify at least one recurring price in `subscription` mode when using prices.",
                           param="mode")
-    currency = (p.get("currency") or prices[0]["currency"]).lower()
+    return prices
+
+
+@route("POST", "/v1/checkout/sessions", sdk_params_name("checkout.SessionCreateParams"), returns="checkout.session")
+def create_session(req: Request) -> dict[str, Any]:
+    p = req.params
+    store = req.store
+    mode = p.get("mode")
+    if mode is None:
+        raise StripeError("Missing required param: mode.", code="parameter_missing", param="mode")
+    if mode == "setup":
+        _check_setup_params(p)
+    elif p.get("setup_intent_data"):
+        raise StripeError(f"You can not pass `setup_intent_data` in `{mode}` mode.", param="setup_intent_data")
+    if p.get("customer") and p.get("customer_email"):
+        raise StripeError("You may only specify one of these parameters: customer, customer_email.", param="customer_email")
+    if p.get("allow_promotion_codes") and p.get("discounts"):
+        raise StripeError("You may only specify one of these parameters: allow_promotion_codes, discounts.",
+                          param="discounts")
+    cus = ref_or_400(req, p["customer"], "customer", "customer") if p.get("customer") else None
+    now = req.store.clock.now_for_customer(cus["id"] if cus else None)
+    line_params = list(p.get("line_items") or [])
+    prices = _session_prices(req, line_params, mode) if mode != "setup" else []
+    # Setup mode charges nothing: the currency is optional (it only narrows dynamic payment methods).
+    currency = (p.get("currency") or prices[0]["currency"]).lower() if prices else (p.get("currency") or "").lower() or None
     types = list(p.get("payment_method_types") or ["card"])
-    async_payments.check_currency(types, currency)
     if mode != "payment" and any(t in async_payments.ASYNC_TYPES for t in types):
         raise StripeError("Boleto and Pix are emulated in Checkout's `payment` mode only.", param="payment_method_types")
+    if currency:
+        async_payments.check_currency(types, currency)
     for i, pr in enumerate(prices):
         if not inv_mod.price_offers_currency(store, pr, currency):
             raise StripeError(f"The price specified ({pr['id']}) does not support the currency `{currency}`.",
@@ -198,7 +229,8 @@ def create_session(req: Request) -> dict[str, Any]:
                         "terms_of_service_acceptance": None},
         "customer": cus["id"] if cus else None,
         "customer_account": None,
-        "customer_creation": None if (cus or mode == "subscription") else p.get("customer_creation", "if_required"),
+        "customer_creation": (None if (cus or mode == "subscription")
+                              else p.get("customer_creation", "if_required" if mode == "payment" else None)),
         "customer_details": None,  # filled in on completion
         "customer_email": p.get("customer_email"),
         "discounts": [],
@@ -257,8 +289,27 @@ def create_session(req: Request) -> dict[str, Any]:
             priv["coupon"] = coupon["id"]
             session["discounts"] = [{"coupon": coupon["id"], "promotion_code": None}]
     store.add(session, priv)
-    _recompute(req, session)
+    if mode == "setup":
+        _attach_setup_intent(req, session, cus, types, p.get("setup_intent_data") or {})
+    else:
+        _recompute(req, session)
     return session
+
+
+def _attach_setup_intent(req: Any, session: dict[str, Any], cus: dict[str, Any] | None, types: list[str],
+                         data: dict[str, Any]) -> None:
+    """A setup session owns one SetupIntent from its creation (for the session's customer, saved for off-session
+    use); the hosted page confirms it. Nothing is due, so the amounts stay null and no payment is required."""
+    from .setup_intents import build_setup_intent
+
+    si = build_setup_intent(req, {"customer": cus["id"] if cus else None, "payment_method_types": types,
+                                  "usage": "off_session", "description": data.get("description")})
+    apply_metadata(si, data.get("metadata"))
+    req.store.add(si)
+    req.store.priv(si["id"])["checkout_session"] = session["id"]
+    emit("setup_intent.created", si)
+    session.update(setup_intent=si["id"], amount_subtotal=None, amount_total=None, total_details=None,
+                   payment_status="no_payment_required")
 
 
 def _session_payment_method_options(types: list[str], options: Any) -> dict[str, Any]:
@@ -312,6 +363,12 @@ def _expire_if_due(req: Any, session: dict[str, Any]) -> None:
 def _expire(req: Any, session: dict[str, Any]) -> None:
     session["status"] = "expired"
     session["url"] = None
+    si = req.store.get(session.get("setup_intent"), "setup_intent")
+    if si is not None and si["status"] not in ("succeeded", "canceled"):
+        # Expiring is how a setup session's SetupIntent is cancelled (it cannot be cancelled on its own).
+        si["status"] = "canceled"
+        si["next_action"] = None
+        emit("setup_intent.canceled", si)
     emit("checkout.session.expired", session)
 
 
@@ -386,7 +443,7 @@ def _success_url(session: dict[str, Any]) -> str | None:
 
 
 def _apply_promotion_code(req: Any, session: dict[str, Any], code: str) -> None:
-    if not session.get("allow_promotion_codes"):
+    if not session.get("allow_promotion_codes") or session["mode"] == "setup":
         raise CheckoutDecline("Promotion codes are not accepted for this purchase.")
     promo = next((pc for pc in req.store.all("promotion_code") if pc["code"].lower() == code.strip().lower()
                   and pc["active"]), None)
@@ -434,6 +491,8 @@ def complete_with_card(req: Any, session: dict[str, Any], pm: dict[str, Any], em
     """Pay the session with a card payment method (the hosted form's card, or a `payment_method` given to
     `/v1/payment_pages/<id>/confirm`)."""
     store = req.store
+    if session["mode"] == "setup":
+        return _complete_setup(req, session, pm, email, form)
     behaviour = card_behaviour(req, pm["id"])
     if behaviour in _DECLINING:
         if created_here:
@@ -443,6 +502,31 @@ def complete_with_card(req: Any, session: dict[str, Any], pm: dict[str, Any], em
     if session["mode"] == "payment":
         return _complete_payment(req, session, pm, email, form)
     return _complete_subscription(req, session, pm, email, form, priv)
+
+
+def _complete_setup(req: Any, session: dict[str, Any], pm: dict[str, Any], email: str | None,
+                    form: dict[str, str]) -> HtmlResponse:
+    """Setup mode: confirm the session's SetupIntent with the card, as `/v1/setup_intents/<id>/confirm` would (the
+    same test-card outcomes: a refused card records `last_setup_error` and the page says why; a card that asks for
+    3-D Secure goes through the challenge first). On success the card is attached to the customer."""
+    from .setup_intents import confirm_with_payment_method
+
+    store = req.store
+    si = store.objects[session["setup_intent"]]
+    cus = _customer_for(req, session, email, form.get("name"), session.get("customer_creation") == "always")
+    if cus is not None and not si.get("customer"):
+        si["customer"] = cus["id"]
+    try:
+        confirm_with_payment_method(req, si, pm, return_url=None)
+    except StripeError as exc:
+        raise CheckoutDecline(exc.message) from None
+    if si["status"] == "requires_action":
+        priv = store.priv(session["id"])
+        priv["pending_customer"] = cus["id"] if cus else None
+        priv["email"] = email
+        store.priv(si["id"])["after_3ds_hook"] = "emu_b_checkout"
+        return HtmlResponse.redirect(f"{req.emulator.public_url}/_emulator/3ds/{si['id']}")
+    return _finish(req, session, cus, email, pm)
 
 
 def _complete_async(req: Any, session: dict[str, Any], method: str, email: str | None,
@@ -632,7 +716,9 @@ def _complete_subscription(req: Any, session: dict[str, Any], pm: dict[str, Any]
 def _finish(req: Any, session: dict[str, Any], cus: dict[str, Any] | None, email: str | None,
             pm: dict[str, Any]) -> HtmlResponse:
     session["status"] = "complete"
-    if session["mode"] == "subscription":
+    if session["mode"] == "setup":
+        pass  # payment_status stays no_payment_required; amounts stay null
+    elif session["mode"] == "subscription":
         inv = req.store.get(session.get("invoice"), "invoice")
         session["payment_status"] = "paid" if inv is not None and inv["amount_paid"] > 0 else "no_payment_required"
         if inv is not None:
@@ -675,7 +761,10 @@ def _after_3ds(req: Any, pi: dict[str, Any], approved: bool) -> HtmlResponse | N
         return None
     priv = store.priv(session["id"])
     pm = store.get(pi.get("payment_method"), "payment_method") or {}
-    if session["mode"] == "payment":
+    if session["mode"] == "setup":  # `pi` is the session's SetupIntent here
+        if pi["status"] == "succeeded":
+            return _finish(req, session, store.get(priv.get("pending_customer"), "customer"), priv.get("email"), pm)
+    elif session["mode"] == "payment":
         if pi["status"] == "succeeded":
             cus = store.get(priv.get("pending_customer"), "customer")
             return _finish(req, session, cus, priv.get("email"), pm)
@@ -774,12 +863,13 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
         rows += (f"<tr class='line'><td>{esc(li['description'])}<div class='muted'>{qty} &middot; "
                  f"{esc(unit)}{esc(every)}</div></td><td class='r'>{esc(fmt_money(li['amount_subtotal'], cur))}</td></tr>")
     trial_days = priv.get("trial_period_days")
-    if session["total_details"]["amount_discount"]:
+    if (session["total_details"] or {}).get("amount_discount"):
         promo = store.get(priv.get("promotion_code"), "promotion_code")
         label = f"Discount ({promo['code']})" if promo else "Discount"
         rows += f"<tr><td>{esc(label)}</td><td class='r' id='discount'>-{esc(fmt_money(session['total_details']['amount_discount'], cur))}</td></tr>"
+    setup = session["mode"] == "setup"
     head = "Subscribe to" if session["mode"] == "subscription" else "Pay"
-    first = _items(req, session)[0]["description"]
+    first = _items(req, session)[0]["description"] if not setup else ""
     due_label = "Total due today"
     if session["status"] != "open":
         body = (f"<div class='main'><h1>This Checkout Session is {esc(session['status'])}</h1>"
@@ -792,7 +882,8 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
         email_field = (f"<label for='email'>Email</label><input id='email' name='email' type='email' "
                        f"value='{esc(form.get('email') or known_email or '')}' placeholder='you@example.com'>")
     else:
-        email_field = f"<p class='muted'>Paying as {esc(known_email or session['customer'])}</p>"
+        email_field = (f"<p class='muted'>{'Saving for' if setup else 'Paying as'} "
+                       f"{esc(known_email or session['customer'])}</p>")
     promo_field = ""
     if session.get("allow_promotion_codes"):
         applied = store.get(priv.get("promotion_code"), "promotion_code")
@@ -808,14 +899,25 @@ def render_page(req: Any, session: dict[str, Any], *, error: str | None = None, 
     trial_note = f"<p class='muted' id='trial'>{trial_days} days free, then billed per period.</p>" if trial_days else ""
     cancel = (f"<p><a class='muted' id='cancel' href='{esc(session['cancel_url'])}'>&larr; Back</a></p>"
               if session.get("cancel_url") else "")
-    button = "Start trial" if trial_days and session["amount_total"] == 0 else ("Subscribe" if session["mode"] == "subscription" else "Pay")
+    if setup:
+        # Nothing is charged: the side says what the card is saved for instead of a total.
+        button = "Save card"
+        side = ("<div class='muted'>Set up a card for future payments</div>"
+                "<div class='total' id='setup-note'>No charge today</div>"
+                "<p class='muted'>Your card is saved with Stripe Emulator Test Account for later payments "
+                "under its terms.</p>")
+        title = "Save a card"
+    else:
+        button = "Start trial" if trial_days and session["amount_total"] == 0 else ("Subscribe" if session["mode"] == "subscription" else "Pay")
+        side = (f"<div class='muted'>{head} {esc(first)}</div>"
+                f"<div class='total' id='amount-total'>{esc(fmt_money(session['amount_total'], cur))}</div>{trial_note}"
+                f"<table>{rows}<tr><td><strong>{due_label}</strong></td><td class='r'><strong>"
+                f"{esc(fmt_money(session['amount_total'], cur))}</strong></td></tr></table>")
+        title = "Pay with card"
     body = (
         "<div class='wrap'><div class='side'><div class='brand'>Stripe Emulator Test Account</div>" + cancel +
-        f"<div class='muted'>{head} {esc(first)}</div>"
-        f"<div class='total' id='amount-total'>{esc(fmt_money(session['amount_total'], cur))}</div>{trial_note}"
-        f"<table>{rows}<tr><td><strong>{due_label}</strong></td><td class='r'><strong>"
-        f"{esc(fmt_money(session['amount_total'], cur))}</strong></td></tr></table></div>"
-        "<div class='main'><h1>Pay with card</h1>" + msg +
+        side + "</div>"
+        f"<div class='main'><h1>{title}</h1>" + msg +
         f"<form method='post' id='checkout-form' action='/_emulator/checkout_sessions/{esc(session['id'])}/complete'>"
         + email_field + _method_chooser(session, form) +
         "<label for='card_number'>Card information</label>"

@@ -97,6 +97,12 @@ def _confirm(req: Request, si: dict[str, Any], pm: dict[str, Any], return_url: s
     _succeed(req, si, pm)
 
 
+def confirm_with_payment_method(req: Any, si: dict[str, Any], pm: dict[str, Any], *, return_url: str | None) -> None:
+    """Confirm `si` with `pm` (Checkout's setup mode uses this for its session's SetupIntent): succeeds, fails with
+    a 402 card error, or waits in `requires_action` for the 3-D Secure page."""
+    _confirm(req, si, pm, return_url)
+
+
 def complete_3ds_setup(req: Any, si: dict[str, Any], approve: bool) -> None:
     pm = req.store.get(si["payment_method"], "payment_method")
     assert pm is not None
