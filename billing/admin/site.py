@@ -25,7 +25,7 @@ MIRROR_SECTION = "Stripe mirror (read-only)"
 APP_ORDER = {"billing": 0, "accounts": 1, "usage": 2}
 # Order inside the back-office section: the pages staff open every day first.
 BILLING_MODEL_ORDER = ["customeraccount", "refundrequest", "dunningsubscription", "creditnote", "webhookevent",
-                       "auditentry", "reconciliationdrift", "reconciliationrun"]
+                       "outboundemail", "auditentry", "reconciliationdrift", "reconciliationrun"]
 
 
 def staff_time_zone(request) -> zoneinfo.ZoneInfo | None:
