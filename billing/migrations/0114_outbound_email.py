@@ -5,6 +5,13 @@ import django.utils.timezone
 from django.db import migrations, models
 
 
+def sync_roles(apps, schema_editor):
+    # Support and Finance get `resend_outbound_email` (and `view_outboundemail`): the 0102/0110 pattern.
+    from billing.backoffice.roles import roles_sync
+
+    roles_sync(apps=apps)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -43,4 +50,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.CheckConstraint(condition=models.Q(('kind', 'staff'), ('team__isnull', False), _connector='OR'), name='outbound_email_team_kind')],
             },
         ),
+        migrations.RunPython(sync_roles, migrations.RunPython.noop),
     ]
