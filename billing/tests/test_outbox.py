@@ -320,3 +320,38 @@ def test_metrics_export_the_outbox_backlog(settings):
     values = {kind: BACKLOG.labels(kind=kind)._value.get() for kind in ("emails_pending", "emails_failed",
                                                                         "emails_parked")}
     assert values == {"emails_pending": 3, "emails_failed": 1, "emails_parked": 3}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_sending_one_row_at_once_send_it_once(smtp, monkeypatch):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    team, _owner = make_team_with_owner(billing_email="ap@example.com")
+    row = OutboundEmail.objects.create(team=team, template="payment_failed", context=CONTEXT,
+                                       recipients=["ap@example.com"])
+    real_send = locmem.EmailBackend.send_messages
+
+    def slow_smtp(backend, messages):
+        time.sleep(0.3)  # the second worker arrives while the first is talking to the mail server
+        return real_send(backend, messages)
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", slow_smtp)
+    barrier = threading.Barrier(2)
+
+    def worker(_):
+        barrier.wait()
+        try:
+            return emails.outbound_email_send(outbound_email_id=row.pk)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        results = sorted(pool.map(worker, range(2)))
+    assert results == [Status.SENDING, Status.SENT]  # the loser found the row leased and left it
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (Status.SENT, 1) and len(mail.outbox) == 1
