@@ -187,6 +187,8 @@ def test_smtp_failures_retry_with_backoff_then_park_and_staff_resend_is_permissi
     page = browser.get("/admin/billing/outboundemail/?status=parked")
     assert page.status_code == 200 and b"payment_failed" in page.content and b"SMTPServerDisconnected" in page.content
     assert browser.get(f"/admin/billing/outboundemail/{row.pk}/change/").status_code == 200
+    home = browser.get("/admin/").content.decode()
+    assert 'id="parked-emails"' in home and f"/admin/billing/outboundemail/{row.pk}/change/" in home
 
     # Without the permission: refused and audited; the row stays parked.
     viewer = StaffUserFactory()
