@@ -4,6 +4,7 @@ next attempt, read-only. The one action re-sends parked (or failed) rows through
 billing.backoffice.support.outbound_emails_resend, permission-checked (`billing.resend_outbound_email`) and audited.
 """
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin, team_360_link
@@ -14,8 +15,10 @@ from billing.models import OutboundEmail
 
 @admin.register(OutboundEmail)
 class OutboundEmailAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
-    list_display = ["id", "kind", "team_link", "what", "recipients_text", "status_badge", "attempts", "short_error",
-                    "next_attempt_at", "created_at", "sent_at"]
+    # What staff act on first (status, attempts, last error, next attempt) fits at 1280 px beside the admin's
+    # navigation; recipients, context and the full traceback are on the row's page.
+    list_display = ["what", "team_link", "status_badge", "attempts", "short_error", "next_attempt"]
+    list_display_links = ["what"]
     list_filter = ["status", "kind"]
     list_select_related = ["team"]
     search_fields = ["=template"]  # the search box; the lookups are in get_search_results
@@ -39,17 +42,13 @@ class OutboundEmailAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
             return queryset.filter(dedupe_key=term), False
         return queryset.filter(template=term), False
 
-    @admin.display(description="Team")
+    @admin.display(description="Team", ordering="team__name")
     def team_link(self, obj):
         return team_360_link(obj.team, empty="staff")
 
-    @admin.display(description="Email")
+    @admin.display(description="Email", ordering="-id")
     def what(self, obj):
-        return obj.subject_hint
-
-    @admin.display(description="To")
-    def recipients_text(self, obj):
-        return ", ".join(obj.recipients or [])
+        return f"#{obj.pk} {obj.subject_hint}"
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
@@ -58,7 +57,15 @@ class OutboundEmailAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
     @admin.display(description="Last error")
     def short_error(self, obj):
         last_line = (obj.last_error or "").strip().splitlines()[-1:] or [""]
-        return last_line[0][:80]
+        return format_html('<span class="bo-error">{}</span>', last_line[0][:60]) if last_line[0] else "-"
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj):
+        # Short, in the staff member's time zone (the admin activates it): the list must fit beside the navigation.
+        if obj.next_attempt_at is None:
+            return "-"
+        when = timezone.localtime(obj.next_attempt_at)
+        return when.strftime("%H:%M:%S" if when.date() == timezone.localdate() else "%Y-%m-%d %H:%M")
 
     @admin.action(description="Re-send selected parked or failed emails")
     def resend_selected(self, request, queryset):
