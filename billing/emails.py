@@ -225,6 +225,16 @@ def _claim(*, outbound_email_id: int, now: datetime) -> OutboundEmail | None:
             return None
         if row.status in (Status.FAILED, Status.SENDING) and row.next_attempt_at and row.next_attempt_at > now:
             return None  # a failed row waits for its retry time; a sending row belongs to the run holding the lease
+        if row.status == Status.SENDING and row.attempts >= settings.BILLING_EMAIL_MAX_ATTEMPTS:
+            # Its last allowed attempt never finished (the worker died, e.g. killed while rendering): park it rather
+            # than retry something that may take every worker down with it.
+            row.status, row.next_attempt_at = Status.PARKED, None
+            row.last_error = (f"the send did not finish within its lease (BILLING_EMAIL_SEND_LEASE_SECONDS) on attempt "
+                              f"{row.attempts}: its worker stopped\n{row.last_error}")[:LAST_ERROR_MAX_CHARS]
+            row.save(update_fields=["status", "next_attempt_at", "last_error"])
+            logger.error("outbound email %s parked: attempt %s never finished", row.pk, row.attempts,
+                         extra={"outbound_email_id": row.pk})
+            return None
         row.status = Status.SENDING
         row.attempts += 1
         row.next_attempt_at = now + timedelta(seconds=settings.BILLING_EMAIL_SEND_LEASE_SECONDS)

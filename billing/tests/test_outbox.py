@@ -357,3 +357,15 @@ def test_two_workers_sending_one_row_at_once_send_it_once(smtp, monkeypatch):
     assert results == [Status.SENDING, Status.SENT]  # the loser found the row leased and left it
     row.refresh_from_db()
     assert (row.status, row.attempts) == (Status.SENT, 1) and len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_a_send_whose_worker_keeps_dying_is_parked_after_the_last_attempt(smtp, settings):
+    settings.BILLING_EMAIL_MAX_ATTEMPTS = 2
+    team, _owner = make_team_with_owner()
+    row = OutboundEmail.objects.create(team=team, template="payment_failed", context=CONTEXT, status=Status.SENDING,
+                                       attempts=2, next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert emails.outbound_emails_enqueue_due() == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.next_attempt_at) == (Status.PARKED, 2, None)
+    assert "did not finish within its lease" in row.last_error and mail.outbox == []
