@@ -7,9 +7,10 @@ with reportlab in the team's language and the charge's currency, and the emails 
   row is locked.
 - `receipt_pdf_render`: the PDF (pure function of the payment, the seller and the language).
 - `receipt_email_queue` / `refund_receipt_email_queue`: what webhook handlers call. They go through the team email
-  pipeline of `billing.emails` (`send_team_email` → Celery task after commit → `team_email_send_now`), which calls
-  back the builders registered here with `team_email_builder` to make an HTML + text message with the PDF attached.
-  The task context holds only ids (it travels through the broker); the PDF is issued (or read) when the task runs.
+  outbox of `billing.emails` (`send_team_email` → an `OutboundEmail` row → task after commit → `outbound_email_send`),
+  which calls back the builders registered here with `team_email_builder` to make an HTML + text message with the PDF
+  attached. The row's context holds only ids; the PDF is issued (or read) when the email is sent. The builders'
+  dedupe keys make it one receipt email per payment (and per set of refunds), whoever queues it.
 """
 import io
 import logging
@@ -374,7 +375,22 @@ def _message(*, content: EmailContent, to: list[str]) -> EmailMultiAlternatives:
     return message
 
 
-@team_email_builder("receipt")
+def receipt_email_dedupe_key(context: dict) -> str | None:
+    """
+    One receipt email per payment, whichever handler queues it (Checkout's completion and the payment intent's
+    success both name a credit pack's payment): keyed by the payment's first known id in the queued context.
+    """
+    ref = context.get("payment_intent") or context.get("charge") or context.get("invoice")
+    return f"receipt:{ref}" if ref else None
+
+
+def refund_receipt_email_dedupe_key(context: dict) -> str | None:
+    """One refund email per set of refunds (a replayed `charge.refunded` does not email it again)."""
+    refund_ids = sorted(context.get("refund_ids") or [])
+    return f"refund_receipt:{','.join(refund_ids)}"[:255] if refund_ids else None
+
+
+@team_email_builder("receipt", dedupe=receipt_email_dedupe_key)
 def receipt_email_build(*, team: Team, context: dict, language: str,
                         to: list[str]) -> EmailMultiAlternatives | None:
     charge_id = _payment_ref(team=team, context=context)
@@ -387,7 +403,7 @@ def receipt_email_build(*, team: Team, context: dict, language: str,
     return _message(content=content, to=to)
 
 
-@team_email_builder("refund_receipt")
+@team_email_builder("refund_receipt", dedupe=refund_receipt_email_dedupe_key)
 def refund_receipt_email_build(*, team: Team, context: dict, language: str,
                                to: list[str]) -> EmailMultiAlternatives | None:
     charge_id = context["charge"]

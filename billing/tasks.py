@@ -61,21 +61,49 @@ def events_sweep_task() -> int:
     return found
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, default_retry_delay=30)
-def send_team_email_task(self, team_id: int, template: str, context: dict, to: list[str] | None = None) -> None:
-    from .emails import team_email_send_now
+@shared_task(acks_late=True, ignore_result=True)
+def outbound_email_send_task(outbound_email_id: int) -> str:
+    """
+    Send one outbox row (billing.emails.outbound_email_send): a copy of this task finding the row sent or leased
+    does nothing. No retry of its own: a failure sets the row's retry time and the sweep sends it when due.
+    """
+    from .emails import outbound_email_send
 
-    try:
-        team_email_send_now(team_id=team_id, template=template, context=context, to=to)
-    except OSError as error:  # SMTP down: retry later, the message is rendered again from ids
-        raise self.retry(exc=error)
+    return outbound_email_send(outbound_email_id=outbound_email_id)
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, default_retry_delay=30)
-def send_staff_email_task(self, subject: str, body: str) -> None:
-    from django.core.mail import send_mail
+@shared_task(acks_late=True, ignore_result=True)
+def outbound_emails_send_due_task() -> int:
+    """The outbox sweep (BILLING_EMAIL_SWEEP_SECONDS): see outbound_emails_enqueue_due."""
+    from .emails import outbound_emails_enqueue_due
 
-    try:
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, settings.BILLING_STAFF_EMAILS)
-    except OSError as error:
-        raise self.retry(exc=error)
+    return outbound_emails_enqueue_due()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def outbound_emails_prune_task() -> int:
+    """Retention of the outbox (daily): sent rows older than BILLING_EMAIL_RETENTION_DAYS are deleted."""
+    from .emails import outbound_emails_prune
+
+    return outbound_emails_prune()
+
+
+# Before the outbox, emails travelled as these two tasks' arguments. Messages queued by the previous release still
+# name them: each is written to the outbox (and sent by it) instead of being dropped as an unknown task. Nothing
+# sends them any more; remove them one release after the outbox shipped.
+@shared_task(acks_late=True, ignore_result=True)
+def send_team_email_task(team_id: int, template: str, context: dict, to: list[str] | None = None) -> None:
+    from accounts.models import Team
+
+    from .emails import send_team_email
+
+    team = Team.objects.filter(pk=team_id).first()
+    if team is not None:
+        send_team_email(team=team, template=template, context=context, to=to)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def send_staff_email_task(subject: str, body: str) -> None:
+    from .emails import send_staff_email
+
+    send_staff_email(subject=subject, body=body)

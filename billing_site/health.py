@@ -100,9 +100,10 @@ def readyz(request):
 
 
 def _backlog_update() -> None:
+    from django.db.models import Count
     from django.utils import timezone
 
-    from billing.models import RefundRequest, WebhookEvent
+    from billing.models import OutboundEmail, RefundRequest, WebhookEvent
     from usage.models import MeterReport
 
     BACKLOG.labels(kind="webhook_events_pending").set(
@@ -119,6 +120,15 @@ def _backlog_update() -> None:
                                      stripe_refund_id__isnull=True, next_attempt_at__lt=timezone.now()).count())
     BACKLOG.labels(kind="meter_reports_pending").set(
         MeterReport.objects.filter(status=MeterReport.Status.PENDING).count())
+    # The email outbox: waiting to be sent (pending or in a send), retrying, and parked for staff.
+    # (status IN ..., not "not sent": the index on status skips the many sent rows)
+    waiting = [s for s in OutboundEmail.Status.values if s != OutboundEmail.Status.SENT]
+    emails = dict(OutboundEmail.objects.filter(status__in=waiting).values_list("status").annotate(n=Count("id"))
+                  .order_by())
+    BACKLOG.labels(kind="emails_pending").set(
+        emails.get(OutboundEmail.Status.PENDING, 0) + emails.get(OutboundEmail.Status.SENDING, 0))
+    BACKLOG.labels(kind="emails_failed").set(emails.get(OutboundEmail.Status.FAILED, 0))
+    BACKLOG.labels(kind="emails_parked").set(emails.get(OutboundEmail.Status.PARKED, 0))
 
 
 @never_cache

@@ -302,6 +302,21 @@ BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS = env.int("BILLING_WEBHOOK_DRAIN_DOORBELL
 BILLING_EAGER_RETRY_INLINE = env.bool("BILLING_EAGER_RETRY_INLINE", default=RUNNING_TESTS)
 # Staff who are told about disputes (and other things that need a person).
 BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=["finance@example.com"])
+# The email outbox (billing/emails.py): every email is an `OutboundEmail` row written with the work that wants it,
+# sent by a task after commit; the sweep (every BILLING_EMAIL_SWEEP_SECONDS) sends pending rows older than the grace
+# (their message was lost: broker down, worker killed) and failed rows whose retry time has come. A failed send is
+# retried after 30 s, 60 s, 120 s ... (capped at 1 h) and parked after BILLING_EMAIL_MAX_ATTEMPTS (about an hour of
+# SMTP outage with the defaults); staff re-send parked rows from the admin. A send owns its row for the lease
+# (longer than SMTP's EMAIL_TIMEOUT plus a receipt's Stripe reads) before the sweep may take it over.
+BILLING_EMAIL_SWEEP_SECONDS = env.int("BILLING_EMAIL_SWEEP_SECONDS", default=10)
+BILLING_EMAIL_PENDING_GRACE_SECONDS = env.int("BILLING_EMAIL_PENDING_GRACE_SECONDS", default=20)
+BILLING_EMAIL_MAX_ATTEMPTS = env.int("BILLING_EMAIL_MAX_ATTEMPTS", default=8)
+BILLING_EMAIL_RETRY_BASE_SECONDS = env.float("BILLING_EMAIL_RETRY_BASE_SECONDS", default=30.0)
+BILLING_EMAIL_SEND_LEASE_SECONDS = env.int("BILLING_EMAIL_SEND_LEASE_SECONDS", default=120)
+# Sent rows are deleted after this many days (daily, `billing-emails-prune`); failed and parked rows are kept.
+BILLING_EMAIL_RETENTION_DAYS = env.int("BILLING_EMAIL_RETENTION_DAYS", default=30)
+# A row's context is ids and a few values, never a rendered document: JSON larger than this is refused (a bug).
+BILLING_EMAIL_CONTEXT_MAX_BYTES = env.int("BILLING_EMAIL_CONTEXT_MAX_BYTES", default=16384)
 # Catalog currencies: prices carry BRL as `currency_options` on the USD price (one price per lookup key).
 BILLING_DEFAULT_CURRENCY = env.str("BILLING_DEFAULT_CURRENCY", default="usd")
 
@@ -400,6 +415,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks_backoffice.reconcile_task",
         "schedule": BACKOFFICE_RECONCILE_EVERY_SECONDS,
     },
+    # The email outbox: pending rows whose message was lost, failed rows due, sends whose lease ended.
+    "billing-emails-send-due": {"task": "billing.tasks.outbound_emails_send_due_task",
+                                "schedule": BILLING_EMAIL_SWEEP_SECONDS,
+                                "options": {"expires": BILLING_EMAIL_SWEEP_SECONDS}},
+    "billing-emails-prune": {"task": "billing.tasks.outbound_emails_prune_task",
+                             "schedule": crontab(hour=3, minute=37)},
     # Approved requests whose enqueue was lost, retries due, attempts whose lease ended (refund_requests_stuck).
     "backoffice-resume-stuck-refunds": {
         "task": "billing.tasks_backoffice.refund_requests_resume_stuck_task",
@@ -413,6 +434,9 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Billing <billing@example.com>")
+# Seconds an SMTP connection may block a send (Django's default is none: a hung server would hold the task until its
+# time limit). The outbox retries a send that timed out.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- API (DRF, OpenAPI schema) ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The back office (Django admin as a refund and support console). Each area lives 
 - audit: the append-only, hash-chained audit trail (read-only for everyone, CSV export);
 - reconciliation: reconciliation runs and drift with a repair action;
 - webhooks: the webhook console (audited replay of stored Stripe events);
+- emails: the email outbox (status, attempts, last error; audited re-send of parked emails);
 - stripe_mirror: dj-stripe's mirror, read-only;
 - dunning: subscriptions past due or unpaid, with retry / payment-update email / pause / cancel;
 - credit_notes: the project's mirror of Stripe credit notes (read-only);
@@ -23,6 +24,7 @@ from billing.admin import (  # noqa: F401  (they register)
     credit_notes,
     customers,
     dunning,
+    emails,
     reconciliation,
     refunds,
     webhooks,

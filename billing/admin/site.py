@@ -1,8 +1,9 @@
 """
 The admin site as the staff console (issue 14): the home page is a work queue (refund requests waiting for approval
-with their count, recent failed refunds, recent parked webhook events, dunning cases), the back-office pages come
-first in the app list, and dj-stripe's ~60 mirror models form one "Stripe mirror (read-only)" section that only
-staff with `billing.browse_stripe_mirror` (Finance) see listed. Dates are shown in the staff member's time zone.
+with their count, recent failed refunds, recent parked webhook events and emails, dunning cases), the back-office
+pages come first in the app list, and dj-stripe's ~60 mirror models form one "Stripe mirror (read-only)" section
+that only staff with `billing.browse_stripe_mirror` (Finance) see listed. Dates are shown in the staff member's time
+zone.
 
 Django's default `admin.site` is kept (every app registers on it); this module sets its index template and wraps
 three of its methods once, from billing/admin/__init__.py.
@@ -25,7 +26,7 @@ MIRROR_SECTION = "Stripe mirror (read-only)"
 APP_ORDER = {"billing": 0, "accounts": 1, "usage": 2}
 # Order inside the back-office section: the pages staff open every day first.
 BILLING_MODEL_ORDER = ["customeraccount", "refundrequest", "dunningsubscription", "creditnote", "webhookevent",
-                       "auditentry", "reconciliationdrift", "reconciliationrun"]
+                       "outboundemail", "auditentry", "reconciliationdrift", "reconciliationrun"]
 
 
 def staff_time_zone(request) -> zoneinfo.ZoneInfo | None:

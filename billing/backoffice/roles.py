@@ -25,6 +25,8 @@ SUPPORT_PERMISSIONS = (
     # Dunning (issue 14): retrying a failed invoice and emailing the card-update link are everyday support.
     "billing.retry_invoice_payment",
     "billing.send_payment_update_email",
+    # The email outbox: re-sending a parked email (it was never delivered) is everyday support, like a replay.
+    "billing.resend_outbound_email",
 )
 FINANCE_PERMISSIONS = SUPPORT_PERMISSIONS + (
     "billing.approve_refund",

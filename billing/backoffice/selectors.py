@@ -11,7 +11,7 @@ from djstripe import models as djstripe_models
 
 from accounts.models import Membership, Team
 from billing.extensions import credit_ledger
-from billing.models import AuditEntry, CreditNote, RefundRequest, WebhookEvent
+from billing.models import AuditEntry, CreditNote, OutboundEmail, RefundRequest, WebhookEvent
 from billing_site.money import format_money
 
 logger = logging.getLogger("billing.backoffice")
@@ -417,7 +417,7 @@ def dunning_cases(*, limit: int = 50) -> list[DunningRow]:
 
 def backoffice_home(*, limit: int = 10) -> dict:
     """The admin home's work queues: refund requests waiting for approval (and their count), recent failed refund
-    requests, recent parked webhook events, and the number of dunning cases. Five small indexed queries."""
+    requests, recent parked webhook events and emails, and the number of dunning cases. Six small indexed queries."""
     waiting = RefundRequest.objects.filter(status=RefundRequest.Status.REQUESTED)
     return {
         "waiting_count": waiting.count(),
@@ -426,6 +426,8 @@ def backoffice_home(*, limit: int = 10) -> dict:
                                .select_related("team").order_by("-updated")[:limit]),
         "parked_events": list(WebhookEvent.objects.filter(status=WebhookEvent.Status.PARKED).defer("payload")
                               .order_by("-received_at")[:limit]),
+        "parked_emails": list(OutboundEmail.objects.filter(status=OutboundEmail.Status.PARKED).select_related("team")
+                              .defer("context", "last_error").order_by("-created_at")[:limit]),
         "dunning_count": djstripe_models.Subscription.objects.filter(
             stripe_data__status__in=list(DUNNING_STATUSES))[:1000].count(),
     }

@@ -194,3 +194,32 @@ def webhook_events_replay(*, staff: StaffContext, event_ids: list[str], team: Te
             audit_record(staff=staff, action=AuditEntry.Action.WEBHOOK_REPLAYED, target_type="webhook_event",
                          target_id=event_id, team=team, after={"result": results[event_id]}, outcome=audit_outcome)
     return results
+
+
+def outbound_emails_resend(*, staff: StaffContext, email_ids: list[int]) -> dict[int, str]:
+    """
+    Staff re-send of parked (or failed) outbox emails (`billing.emails.outbound_email_requeue`): attempts restart and
+    the send task goes after commit. A sent or sending row is left alone: it is never sent twice. One audit entry
+    per row, with what it was.
+    """
+    from billing.emails import outbound_email_requeue
+    from billing.models import OutboundEmail
+
+    staff_require(staff=staff, permission="billing.resend_outbound_email", attempted="outbound_emails_resend",
+                  target_type="outbound_email", target_id=",".join(map(str, email_ids))[:255])
+    rows = {row.pk: row for row in OutboundEmail.objects.filter(pk__in=email_ids).select_related("team")}
+    results: dict[int, str] = {}
+    for email_id in email_ids:
+        row = rows.get(email_id)
+        if row is None:
+            results[email_id] = "not found"
+            continue
+        with transaction.atomic():
+            requeued = outbound_email_requeue(outbound_email_id=row.pk)
+            results[email_id] = "re-sent" if requeued else f"left alone ({row.status})"
+            audit_record(staff=staff, action=AuditEntry.Action.EMAIL_RESENT, target_type="outbound_email",
+                         target_id=row.pk, team=row.team,
+                         before={"status": row.status, "attempts": row.attempts, "template": row.template or row.kind},
+                         after={"result": results[email_id]},
+                         outcome=AuditEntry.Outcome.DONE if requeued else AuditEntry.Outcome.FAILED)
+    return results

@@ -11,3 +11,5 @@ from .receipts import Receipt, ReceiptCounter  # noqa: E402,F401
 # Staff console (issue 14): Stripe credit notes (dj-stripe 2.11 has no model for them) and the dunning page's proxy.
 from .credit_notes import CreditNote  # noqa: E402,F401
 from .dunning import DunningSubscription  # noqa: E402,F401
+# The email outbox (issue 11): every team and staff email is a row first, sent by a task, swept when it was not.
+from .emails import OutboundEmail  # noqa: E402,F401

@@ -31,6 +31,7 @@ class AuditEntry(models.Model):
         TRIAL_EXTENDED = "subscription.trial_extended", _("Trial extended")
         WEBHOOK_REPLAYED = "webhook.replayed", _("Webhook event replayed")
         RECEIPT_RESENT = "receipt.resent", _("Receipt resent")
+        EMAIL_RESENT = "email.resent", _("Outbound email re-sent")
         DRIFT_REPAIRED = "reconciliation.repaired", _("Drift repaired")
         AUDIT_EXPORTED = "audit.exported", _("Audit trail exported")
         CREDIT_NOTE_ISSUED = "credit_note.issued", _("Credit note issued")

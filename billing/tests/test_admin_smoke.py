@@ -16,6 +16,7 @@ from billing.models import (
     CreditNote,
     CustomerAccount,
     DunningSubscription,
+    OutboundEmail,
     ReconciliationDrift,
     ReconciliationRun,
     RefundRequest,
@@ -62,6 +63,8 @@ def rows(db, admin_user):
         WebhookEvent: WebhookEventFactory(stripe_event_id="evt_smoke", type="invoice.paid",
                                           obj={"id": "in_smoke", "object": "invoice", "customer": "cus_smoke"},
                                           status="parked"),
+        OutboundEmail: OutboundEmail.objects.create(team=team, template="payment_failed", status="parked",
+                                                    attempts=8, last_error="SMTPServerDisconnected"),
     }
 
 
@@ -69,7 +72,7 @@ def test_the_package_registers_every_billing_admin_itself():
     # BillingConfig.ready() no longer imports an admin module: autodiscovery of billing.admin alone registers them.
     assert {model.__name__ for model in BILLING_ADMINS} == {
         "CustomerAccount", "RefundRequest", "AuditEntry", "ReconciliationRun", "ReconciliationDrift", "WebhookEvent",
-        "CreditNote", "DunningSubscription"}
+        "CreditNote", "DunningSubscription", "OutboundEmail"}
     assert type(admin.site._registry[WebhookEvent]) is WebhookConsoleAdmin
     assert MIRROR_ADMINS
     assert all(isinstance(admin.site._registry[model], ReadOnlyMirrorMixin) for model in MIRROR_ADMINS)

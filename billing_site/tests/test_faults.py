@@ -281,6 +281,18 @@ def test_redis_outage_degrades_then_every_event_is_applied_within_60s_of_recover
     assert set(WebhookEvent.objects.values_list("stripe_event_id", flat=True)) >= delivered
     assert credits_balance(team=team) == SIGNUP_CREDITS
 
+    # An email queued while the broker is down (from this process, as a web process would): the transaction commits
+    # and nothing raises; the outbox row waits, pending, with no attempt made.
+    from django.db import transaction
+
+    from billing.emails import send_staff_email
+    from billing.models import OutboundEmail
+
+    with transaction.atomic():
+        send_staff_email(subject="Outage notice", body="queued while Redis was down\n")
+    email = OutboundEmail.objects.get(context__subject="Outage notice")
+    assert (email.status, email.attempts) == (OutboundEmail.Status.PENDING, 0)
+
     stack.redis_start()  # an empty Redis: every message sent before the outage is gone too
     recovered_at = time.monotonic()
     _wait(lambda: not WebhookEvent.objects.exclude(status=WebhookEvent.Status.PROCESSED).exists(),
@@ -292,8 +304,16 @@ def test_redis_outage_degrades_then_every_event_is_applied_within_60s_of_recover
     stored = list(WebhookEvent.objects.values_list("stripe_event_id", flat=True))
     assert len(stored) == len(set(stored)) and set(stored) >= delivered  # 0 lost, 0 stored twice
     assert credits_balance(team=team) == SIGNUP_CREDITS + 10  # the pack granted exactly once
+    # Every email of the run sent: the outage's notice, and the emails of the events applied after it (the credit
+    # pack's receipt).
+    _wait(lambda: set(OutboundEmail.objects.values_list("status", flat=True)) == {OutboundEmail.Status.SENT},
+          max(RECOVERY_SECONDS - took, 1), f"every email sent: {stack.logs()}")
+    print(f"redis outage: the email queued during the outage and {OutboundEmail.objects.count() - 1} queued after "
+          f"were sent {time.monotonic() - recovered_at:.1f} s after Redis came back")
     time.sleep(12)  # another sweep or two: nothing applies twice
     assert credits_balance(team=team) == SIGNUP_CREDITS + 10
+    assert OutboundEmail.objects.get(pk=email.pk).attempts == 1
+    assert set(OutboundEmail.objects.values_list("attempts", flat=True)) == {1}
     assert _api(stack, cold_key).status_code == 200
     assert requests.get(stack.url + "/readyz", timeout=10).json()["status"] == "ok"
 

@@ -1,6 +1,6 @@
 """
 Alerts to the team at 80 %, 100 % and when credits run out, once per period, sent like every team email
-(billing.emails: billing address, after commit, retried); optional credit expiry.
+(billing.emails: billing address, the outbox after commit, retried); optional credit expiry.
 """
 from datetime import timedelta
 
@@ -114,22 +114,28 @@ def test_no_alert_email_when_the_transaction_rolls_back(team_and_owner, set_plan
     assert len(mail.outbox) == 1
 
 
-def test_failed_email_is_retried_later(team_and_owner, set_plan, monkeypatch, committed):
+def test_failed_email_is_retried_later(team_and_owner, set_plan, monkeypatch, committed, settings):
+    from django.core.mail.backends import locmem
+
+    settings.BILLING_EMAIL_RETRY_BASE_SECONDS = 0  # the retry is due at once
+
     team, owner = team_and_owner
     set_plan(team, "pro", included=10)
     usage_stored(team, 8, key="a")
     attempts = []
-    real_send_mail = emails.send_mail
+    real_send = locmem.EmailBackend.send_messages
 
-    def smtp_down_once(*args, **kwargs):
-        attempts.append(args[3])
+    def smtp_down_once(backend, messages):
+        attempts.append(messages[0].to)
         if len(attempts) == 1:
             raise OSError("SMTP down")
-        return real_send_mail(*args, **kwargs)
+        return real_send(backend, messages)
 
-    monkeypatch.setattr(emails, "send_mail", smtp_down_once)
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", smtp_down_once)
     assert len(committed(services.usage_alerts_check, team=team)) == 1
-    # The task retried (eagerly here; with backoff on a worker): two attempts, one email, one alert row.
+    assert attempts == [[owner.email]] and mail.outbox == []
+    # The outbox row waits for its retry time; the email sweep sends it then: two attempts, one email, one alert.
+    assert committed(emails.outbound_emails_enqueue_due) == 1
     assert attempts == [[owner.email], [owner.email]]
     assert len(mail.outbox) == 1 and "80%" in mail.outbox[0].subject
     assert UsageAlert.objects.count() == 1
