@@ -41,13 +41,16 @@ class _DuplicateEntry(Exception):
 
 
 _ENTRY_TABLE = CreditLedgerEntry._meta.db_table
+_REASONS = frozenset(CreditLedgerEntry.Reason.values)  # `Reason.values` builds a new list on every access
+# Column order of a ledger row, for building the returned entry the way a query does (Model.from_db).
+_ENTRY_ATTNAMES = [f.attname for f in CreditLedgerEntry._meta.concrete_fields]
 _BALANCE_TABLE = CreditBalance._meta.db_table
 
 
 def _validate_credit_args(*, amount: int, reason: str, reference: str) -> None:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise ApplicationError("invalid_amount", "The number of credits must be a positive whole number.")
-    if reason not in CreditLedgerEntry.Reason.values:
+    if reason not in _REASONS:
         raise ApplicationError("invalid_reason", f"Unknown credit reason {reason!r}.")
     if not reference or len(reference) > 255:
         raise ApplicationError("invalid_reference", "A reference (at most 255 characters) is required.")
@@ -304,8 +307,15 @@ def _combined_debit(*, team: Team, amount: int, reason: str, reference: str, cre
         raise InsufficientCreditsError(balance=balance_after, required=amount)
     if outcome == "duplicate":
         raise _DuplicateEntry()
-    entry = CreditLedgerEntry(pk=entry_id, team=team, delta=-amount, balance_after=balance_after, reason=reason,
-                              reference=reference, created_by=created_by, note=note[:500], metadata={}, created=now)
+    # Built like a row read from the database (half the CPU of Model(**kwargs), which runs every field's setter);
+    # the team and creator we already hold are cached on it so reading them costs no query.
+    row = {"id": entry_id, "team_id": team.pk, "delta": -amount, "balance_after": balance_after, "reason": reason,
+           "reference": reference, "created_by_id": mine.created_by_id, "note": note[:500], "metadata": {},
+           "created": now}
+    entry = CreditLedgerEntry.from_db(connection.alias, _ENTRY_ATTNAMES, [row[name] for name in _ENTRY_ATTNAMES])
+    entry._state.fields_cache["team"] = team
+    if created_by is not None:
+        entry._state.fields_cache["created_by"] = created_by
     return balance_after, entry
 
 
