@@ -258,6 +258,8 @@ def _run_debit_batch(batch: list[_PendingDebit]) -> None:
              all(d.async_commit for d in batch)],
         )
         rows = cursor.fetchall()
+    for debit in batch:
+        debit.created = first.created  # the time the batch's rows were stored with
     for idx, outcome, balance_after, entry_id in rows:
         batch[idx - 1].outcome = (outcome, balance_after, entry_id)
 
@@ -265,7 +267,7 @@ def _run_debit_batch(batch: list[_PendingDebit]) -> None:
 def _combined_debit(*, team: Team, amount: int, reason: str, reference: str, created_by: User | None, note: str,
                     async_commit: bool) -> tuple[int, CreditLedgerEntry]:
     """A debit through the team's batch queue; answers and raises exactly like `_debit`."""
-    now = timezone.now()
+    now = timezone.now()  # the stored time is that of the first debit of the batch (set when it ran)
     mine = _PendingDebit(team_id=team.pk, amount=amount, reason=reason, reference=reference,
                          created_by_id=created_by.pk if created_by else None, note=note, async_commit=async_commit,
                          created=now)
@@ -302,6 +304,8 @@ def _combined_debit(*, team: Team, amount: int, reason: str, reference: str, cre
                     _debit_queues.pop(team.pk, None)  # bound memory; an idle team's queue is recreated on demand
     if mine.error is not None:
         raise mine.error
+    if mine.outcome is None:  # the function answers every index; anything else is a bug, never a silent success
+        raise RuntimeError(f"credit debit batch gave no answer for {reference!r}")
     outcome, balance_after, entry_id = mine.outcome
     if outcome == "insufficient":
         raise InsufficientCreditsError(balance=balance_after, required=amount)
@@ -311,7 +315,7 @@ def _combined_debit(*, team: Team, amount: int, reason: str, reference: str, cre
     # the team and creator we already hold are cached on it so reading them costs no query.
     row = {"id": entry_id, "team_id": team.pk, "delta": -amount, "balance_after": balance_after, "reason": reason,
            "reference": reference, "created_by_id": mine.created_by_id, "note": note[:500], "metadata": {},
-           "created": now}
+           "created": mine.created}
     entry = CreditLedgerEntry.from_db(connection.alias, _ENTRY_ATTNAMES, [row[name] for name in _ENTRY_ATTNAMES])
     entry._state.fields_cache["team"] = team
     if created_by is not None:

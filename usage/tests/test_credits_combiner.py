@@ -187,3 +187,14 @@ def test_a_debit_inside_a_transaction_is_not_combined(batches):
     assert batches.sent == []  # the single-debit path, part of the caller's transaction
     assert selectors.credits_balance(team=team) == 5
     assert not CreditLedgerEntry.objects.filter(team=team, reference="in-tx").exists()
+
+
+def test_the_returned_entry_is_the_stored_row():
+    team = TeamFactory()
+    services.credits_grant(team=team, amount=5, reason=CreditLedgerEntry.Reason.PURCHASE, reference="pi_1")
+    entry = services.credits_remove(team=team, amount=2, reason=USAGE, reference="call:1", note="why")
+    stored = CreditLedgerEntry.objects.get(pk=entry.pk)
+    fields = ("team_id", "delta", "balance_after", "reason", "reference", "created_by_id", "note", "metadata",
+              "created")
+    assert {f: getattr(entry, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+    assert entry.team == team and not entry._state.adding
