@@ -9,8 +9,8 @@ import os
 import time
 import uuid
 
-from usage_support.common import (apply_bench_env, django_setup, free_port, make_team, migrate,
-                           require_postgres_and_redis, start_gunicorn, stop_process)
+from usage_support.common import (apply_bench_env, django_setup, free_port, load_average, make_team, migrate,
+                                  require_postgres_and_redis, start_gunicorn, stop_process)
 
 BATCH = 1000
 BATCHES = int(os.environ.get("USAGE_BENCH_INGEST_BATCHES", "40"))
@@ -58,6 +58,7 @@ def send_batches(args) -> dict:
 def main() -> None:
     import multiprocessing
 
+    load_at_start = load_average()
     apply_bench_env()
     django_setup()
     if not require_postgres_and_redis(need_redis=False):
@@ -92,7 +93,7 @@ def main() -> None:
           f"{repeat['duplicates'] / repeat['elapsed']:,.0f} events/s; created on repeat: {repeat['created']}")
     print(f"  stored total: {stored:,} (expected {BATCHES * BATCH:,}) -> "
           f"{'EXACT' if stored == BATCHES * BATCH and repeat['created'] == 0 else 'MISMATCH'}")
-    print(f"  load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)")
+    print(f"  load average: {load_at_start} at start, {load_average()} at the end (shared machine)")
 
 
 if __name__ == "__main__":

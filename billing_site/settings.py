@@ -357,6 +357,10 @@ USAGE_METER_REPORT_SWEEP_SECONDS = env.int("USAGE_METER_REPORT_SWEEP_SECONDS", d
 # fraction of a second of such debits (those calls go uncharged); it can never make a balance negative or split a
 # debit from its ledger row. Purchases, grants, clawbacks and staff actions always commit synchronously.
 USAGE_ASYNC_COMMIT_USAGE_DEBITS = env.bool("USAGE_ASYNC_COMMIT_USAGE_DEBITS", default=True)
+# Debits of one team that arrive while its previous batch runs go to PostgreSQL together: one locked call per batch
+# (docs/usage.md, "debit combiner"); at most this many per batch. Off: one locked call per debit.
+USAGE_CREDIT_DEBIT_COMBINE = env.bool("USAGE_CREDIT_DEBIT_COMBINE", default=True)
+USAGE_CREDIT_DEBIT_BATCH_MAX = env.int("USAGE_CREDIT_DEBIT_BATCH_MAX", default=200)
 # Purchased credits expire after this many days; unset/0: never (the default).
 USAGE_CREDIT_EXPIRY_DAYS = env.int("USAGE_CREDIT_EXPIRY_DAYS", default=0)
 # Alert thresholds (percent of the included amount); each alert goes to the owner once per period.

@@ -8,8 +8,10 @@ them too, and usage.services must not import usage.metering (metering is built o
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -74,8 +76,8 @@ COUNTER_MISSING = 4  # the period counter is not in Redis: seed it from the data
 
 # KEYS: 1 token bucket hash, 2 period counter, 3 event buffer list
 # ARGV: 1 rate (tokens/s), 2 burst, 3 quantity, 4 included, 5 hard limit (-1: none), 6 defer (1: never record
-#       here, the caller pays credits first), 7 credits mode (1: past `included` needs payment), 8 event JSON,
-#       9 counter TTL seconds (unused here: set when the counter is seeded)
+#       here, the caller pays credits first), 7 credits mode (1: past `included` needs payment), 8 event JSON
+#       (the counter's TTL is set when it is seeded: INCRBY keeps it)
 # Returns {status, remaining tokens, retry after ms, reset ms, used (after, when admitted)}
 ADMIT_LUA = """
 local used = redis.call('GET', KEYS[2])
@@ -152,6 +154,57 @@ return #items
 """
 
 _scripts: dict[tuple[int, str], object] = {}
+_script_shas: dict[str, str] = {}
+_thread_state = threading.local()
+
+
+def _thread_connection(url: str):
+    """
+    This thread's own Redis connection for `run_script` (one per URL, thread and process). The hot path skips the
+    pool (a lock and bookkeeping on every call) and redis-py's command machinery: about half of the client-side CPU
+    of a metered call. A forked child never reuses its parent's socket (the pid is checked).
+    """
+    pid = os.getpid()
+    if getattr(_thread_state, "pid", None) != pid:
+        _thread_state.pid = pid
+        _thread_state.connections = {}
+    connection = _thread_state.connections.get(url)
+    if connection is None:
+        pool = redis_client().connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        _thread_state.connections[url] = connection
+    return connection
+
+
+def run_script(source: str, *, keys: list, args: list):
+    """
+    Run a Lua script in ONE round trip on this thread's connection: EVALSHA, and EVAL only when the server does
+    not know the script yet (a new or restarted Redis). Raises redis.RedisError like the client does (metering turns
+    it into 503). A connection that failed is dropped; a call that failed because the server had closed an idle
+    connection (a Redis restart) is retried once on a new one: the command never reached a live server then.
+    """
+    sha = _script_shas.get(source)
+    if sha is None:
+        sha = _script_shas[source] = hashlib.sha1(source.encode()).hexdigest()
+    url = settings.USAGE_REDIS_URL
+    for attempt in (1, 2):
+        connection = _thread_connection(url)
+        fresh = connection._sock is None
+        try:
+            try:
+                connection.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=False)
+                return connection.read_response()
+            except redis.exceptions.NoScriptError:
+                connection.send_command("EVAL", source, len(keys), *keys, *args, check_health=False)
+                return connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise  # an error answer (e.g. from the script): the connection itself is fine
+        except BaseException as error:
+            connection.disconnect()  # never reuse a socket left mid-reply
+            if attempt == 1 and not fresh and isinstance(error, redis.exceptions.ConnectionError) \
+                    and not isinstance(error, redis.exceptions.TimeoutError):
+                continue
+            raise
 
 
 def script(source: str):

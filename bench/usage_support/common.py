@@ -50,6 +50,11 @@ def make_team(label: str):
     return team, owner, created.raw_key
 
 
+def load_average() -> str:
+    """The 1-minute load average and the core count, for the figures' context on a shared machine."""
+    return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return float("nan")

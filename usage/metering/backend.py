@@ -98,10 +98,11 @@ class RedisBackend:
         keys = [ratelimit.redis_key("bucket", event.team_id), self.counter_key(event.team_id, event.metric, period),
                 self.buffer_key()]
         args = [rate, burst, event.quantity, included, hard_limit, int(defer), int(policy.overage == "credits"),
-                event.to_json(), _counter_ttl(period)]
-        admit = ratelimit.script(ratelimit.ADMIT_LUA)
+                event.to_json()]
         for _ in range(2):
-            status, remaining, retry_ms, reset_ms, used = admit(keys=keys, args=args)
+            # The whole admission is this one round trip (tested: usage/tests/test_metering_round_trips.py).
+            status, remaining, retry_ms, reset_ms, used = ratelimit.run_script(ratelimit.ADMIT_LUA, keys=keys,
+                                                                               args=args)
             if status != ratelimit.COUNTER_MISSING:
                 # `used` is the counter after this call when admitted, and before it otherwise.
                 before = used - event.quantity if status == ratelimit.ADMITTED else used
@@ -117,9 +118,9 @@ class RedisBackend:
         ratelimit.redis_client().set(key, used, nx=True, ex=_counter_ttl(period))
 
     def record(self, *, event: CallEvent, period: Period) -> int:
-        record = ratelimit.script(ratelimit.RECORD_LUA)
-        return int(record(keys=[self.counter_key(event.team_id, event.metric, period), self.buffer_key()],
-                          args=[event.quantity, event.to_json(), _counter_ttl(period)]))
+        return int(ratelimit.run_script(
+            ratelimit.RECORD_LUA, keys=[self.counter_key(event.team_id, event.metric, period), self.buffer_key()],
+            args=[event.quantity, event.to_json(), _counter_ttl(period)]))
 
 
 class LocalBackend:
