@@ -73,8 +73,14 @@ def usage_alert_credits_exhausted_task(team_id: int) -> bool:
 
 
 def credits_exhausted_alert_enqueue(team_id: int) -> None:
-    """A CREDITS_EXHAUSTED_HOOKS entry (registered in UsageConfig.ready): alert from a worker, off the hot path."""
-    usage_alert_credits_exhausted_task.delay(team_id)
+    """
+    A CREDITS_EXHAUSTED_HOOKS entry (registered in UsageConfig.ready): alert from a worker, off the hot path. Runs
+    after the debit committed, so it must not raise: with the broker down the send is logged and skipped (the
+    alert is a courtesy; the balance and the API's 402 answers are the record).
+    """
+    from billing_site.celery import task_send
+
+    task_send(usage_alert_credits_exhausted_task, (team_id,), what=f"credits-exhausted alert for team {team_id}")
 
 
 @shared_task(ignore_result=True, **_RETRY)

@@ -29,8 +29,12 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin
         if not request.user.has_perm("billing.run_reconciliation"):
             raise PermissionDeniedError("permission_denied", "Running reconciliation needs billing.run_reconciliation.")
         from billing.backoffice.tasks import reconcile_task
+        from billing_site.celery import task_send
 
-        reconcile_task.delay()
+        if not task_send(reconcile_task, what="reconciliation run from the admin"):
+            messages.error(request, "The task queue is unreachable; reconciliation did not start. Try again in a "
+                                    "minute (the nightly run is not affected).")
+            return redirect("admin:billing_reconciliationrun_changelist")
         messages.success(request, "Reconciliation started; drift appears below as it is found.")
         return redirect("admin:billing_reconciliationrun_changelist")
 

@@ -224,3 +224,14 @@ def test_two_people_through_the_pages(client, support_user, finance_user, financ
     rr.refresh_from_db()
     assert rr.status == RefundRequest.Status.SUCCEEDED and rr.approved_by == finance_user2
     assert sorted(r["amount"] for r in emulator_refunds(bo_stripe, charge.id)) == [1000, 5000]
+
+
+@pytest.mark.django_db
+def test_starting_reconciliation_with_the_broker_down_says_so_instead_of_a_500(admin_client, monkeypatch):
+    from billing_site import celery
+
+    sent = []
+    monkeypatch.setattr(celery, "task_send", lambda task, *a, what, **k: (sent.append(task.name), False)[1])
+    response = admin_client.post(reverse("admin:billing_reconciliationrun_run"), follow=True)
+    assert response.status_code == 200 and sent == ["billing.tasks_backoffice.reconcile_task"]
+    assert "reconciliation did not start" in response.content.decode()
