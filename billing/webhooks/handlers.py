@@ -144,12 +144,26 @@ def invoice_payment_failed(*, event: dict) -> None:
     """Dunning notice: Stripe retries the card; the team is asked to update it (portal link on /billing/)."""
     invoice = _obj(event)
     team = customer_team(stripe_customer_id=invoice.get("customer"))
-    if team is None:
+    if team is None or _pending_change_invoice(invoice):
         return
     send_team_email(team=team, template="payment_failed", context={
         "amount": format_money(invoice.get("amount_due") or 0, invoice.get("currency") or "usd"),
         "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
     })
+
+
+def _pending_change_invoice(invoice: dict) -> bool:
+    """
+    The invoice of a plan change waiting for payment (pending_if_incomplete): Stripe does not retry it and the
+    subscription is not in dunning; the customer was told on the page, so no "update your card" email.
+    """
+    from ..stripe_gateway import subscriptions as subscriptions_gateway
+
+    subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+    if invoice.get("billing_reason") != "subscription_update" or not subscription_id:
+        return False
+    subscription = subscriptions_gateway.subscription_retrieve(subscription_id=subscription_id)
+    return bool(subscription.get("pending_update")) and subscription.get("latest_invoice") == invoice.get("id")
 
 
 def charge_refunded(*, event: dict) -> None:
