@@ -32,7 +32,7 @@ from . import selectors
 from .catalog import load_catalog
 from .emails import send_team_email, team_email_builder
 from .forms_payments import PaymentKind
-from .models import Receipt, ReceiptCounter
+from .models import Receipt, ReceiptCounter, ReceiptEmail
 
 logger = logging.getLogger(__name__)
 
@@ -414,7 +414,21 @@ def refund_receipt_email_build(*, team: Team, context: dict, language: str,
 
 
 def receipt_email_queue(*, team: Team, charge_id: str = "", payment_intent_id: str = "", invoice_id: str = "") -> None:
-    """Email the payment's receipt (HTML + text, PDF attached) to the team, after the current transaction commits."""
+    """
+    Email the payment's receipt (HTML + text, PDF attached) to the team, after the current transaction commits;
+    once per payment: a `ReceiptEmail` row, written in the same transaction, marks it queued, so an event applied
+    twice (a replay, a duplicate delivery) queues nothing the second time.
+    """
+    payment_ref = payment_intent_id or charge_id or invoice_id
+    if payment_ref:
+        try:
+            with transaction.atomic():
+                _row, created = ReceiptEmail.objects.get_or_create(payment_ref=payment_ref, defaults={"team": team})
+        except IntegrityError:  # a concurrent handler queued it first
+            created = False
+        if not created:
+            logger.info("receipt email for %s (team %s) already queued; not again", payment_ref, team.pk)
+            return
     send_team_email(team=team, template="receipt",
                     context={"charge": charge_id, "payment_intent": payment_intent_id, "invoice": invoice_id})
 

@@ -75,3 +75,24 @@ class Receipt(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ReceiptImmutableError(f"receipt {self.number} is issued and cannot be deleted")
+
+
+class ReceiptEmail(models.Model):
+    """
+    One receipt email per payment. The webhook handler inserts this row in the transaction that queues the email
+    (the email leaves only after that commit): a replayed or repeated event finds the row and queues nothing.
+    """
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="receipt_emails",
+                             help_text="The team the receipt was emailed to.")
+    payment_ref = models.CharField(
+        max_length=255, unique=True,
+        help_text="The payment the email is for, as the queuing handler named it: pi_... (one succeeded charge per "
+                  "payment intent), in_... for an invoice, or ch_....")
+    created = models.DateTimeField(default=timezone.now, help_text="When the email was queued.")
+
+    class Meta:
+        verbose_name = "receipt email"
+
+    def __str__(self) -> str:
+        return self.payment_ref

@@ -203,12 +203,17 @@ def customer_deleted(*, event: dict) -> None:
 
 
 def payment_intent_succeeded(*, event: dict) -> None:
-    """Credit packs bought outside Checkout (card + 3-D Secure on our page): granted once per payment intent."""
+    """
+    Credit packs bought outside Checkout (card + 3-D Secure on our page): granted once per payment intent. Every
+    other one-time payment of a team (a saved-card payment, a charge made by staff) gets its receipt email here;
+    invoice payments get theirs from invoice.paid and Checkout payments from checkout.session.completed.
+    """
     from ..stripe_gateway.payments import payment_intent_retrieve
 
     intent = _obj(event)
     metadata = intent.get("metadata") or {}
     if metadata.get("kind") != "credit_pack":
+        _one_time_payment_receipt(intent)
         return
     intent = payment_intent_retrieve(payment_intent_id=intent["id"])  # current state, not the snapshot
     if intent.get("status") != "succeeded":
@@ -218,6 +223,20 @@ def payment_intent_succeeded(*, event: dict) -> None:
         logger.warning("payment intent %s has no known team; ignored", intent["id"])
         return
     credits_grant_for_purchase(team=team, amount=int(metadata.get("credits") or 0), reference=intent["id"])
+    receipt_email_queue(team=team, payment_intent_id=intent["id"])
+
+
+def _one_time_payment_receipt(intent: dict) -> None:
+    from ..stripe_gateway.invoice_payments import invoice_id_for_payment_intent
+
+    if intent.get("status") != "succeeded" or (intent.get("metadata") or {}).get("source") == "checkout":
+        return
+    team = customer_team(stripe_customer_id=intent.get("customer"))
+    if team is None:
+        return
+    # An invoice's payment: before API 2025-03 the intent names its invoice; since, only the invoice's payments do.
+    if intent.get("invoice") or invoice_id_for_payment_intent(payment_intent_id=intent["id"]):
+        return
     receipt_email_queue(team=team, payment_intent_id=intent["id"])
 
 
