@@ -43,6 +43,7 @@ WEBHOOK_EVENTS = sorted({
     "customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
     "invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded",
     "invoice.updated", "invoice.voided", "invoice.marked_uncollectible",
+    "invoice_payment.paid",
     "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.requires_action",
     "payment_intent.canceled",
     "charge.succeeded", "charge.failed", "charge.refunded", "charge.updated",

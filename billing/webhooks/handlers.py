@@ -140,6 +140,13 @@ def invoice_paid(*, event: dict) -> None:
                         charge_id=invoice.get("charge") if isinstance(invoice.get("charge"), str) else "")
 
 
+def invoice_payment_paid(*, event: dict) -> None:
+    """Keep which invoice the payment intent paid: the payment history recognises subscription payments by it."""
+    from ..services.invoice_payments import invoice_payment_link_record
+
+    invoice_payment_link_record(invoice_payment=_obj(event))
+
+
 def invoice_payment_failed(*, event: dict) -> None:
     """Dunning notice: Stripe retries the card; the team is asked to update it (portal link on /billing/)."""
     invoice = _obj(event)
