@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext, gettext as _
 from django.conf import settings
 from django.urls import reverse
 
@@ -252,6 +252,7 @@ class PaymentOutcome:
     status: str  # succeeded | requires_action | requires_payment_method | processing
     redirect_url: str = ""
     error: str = ""
+    error_code: str = ""  # Stripe's last_payment_error.code
 
 
 def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id: str, currency: str | None,
@@ -292,9 +293,11 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
 
 def _outcome(intent: dict) -> PaymentOutcome:
     redirect = ((intent.get("next_action") or {}).get("redirect_to_url") or {}).get("url") or ""
-    error = (intent.get("last_payment_error") or {}).get("message") or ""
+    last_error = intent.get("last_payment_error") or {}
+    # Stripe words card messages for the card holder, in English: the common ones have our translation.
+    error = gettext(last_error["message"]) if last_error.get("message") else ""
     return PaymentOutcome(payment_intent_id=intent["id"], status=intent.get("status") or "", redirect_url=redirect,
-                          error=error)
+                          error=error, error_code=last_error.get("code") or "")
 
 
 def payment_intent_status(*, team: Team, payment_intent_id: str) -> PaymentOutcome:
@@ -358,7 +361,8 @@ def subscription_change_on_session(*, team: Team, lookup_key: str, proration_dat
     intent_id = _invoice_payment_intent_id(updated.get("latest_invoice") or "")
     intent = payments_gateway.payment_intent_retrieve(payment_intent_id=intent_id) if intent_id else {}
     if intent.get("status") != "requires_action":
-        error = (intent.get("last_payment_error") or {}).get("message") or _("Your card was declined.")
+        error = _outcome(intent).error if intent else ""
+        error = error or _("Your card was declined.")
         logger.info("team %s plan change to %s declined (%s)", team.pk, lookup_key, intent_id or "no payment")
         return PlanChangeOutcome(status="declined", error=error)
     confirmed = payments_gateway.payment_intent_confirm(
@@ -386,8 +390,11 @@ def plan_change_authentication_result(*, team: Team, payment_intent_id: str) -> 
         mirror_store(kind="invoice", data=subscriptions_gateway.invoice_retrieve(invoice_id=updated["latest_invoice"]))
     if outcome.status == "succeeded" and not updated.get("pending_update"):
         return PlanChangeOutcome(status="changed")
-    return PlanChangeOutcome(status="declined",
-                             error=outcome.error or _("The card's bank did not confirm the payment."))
+    if outcome.error_code in ("", "payment_intent_authentication_failure", "authentication_required"):
+        # Stripe's sentence for this one ends "choose a different payment method and try again", which the page
+        # says anyway.
+        return PlanChangeOutcome(status="declined", error=_("The card's bank did not confirm the payment."))
+    return PlanChangeOutcome(status="declined", error=outcome.error)
 
 
 def subscription_pending_change(*, team: Team) -> dict | None:
