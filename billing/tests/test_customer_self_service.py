@@ -213,6 +213,31 @@ def test_declined_card_on_plan_change_says_so_and_changes_nothing(
                                         for m in mail.outbox)
 
 
+def test_api_plan_change_with_a_declined_card_answers_402_and_keeps_the_plan(
+        billing_world, owner_client, team, stripe_emulator, settings):  # noqa: F811
+    seen = _paying_subscriber(owner_client, stripe_emulator, billing_world, settings)
+    from billing.stripe_gateway._core import client
+
+    sdk = client()
+    customer = team_subscription(team=team).customer_id
+    pm = sdk.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_chargeCustomerFail"}})
+    sdk.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    owner_client.post(reverse("billing:card_default", args=[pm.id]))
+    preview = owner_client.patch("/api/v1/subscription/", {"lookup_key": "team_monthly"},
+                                 content_type="application/json").json()["preview"]
+    mail.outbox.clear()
+    answer = owner_client.patch("/api/v1/subscription/", {"lookup_key": "team_monthly",
+                                                           "proration_date": preview["proration_date"]},
+                                content_type="application/json")
+    assert answer.status_code == 402 and answer.json()["error"]["code"] == "payment_incomplete"
+    new_events = deliver_new(owner_client, billing_world, seen)
+    assert "invoice.payment_failed" in [e["type"] for e in new_events]
+    assert not [m for m in mail.outbox if "payment" in m.subject.lower() and "fail" in m.subject.lower()]
+    current = owner_client.get("/api/v1/subscription/").json()
+    assert current["status"] == "active" and current["plan"]["lookup_key"] == "pro_monthly"
+    assert team_plan(team=team).key == "pro"
+
+
 @pytest.mark.parametrize("field, value", [("proration_date", "soon"), ("proration_date", ""), ("signature", "forged")])
 def test_tampered_or_non_numeric_preview_answers_400(billing_world, owner_client, team, stripe_emulator, settings,
                                                      field, value):  # noqa: F811
