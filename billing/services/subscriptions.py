@@ -388,7 +388,11 @@ def plan_change_authentication_result(*, team: Team, payment_intent_id: str) -> 
     if updated.get("latest_invoice"):
         # The page the customer lands on lists it as paid at once, not "due" until invoice.paid arrives.
         mirror_store(kind="invoice", data=subscriptions_gateway.invoice_retrieve(invoice_id=updated["latest_invoice"]))
-    if outcome.status == "succeeded" and not updated.get("pending_update"):
+    if outcome.status == "succeeded":
+        # Paid: Stripe applies the pending update (at once in the emulator; it may trail the redirect by a moment
+        # on Stripe, and customer.subscription.pending_update_applied then brings it to the mirror).
+        if updated.get("pending_update"):
+            logger.info("team %s: plan change paid (%s), pending update not applied yet", team.pk, payment_intent_id)
         return PlanChangeOutcome(status="changed")
     if outcome.error_code in ("", "payment_intent_authentication_failure", "authentication_required"):
         # Stripe's sentence for this one ends "choose a different payment method and try again", which the page
@@ -421,6 +425,8 @@ def subscription_pending_change(*, team: Team) -> dict | None:
     found = plan_of_items(prices)
     invoice_id = (subscription.stripe_data or {}).get("latest_invoice") or ""
     invoice = Invoice.objects.filter(id=invoice_id).first() if invoice_id else None
+    if invoice is not None and (invoice.stripe_data or {}).get("status") in ("paid", "void"):
+        return None  # paid: Stripe is applying it; void: dropped (the subscription's events follow)
     return {"plan": found[0] if found else None,
             "expires_at": datetime.fromtimestamp(pending["expires_at"], tz=dt_timezone.utc),
             "invoice_url": ((invoice.stripe_data or {}).get("hosted_invoice_url") if invoice else "") or ""}
