@@ -75,3 +75,38 @@ def test_an_invoice_payment_intent_leaves_the_receipt_to_invoice_paid(
     _apply(paid, django_capture_on_commit_callbacks)
     _apply(paid, django_capture_on_commit_callbacks)
     assert len(mail.outbox) == 1 and ReceiptEmail.objects.get().payment_ref == invoice.id
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_deliveries_of_one_payment_at_once_queue_one_receipt_email(bo_stripe, receipt_settings, monkeypatch):  # noqa: F811
+    """Two workers apply the same payment's event at the same moment: one ReceiptEmail row, one email queued."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from billing import receipts
+
+    team, _owner = make_team_with_owner(name="Race Inc")
+    queued = []
+    monkeypatch.setattr(receipts, "send_team_email", lambda **kwargs: queued.append(kwargs["context"]))
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker():
+        try:
+            with transaction.atomic():  # as the webhook pipeline runs a handler
+                barrier.wait()
+                receipts.receipt_email_queue(team=team, payment_intent_id="pi_race")
+        except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(queued) == 1
+    assert ReceiptEmail.objects.filter(payment_ref="pi_race").count() == 1
