@@ -813,6 +813,19 @@ def _check_pending_params(p: dict[str, Any]) -> None:
                     "https://stripe.com/docs/billing/pending-updates-reference", param=f"items[{idx}][{key}]")
 
 
+def check_pending_item_params(p: dict[str, Any]) -> None:
+    """The subscription item endpoints take fewer parameters with pending updates (no metadata, no off_session)."""
+    if p.get("payment_behavior") != "pending_if_incomplete":
+        return
+    for key in p:
+        if key not in {"expand", "payment_behavior", "proration_behavior", "proration_date", "price", "plan",
+                       "quantity", "subscription"}:
+            raise StripeError(
+                f"You cannot pass `{key}` when `payment_behavior` is `pending_if_incomplete`. Only the parameters "
+                "supported by pending updates can be passed: https://stripe.com/docs/billing/pending-updates-reference",
+                param=key)
+
+
 def _pending_items_preview(req: Any, sub: dict[str, Any], changes: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
     """The subscription items as they will be once the pending update applies (nothing is stored)."""
     changed = {ch["item"]["id"]: ch for ch in changes if ch["item"] is not None}
@@ -1084,11 +1097,15 @@ def retrieve_item_route(req: Request) -> dict[str, Any]:
 def create_item_route(req: Request) -> dict[str, Any]:
     p = req.params
     sub = ref_or_400(req, p["subscription"], "subscription", "subscription")
+    check_pending_item_params(p)
     item_p = {k: p[k] for k in ("price", "price_data", "plan", "quantity", "metadata") if k in p}
     upd = {"items": [item_p], **{k: p[k] for k in ("proration_behavior", "proration_date", "payment_behavior") if k in p}}
     before_ids = set(req.store.priv(sub["id"])["items"])
     update_subscription(req, sub, upd)
-    new_id_ = next(i for i in req.store.priv(sub["id"])["items"] if i not in before_ids)
+    new_id_ = next((i for i in req.store.priv(sub["id"])["items"] if i not in before_ids), None)
+    if new_id_ is None and sub["pending_update"]:
+        # pending_if_incomplete, not paid: the item exists only in the pending update so far
+        return next(i for i in sub["pending_update"]["subscription_items"] if i["id"] not in before_ids)
     return req.store.objects[new_id_]
 
 
@@ -1097,6 +1114,7 @@ def update_item_route(req: Request) -> dict[str, Any]:
     item = get_or_404(req, req.path_params["id"], "subscription_item", "subscription item")
     sub = req.store.objects[item["subscription"]]
     p = req.params
+    check_pending_item_params(p)
     item_p = {"id": item["id"], **{k: p[k] for k in ("price", "price_data", "plan", "quantity", "metadata") if k in p}}
     upd = {"items": [item_p], **{k: p[k] for k in ("proration_behavior", "proration_date", "payment_behavior", "off_session") if k in p}}
     update_subscription(req, sub, upd)

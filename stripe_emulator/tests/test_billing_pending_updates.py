@@ -149,3 +149,18 @@ def test_update_without_an_invoice_applies_at_once(client: stripe.StripeClient) 
         "items": [{"id": sub["items"].data[0].id, "price": _price(client, amount=5000).id}],
         "proration_behavior": "none", "payment_behavior": "pending_if_incomplete"})
     assert updated.pending_update is None and updated["items"].data[0].price.unit_amount == 5000
+
+
+def test_subscription_item_create_with_pending_if_incomplete(client: stripe.StripeClient) -> None:
+    _, cus, sub = _customer(client, "pm_card_chargeCustomerFail")
+    item = client.v1.subscription_items.create(params={
+        "subscription": sub.id, "price": _price(client, amount=700).id, "proration_behavior": "always_invoice",
+        "payment_behavior": "pending_if_incomplete"})
+    after = client.v1.subscriptions.retrieve(sub.id)
+    assert len(after["items"].data) == 1 and after.pending_update is not None
+    assert item.id in [i.id for i in after.pending_update.subscription_items]
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.subscription_items.create(params={
+            "subscription": sub.id, "price": _price(client, amount=800).id, "metadata": {"a": "b"},
+            "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"})
+    assert exc.value.param == "metadata"
