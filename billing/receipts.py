@@ -91,25 +91,34 @@ def _get_or_issue(*, issue, lookup: dict) -> Receipt:
 
 def _payment_for_receipt(*, team: Team, payment_id: str, invoice_hint: str = "") -> selectors.PaymentRow:
     """
-    The payment as the receipt prints it. A subscription payment whose invoice the mirror cannot name (API 2025-03
-    and later: see selectors.STRIPE_INVOICE_PAYMENT_DESCRIPTIONS) is looked up at Stripe once, before any lock, so
-    the receipt carries the invoice's lines and tax; the receipt is immutable, so it must not go out without them.
+    The payment as the receipt prints it. A payment whose invoice the mirror cannot name (API 2025-03 and later:
+    charges and intents no longer name it; see selectors._payment_invoices_by_intent) is looked up at Stripe once,
+    before any lock, and the link kept, so a subscription receipt carries the invoice's lines and tax; the receipt
+    is immutable, so it must not go out without them.
     """
     payment = selectors.team_payment(team=team, payment_id=payment_id, invoice_hint=invoice_hint)
     if payment is None or not payment.has_receipt:
         raise NotFoundError("not_found", _("Payment not found."))
-    if payment.kind == PaymentKind.SUBSCRIPTION and not payment.invoice_id and payment.payment_intent:
-        from djstripe.models import Invoice
+    if payment.kind == PaymentKind.CREDIT_PACK or not payment.payment_intent:
+        return payment
+    from djstripe.models import Invoice
 
-        from .services.mirror import mirror_refresh
-        from .stripe_gateway.invoice_payments import invoice_id_for_payment_intent
+    from .services.invoice_payments import invoice_payment_link_store
+    from .services.mirror import mirror_refresh
+    from .stripe_gateway.invoice_payments import invoice_id_for_payment_intent
 
-        invoice_id = invoice_id_for_payment_intent(payment_intent_id=payment.payment_intent)
-        if invoice_id:
-            if not Invoice.objects.filter(id=invoice_id).exists():
-                mirror_refresh(kind="invoice", object_id=invoice_id)
-            payment = selectors.team_payment(team=team, payment_id=payment.id, invoice_hint=invoice_id) or payment
-    return payment
+    invoice_id = payment.invoice_id
+    if not invoice_id:
+        # No link recorded (the invoice_payment.paid event not applied yet, or data from before it was recorded).
+        invoice_id = invoice_id_for_payment_intent(payment_intent_id=payment.payment_intent) or ""
+        if not invoice_id:
+            return payment  # a one-time payment
+        invoice_payment_link_store(payment_intent_id=payment.payment_intent, invoice_id=invoice_id)
+    if not Invoice.objects.filter(id=invoice_id).exists():
+        mirror_refresh(kind="invoice", object_id=invoice_id)
+    elif payment.lines and payment.invoice_number:
+        return payment
+    return selectors.team_payment(team=team, payment_id=payment.id, invoice_hint=invoice_id) or payment
 
 
 def receipt_for_charge_get_or_create(*, team: Team, payment_id: str, language: str | None = None,
@@ -430,7 +439,12 @@ def refund_receipt_email_build(*, team: Team, context: dict, language: str,
 
 
 def receipt_email_queue(*, team: Team, charge_id: str = "", payment_intent_id: str = "", invoice_id: str = "") -> None:
-    """Email the payment's receipt (HTML + text, PDF attached) to the team, after the current transaction commits."""
+    """
+    Email the payment's receipt (HTML + text, PDF attached) to the team, after the current transaction commits;
+    once per payment: the outbox row carries the builder's dedupe key (`receipt_email_dedupe_key`), written in the
+    same transaction, so an event applied twice (a replay, a duplicate delivery, two handlers naming one payment)
+    queues nothing the second time.
+    """
     send_team_email(team=team, template="receipt",
                     context={"charge": charge_id, "payment_intent": payment_intent_id, "invoice": invoice_id})
 

@@ -363,18 +363,22 @@ class PaymentRow:
         return self.stripe_status == "succeeded"
 
 
-# Since API 2025-03 a charge no longer names its invoice, and the invoice lists its payments only when expanded
-# (the mirror does not expand them). Stripe describes the payment intents it makes for subscription invoices so.
-STRIPE_INVOICE_PAYMENT_DESCRIPTIONS = ("Subscription creation", "Subscription update", "Subscription cycle")
-
-
-def _payment_invoices_by_intent(*, customer_id: str) -> dict[str, dict]:
-    """Payment intent (and charge) id -> invoice data, for every invoice of the customer in the mirror."""
+def _payment_invoices_by_intent(*, customer_id: str, intent_ids: list[str]) -> dict[str, dict]:
+    """
+    Payment intent (and charge) id -> invoice data, for the customer's invoices. Since API 2025-03 a charge no
+    longer names its invoice and an invoice lists its payments only when expanded (the mirror seldom has them), so
+    the links recorded from Stripe's InvoicePayments (`InvoicePaymentLink`) complete what the invoices say.
+    """
     from djstripe.models import Invoice
 
+    from .models import InvoicePaymentLink
+
     found: dict[str, dict] = {}
+    by_id: dict[str, dict] = {}
     for data in Invoice.objects.filter(customer_id=customer_id).values_list("stripe_data", flat=True):
         data = data or {}
+        if data.get("id"):
+            by_id[data["id"]] = data
         # API versions before 2025-03 name the intent and charge on the invoice; later ones list invoice payments.
         for key in ("payment_intent", "charge"):
             ref = data.get(key)
@@ -386,6 +390,11 @@ def _payment_invoices_by_intent(*, customer_id: str) -> dict[str, dict]:
             ref = ref.get("id") if isinstance(ref, dict) else ref
             if ref:
                 found[ref] = data
+    links = InvoicePaymentLink.objects.filter(payment_intent_id__in=intent_ids)
+    for intent_id, invoice_id in links.values_list("payment_intent_id", "invoice_id"):
+        if intent_id not in found:
+            # An invoice not mirrored (yet) is still named: the payment is a subscription payment all the same.
+            found[intent_id] = by_id.get(invoice_id) or {"id": invoice_id}
     return found
 
 
@@ -436,7 +445,8 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
     lookup_key = metadata.get("lookup_key") or ""
     catalog = load_catalog()
     pack = catalog.credit_pack_for_lookup_key(lookup_key) if lookup_key else None
-    if invoice or legacy_invoice or (data.get("description") or "").startswith(STRIPE_INVOICE_PAYMENT_DESCRIPTIONS):
+    # Recognised by the invoice it paid (the link Stripe gives), never by its description, which anyone can write.
+    if invoice or legacy_invoice:
         kind = PaymentKind.SUBSCRIPTION
     elif metadata.get("kind") == "credit_pack" or pack is not None:
         kind = PaymentKind.CREDIT_PACK
@@ -455,8 +465,8 @@ def _payment_row(*, charge, invoices: dict[str, dict], refunds: list[dict]) -> P
         status = PaymentStatus.FAILED
     card = (data.get("payment_method_details") or {}).get("card") or {}
     description = data.get("description") or ""
-    if description in STRIPE_INVOICE_PAYMENT_DESCRIPTIONS:
-        description = ""  # Stripe's bookkeeping words, not the customer's: the kind and invoice lines say it
+    if kind == PaymentKind.SUBSCRIPTION:
+        description = ""  # Stripe's bookkeeping words ("Subscription update"): the kind and invoice lines say it
     if kind == PaymentKind.CREDIT_PACK and pack is not None:
         # The catalog names a pack in the reader's language (Stripe's description is the product's English name),
         # quantity on its line.
@@ -482,7 +492,13 @@ def _payment_rows(*, customer_id: str, charges, invoice_hint: str = "") -> list[
     from djstripe.models import Invoice, Refund
 
     charges = list(charges)
-    invoices = _payment_invoices_by_intent(customer_id=customer_id)
+    intent_ids = []
+    for charge in charges:
+        intent = (charge.stripe_data or {}).get("payment_intent")
+        intent = intent.get("id") if isinstance(intent, dict) else intent
+        if intent:
+            intent_ids.append(intent)
+    invoices = _payment_invoices_by_intent(customer_id=customer_id, intent_ids=intent_ids)
     if invoice_hint and len(charges) == 1:
         # The caller learnt from Stripe which invoice this one charge paid (receipts: see billing/receipts.py).
         hinted = Invoice.objects.filter(id=invoice_hint, customer_id=customer_id).values_list(

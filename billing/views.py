@@ -84,6 +84,7 @@ def overview(request):
         context["cards"] = [{**card, "is_default": card["id"] == default_id}
                             for card in selectors.team_saved_cards(team=team)]
         context["scheduled_change"] = subscription_services.subscription_scheduled_change(team=team)
+        context["pending_change"] = subscription_services.subscription_pending_change(team=team)
         context["async_payments"] = [
             {**row, "amount_text": format_money(row["amount"], row["currency"], get_language())}
             for row in selectors.team_async_payments(team=team)]
@@ -190,8 +191,7 @@ def plan_change_return(request):
     """Where the bank's 3-D Secure page sends the customer back after a plan change."""
     team = _membership(request, manage=True).team
     outcome = subscription_services.plan_change_authentication_result(
-        team=team, payment_intent_id=request.GET.get("payment_intent", ""),
-        revert_token=request.GET.get("revert", ""))
+        team=team, payment_intent_id=request.GET.get("payment_intent", ""))
     return _plan_change_message(request, outcome)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db.models import QuerySet, Sum
@@ -117,12 +118,57 @@ def usage_period_summary(*, team: Team, at: datetime | None = None) -> dict:
     }
 
 
-# Chart geometry for the usage panel (SVG user units; the SVG scales to its container).
-CHART_WIDTH = 600
-CHART_HEIGHT = 160
-CHART_PADDING_LEFT = 40
-CHART_PADDING_BOTTOM = 20
-CHART_PADDING_TOP = 10
+# Chart geometry for the usage panel (SVG user units; the SVG scales to its container). Two layouts of the same
+# data: the wide one for desktops, and a narrow one shown below 600 px (site.css), drawn in fewer user units with a
+# larger font and fewer day labels, so its text is still about 13 px on a 390 px phone instead of 6 px.
+@dataclass(frozen=True)
+class ChartLayout:
+    width: int
+    height: int
+    padding_left: int
+    padding_bottom: int
+    padding_top: int
+    font_size: int
+    label_days: tuple[int, ...]  # days of the month with a label (day 1 always has one)
+
+
+CHART_WIDE = ChartLayout(width=600, height=160, padding_left=40, padding_bottom=20, padding_top=10, font_size=10,
+                         label_days=(5, 10, 15, 20, 25, 30))
+CHART_NARROW = ChartLayout(width=300, height=170, padding_left=54, padding_bottom=26, padding_top=16, font_size=15,
+                           label_days=(10, 20))
+
+
+def _chart(*, layout: ChartLayout, days, values: dict[str, int], peak: int) -> dict:
+    plot_width = layout.width - layout.padding_left
+    plot_height = layout.height - layout.padding_bottom - layout.padding_top
+    slot = plot_width / len(days)
+    bars = []
+    for index, day in enumerate(days):
+        value = values.get(day.isoformat(), 0)
+        height = round(plot_height * value / peak, 1) if peak else 0
+        bars.append({
+            "date": day.isoformat(),
+            "day": day.day,
+            "value": value,
+            "x": round(layout.padding_left + index * slot + slot * 0.15, 1),
+            "width": round(slot * 0.7, 1),
+            "y": round(layout.padding_top + plot_height - height, 1),
+            "height": height,
+            "label": index == 0 or day.day in layout.label_days,
+            "label_x": round(layout.padding_left + index * slot + slot / 2, 1),
+        })
+    return {
+        "width": layout.width,
+        "height": layout.height,
+        "font_size": layout.font_size,
+        "bars": bars,
+        "peak": peak,
+        "axis_x": layout.padding_left,
+        "axis_y": layout.height - layout.padding_bottom,
+        "label_y": layout.height - 5,
+        "top_y": layout.padding_top,
+        "peak_y": layout.padding_top + layout.font_size - 2,
+    }
 
 
 def usage_panel_context(*, team: Team, metric: str = "api_call", at: datetime | None = None) -> dict:
@@ -135,24 +181,6 @@ def usage_panel_context(*, team: Team, metric: str = "api_call", at: datetime | 
     days = period.days
     values = {entry["date"]: entry["metrics"].get(metric, 0) for entry in summary["daily"]}
     peak = max(values.values(), default=0)
-    plot_width = CHART_WIDTH - CHART_PADDING_LEFT
-    plot_height = CHART_HEIGHT - CHART_PADDING_BOTTOM - CHART_PADDING_TOP
-    slot = plot_width / len(days)
-    bars = []
-    for index, day in enumerate(days):
-        value = values.get(day.isoformat(), 0)
-        height = round(plot_height * value / peak, 1) if peak else 0
-        bars.append({
-            "date": day.isoformat(),
-            "day": day.day,
-            "value": value,
-            "x": round(CHART_PADDING_LEFT + index * slot + slot * 0.15, 1),
-            "width": round(slot * 0.7, 1),
-            "y": round(CHART_PADDING_TOP + plot_height - height, 1),
-            "height": height,
-            "label": index == 0 or (day.day % 5 == 0),
-            "label_x": round(CHART_PADDING_LEFT + index * slot + slot / 2, 1),
-        })
     figures = summary["metrics"].get(metric, {"used": 0, "included": 0, "remaining": 0, "overage": 0})
     percent = min(100, round(100 * figures["used"] / figures["included"])) if figures["included"] else 0
     return {
@@ -162,16 +190,8 @@ def usage_panel_context(*, team: Team, metric: str = "api_call", at: datetime | 
         "percent_used": percent,
         "credits_balance": summary["credits_balance"],
         "recent_credits": list(credit_ledger(team=team)[:5]),
-        "chart": {
-            "width": CHART_WIDTH,
-            "height": CHART_HEIGHT,
-            "bars": bars,
-            "peak": peak,
-            "axis_x": CHART_PADDING_LEFT,
-            "axis_y": CHART_HEIGHT - CHART_PADDING_BOTTOM,
-            "label_y": CHART_HEIGHT - 5,
-            "top_y": CHART_PADDING_TOP,
-        },
+        "chart": _chart(layout=CHART_WIDE, days=days, values=values, peak=peak),
+        "chart_narrow": _chart(layout=CHART_NARROW, days=days, values=values, peak=peak),
         "buy_credits_url": reverse("billing:pricing") + "#credit-packs",
         "usage_url": reverse("usage:overview"),
     }

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.mixins import TeamScopedAPIMixin
-from billing_site.errors import ApplicationError, NotFoundError
+from billing_site.errors import ApplicationError, BillingError, NotFoundError
 
 from .. import selectors
 from ..catalog import load_catalog
@@ -85,7 +85,13 @@ class SubscriptionApi(TeamScopedAPIMixin, APIView):
             return Response({"preview": {"lookup_key": preview.lookup_key, "amount_due": preview.amount_due,
                                          "currency": preview.currency, "proration_date": preview.proration_date,
                                          "lines": preview.lines}})
-        subscription_services.subscription_change(team=self.team, **data.validated_data)
+        updated = subscription_services.subscription_change(team=self.team, **data.validated_data)
+        if updated.get("pending_update"):
+            # Not paid (declined, or the bank wants 3-D Secure): the plan is unchanged; the change applies if the
+            # open invoice is paid before the pending update expires.
+            raise BillingError("payment_incomplete", _(
+                "The payment for this change did not go through, so your plan was not changed. The change is made "
+                "if the open invoice is paid within 23 hours."))
         return Response(_subscription_payload(self.team))
 
     @extend_schema(request=None, responses={200: s.SubscriptionOutputSerializer},

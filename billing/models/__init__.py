@@ -7,7 +7,7 @@ from .customers_backoffice import CustomerAccount  # noqa: E402,F401
 from .reconciliation import ReconciliationDrift, ReconciliationRun  # noqa: E402,F401
 from .refunds import RefundRequest  # noqa: E402,F401
 # Customer self-service (issue 13): the project's own numbered PDF receipts.
-from .receipts import Receipt, ReceiptCounter  # noqa: E402,F401
+from .receipts import InvoicePaymentLink, Receipt, ReceiptCounter  # noqa: E402,F401
 # Staff console (issue 14): Stripe credit notes (dj-stripe 2.11 has no model for them) and the dunning page's proxy.
 from .credit_notes import CreditNote  # noqa: E402,F401
 from .dunning import DunningSubscription  # noqa: E402,F401

@@ -75,3 +75,24 @@ class Receipt(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ReceiptImmutableError(f"receipt {self.number} is issued and cannot be deleted")
+
+
+class InvoicePaymentLink(models.Model):
+    """
+    Which invoice a payment intent paid. Since API 2025-03 neither the charge nor the payment intent names its
+    invoice, and an invoice lists its payments only when expanded (the mirror does not expand them): Stripe's
+    InvoicePayment objects (`invoice_payment.paid` events, or a lookup at Stripe) are the link, kept here so the
+    payment history tells a subscription payment from a one-time one without reading Stripe's descriptions.
+    """
+
+    payment_intent_id = models.CharField(max_length=255, unique=True, help_text="The payment intent (pi_...).")
+    invoice_id = models.CharField(max_length=255, db_index=True, help_text="The invoice (in_...) it paid.")
+    invoice_payment_id = models.CharField(max_length=255, blank=True, default="",
+                                          help_text="Stripe's InvoicePayment (inpay_...) that says so, if known.")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "invoice payment link"
+
+    def __str__(self) -> str:
+        return f"{self.payment_intent_id} -> {self.invoice_id}"

@@ -39,8 +39,11 @@ WEBHOOK_EVENTS = sorted({
     "customer.created", "customer.updated", "customer.deleted",
     "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
     "customer.subscription.trial_will_end", "customer.subscription.paused", "customer.subscription.resumed",
+    # A plan change waiting for its payment (pending_if_incomplete): the mirror follows it applying or expiring.
+    "customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
     "invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded",
     "invoice.updated", "invoice.voided", "invoice.marked_uncollectible",
+    "invoice_payment.paid",
     "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.requires_action",
     "payment_intent.canceled",
     "charge.succeeded", "charge.failed", "charge.refunded", "charge.updated",

@@ -7,10 +7,9 @@ import hashlib
 import json
 import logging
 import time
-from urllib.parse import urlencode
 from dataclasses import dataclass
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext, gettext as _
 from django.conf import settings
 from django.urls import reverse
 
@@ -157,6 +156,13 @@ def subscription_change_preview(*, team: Team, lookup_key: str, proration_date: 
 
 
 def subscription_change(*, team: Team, lookup_key: str, proration_date: int) -> dict:
+    """
+    Change the plan now, charged as previewed (same proration_date). With `pending_if_incomplete` Stripe applies the
+    change only once the proration invoice is paid: a declined card or a 3-D Secure challenge leaves the
+    subscription on its plan, active (never past_due), with `pending_update` set and the invoice open until it is
+    paid (the change then applies) or the pending update expires (about 23 hours; the invoice is voided).
+    Returns the subscription as Stripe answered it: callers look at `pending_update`.
+    """
     plan, price = _target(lookup_key)
     subscription = _require_subscription(team)
     _seats_check(team=team, seats=plan.seats)
@@ -166,17 +172,29 @@ def subscription_change(*, team: Team, lookup_key: str, proration_date: int) -> 
     updated = subscriptions_gateway.subscription_update(
         subscription_id=subscription.id,
         params={
+            # Only pending-update parameters are allowed here (Stripe refuses cancel_at_period_end and the like);
+            # metadata is kept in pending_update.metadata and merged when the change applies (2026-05-27.dahlia+).
             "items": _change_items(subscription, plan=plan, price=price),
             "proration_behavior": PRORATION_BEHAVIOR,
             "proration_date": int(proration_date),
-            "cancel_at_period_end": False,
             "metadata": {"plan_key": plan.key},
-            "payment_behavior": "error_if_incomplete",
+            "payment_behavior": "pending_if_incomplete",
         },
         idempotency_key=_state_key("change", subscription, f"{lookup_key}:{proration_date}"),
     )
+    data = subscription.stripe_data or {}
+    if not updated.get("pending_update") and (data.get("cancel_at_period_end") or data.get("cancel_at")):
+        # Changing plan means staying: a scheduled cancellation is undone once the change has applied.
+        updated = subscriptions_gateway.subscription_update(
+            subscription_id=subscription.id, params={"cancel_at_period_end": False},
+            idempotency_key=_state_key("change_keeps", subscription, f"{lookup_key}:{proration_date}"),
+        )
     _mirror(updated, team)
-    logger.info("team %s changed subscription %s to %s", team.pk, subscription.id, lookup_key)
+    if updated.get("latest_invoice"):
+        # /billing/ lists the proration invoice at once (paid, or open while the change waits for payment).
+        mirror_store(kind="invoice", data=subscriptions_gateway.invoice_retrieve(invoice_id=updated["latest_invoice"]))
+    logger.info("team %s changed subscription %s to %s%s", team.pk, subscription.id, lookup_key,
+                " (pending payment)" if updated.get("pending_update") else "")
     return updated
 
 
@@ -234,6 +252,7 @@ class PaymentOutcome:
     status: str  # succeeded | requires_action | requires_payment_method | processing
     redirect_url: str = ""
     error: str = ""
+    error_code: str = ""  # Stripe's last_payment_error.code
 
 
 def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id: str, currency: str | None,
@@ -274,9 +293,11 @@ def credit_pack_pay_with_card(*, team: Team, lookup_key: str, payment_method_id:
 
 def _outcome(intent: dict) -> PaymentOutcome:
     redirect = ((intent.get("next_action") or {}).get("redirect_to_url") or {}).get("url") or ""
-    error = (intent.get("last_payment_error") or {}).get("message") or ""
+    last_error = intent.get("last_payment_error") or {}
+    # Stripe words card messages for the card holder, in English: the common ones have our translation.
+    error = gettext(last_error["message"]) if last_error.get("message") else ""
     return PaymentOutcome(payment_intent_id=intent["id"], status=intent.get("status") or "", redirect_url=redirect,
-                          error=error)
+                          error=error, error_code=last_error.get("code") or "")
 
 
 def payment_intent_status(*, team: Team, payment_intent_id: str) -> PaymentOutcome:
@@ -329,53 +350,25 @@ def _invoice_payment_intent_id(invoice_id: str) -> str:
 
 def subscription_change_on_session(*, team: Team, lookup_key: str, proration_date: int) -> PlanChangeOutcome:
     """
-    The page's plan change, with the customer present. First as the API does (`error_if_incomplete`: a declined
-    card changes nothing). When the bank asks for 3-D Secure, the change is made with the invoice left open
-    (`allow_incomplete`, on-session) and the invoice's PaymentIntent is confirmed with a return URL: the customer
-    authenticates on the bank's page and comes back to `plan_change_return`, which reverts the change if the
-    authentication failed (Stripe's `pending_if_incomplete` would do that itself; the emulator does not have it).
+    The page's plan change, with the customer present. The change is a pending update (see `subscription_change`):
+    paid at once, it is made; when the bank asks for 3-D Secure, the invoice's PaymentIntent is confirmed with a
+    return URL and the customer authenticates on the bank's page, then comes back to `plan_change_return`; a decline
+    changes nothing and says so (the change waits for payment until it expires).
     """
-    from billing_site.errors import BillingError
-
-    try:
-        subscription_change(team=team, lookup_key=lookup_key, proration_date=proration_date)
+    updated = subscription_change(team=team, lookup_key=lookup_key, proration_date=proration_date)
+    if not updated.get("pending_update"):
         return PlanChangeOutcome(status="changed")
-    except BillingError as error:
-        if error.code != "authentication_required":
-            if error.http_status == 402:
-                return PlanChangeOutcome(status="declined", error=error.user_message)
-            raise
-    plan, price = _target(lookup_key)
-    subscription = _require_subscription(team)
-    previous_items = [
-        {"price": (item.get("price") or {}).get("id")} for item in subscription_items(subscription)
-    ]
-    updated = subscriptions_gateway.subscription_update(
-        subscription_id=subscription.id,
-        params={
-            "items": _change_items(subscription, plan=plan, price=price),
-            "proration_behavior": PRORATION_BEHAVIOR, "proration_date": int(proration_date),
-            "cancel_at_period_end": False, "metadata": {"plan_key": plan.key},
-            "payment_behavior": "allow_incomplete", "off_session": False,
-        },
-        idempotency_key=_state_key("change_on_session", subscription, f"{lookup_key}:{proration_date}"),
-    )
-    _mirror(updated, team)
     intent_id = _invoice_payment_intent_id(updated.get("latest_invoice") or "")
-    if not intent_id:
-        return PlanChangeOutcome(status="changed")
-    intent = payments_gateway.payment_intent_retrieve(payment_intent_id=intent_id)
-    if intent.get("status") == "succeeded":
-        return PlanChangeOutcome(status="changed")
-    from django.core import signing
-
-    # What to put back if the authentication fails, carried signed through the bank's round trip.
-    revert = signing.dumps({"s": subscription.id, "i": previous_items, "inv": updated.get("latest_invoice")},
-                           salt="billing.plan_change_revert")
-    return_url = settings.SITE_URL + reverse("billing:plan_change_return") + "?" + urlencode({"revert": revert})
+    intent = payments_gateway.payment_intent_retrieve(payment_intent_id=intent_id) if intent_id else {}
+    if intent.get("status") != "requires_action":
+        error = _outcome(intent).error if intent else ""
+        error = error or _("Your card was declined.")
+        logger.info("team %s plan change to %s declined (%s)", team.pk, lookup_key, intent_id or "no payment")
+        return PlanChangeOutcome(status="declined", error=error)
     confirmed = payments_gateway.payment_intent_confirm(
         payment_intent_id=intent_id,
-        params={"return_url": return_url, "payment_method": intent.get("payment_method"), "off_session": False},
+        params={"return_url": settings.SITE_URL + reverse("billing:plan_change_return"),
+                "payment_method": intent.get("payment_method"), "off_session": False},
         idempotency_key=f"payment_intent:{intent_id}:confirm_on_session",
     )
     redirect = ((confirmed.get("next_action") or {}).get("redirect_to_url") or {}).get("url") or ""
@@ -383,49 +376,60 @@ def subscription_change_on_session(*, team: Team, lookup_key: str, proration_dat
     return PlanChangeOutcome(status="requires_action", redirect_url=redirect)
 
 
-def plan_change_authentication_result(*, team: Team, payment_intent_id: str, revert_token: str) -> PlanChangeOutcome:
-    """Back from 3-D Secure: re-read the PaymentIntent; a failed authentication puts the old plan back."""
-    from django.core import signing
-
+def plan_change_authentication_result(*, team: Team, payment_intent_id: str) -> PlanChangeOutcome:
+    """
+    Back from 3-D Secure: re-read the PaymentIntent and the subscription. Paid, Stripe has applied the pending
+    update; not paid, the subscription is still on its plan (nothing to put back) and the change waits.
+    """
     outcome = payment_intent_status(team=team, payment_intent_id=payment_intent_id)
     subscription = _require_subscription(team)
+    updated = subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id)
+    _mirror(updated, team)
+    if updated.get("latest_invoice"):
+        # The page the customer lands on lists it as paid at once, not "due" until invoice.paid arrives.
+        mirror_store(kind="invoice", data=subscriptions_gateway.invoice_retrieve(invoice_id=updated["latest_invoice"]))
     if outcome.status == "succeeded":
-        updated = subscriptions_gateway.subscription_retrieve(subscription_id=subscription.id)
-        _mirror(updated, team)
-        if updated.get("latest_invoice"):
-            # The page the customer lands on lists it as paid at once, not "due" until invoice.paid arrives.
-            mirror_store(kind="invoice", data=subscriptions_gateway.invoice_retrieve(invoice_id=updated["latest_invoice"]))
+        # Paid: Stripe applies the pending update (at once in the emulator; it may trail the redirect by a moment
+        # on Stripe, and customer.subscription.pending_update_applied then brings it to the mirror).
+        if updated.get("pending_update"):
+            logger.info("team %s: plan change paid (%s), pending update not applied yet", team.pk, payment_intent_id)
         return PlanChangeOutcome(status="changed")
-    try:
-        revert = signing.loads(revert_token, salt="billing.plan_change_revert", max_age=86400)
-    except signing.BadSignature:
-        raise ApplicationError("invalid_return", _("This link is not valid.")) from None
-    if revert["s"] != subscription.id:
-        raise NotFoundError("not_found", _("Subscription not found."))
-    items = _revert_items(subscription, revert["i"])
-    updated = subscriptions_gateway.subscription_update(
-        subscription_id=subscription.id, params={"items": items, "proration_behavior": "none"},
-        idempotency_key=f"subscription:{subscription.id}:revert:{payment_intent_id}",
-    )
-    if revert.get("inv"):
-        subscriptions_gateway.invoice_void(invoice_id=revert["inv"], idempotency_key=f"invoice:{revert['inv']}:void")
-    _mirror(subscriptions_gateway.subscription_retrieve(subscription_id=updated["id"]), team)
+    if outcome.error_code in ("", "payment_intent_authentication_failure", "authentication_required"):
+        # Stripe's sentence for this one ends "choose a different payment method and try again", which the page
+        # says anyway.
+        return PlanChangeOutcome(status="declined", error=_("The card's bank did not confirm the payment."))
     return PlanChangeOutcome(status="declined", error=outcome.error)
 
 
-def _revert_items(subscription, previous: list[dict]) -> list[dict]:
-    """Items that put the previous prices back: licensed first, metered by meter, extra ones deleted."""
-    current = subscription_items(subscription)
-    wanted = [p["price"] for p in previous]
-    items: list[dict] = []
-    for item in current:
-        price_id = (item.get("price") or {}).get("id")
-        if price_id in wanted:
-            wanted.remove(price_id)
-            continue
-        items.append({"id": item["id"], "deleted": True})
-    items.extend({"price": price_id} for price_id in wanted)
-    return items
+def subscription_pending_change(*, team: Team) -> dict | None:
+    """
+    A plan change waiting for its payment (Stripe's `pending_update` on the mirrored subscription):
+    {"plan", "expires_at", "invoice_url"} or None. `invoice_url` is Stripe's hosted page to pay with another card.
+    """
+    from datetime import datetime, timezone as dt_timezone
+
+    from djstripe.models import Invoice, Price
+
+    from ..selectors import plan_of_items
+
+    subscription = team_subscription(team=team)
+    pending = ((subscription.stripe_data or {}) if subscription else {}).get("pending_update")
+    if not pending or (pending.get("expires_at") or 0) <= time.time():
+        return None
+    prices = []
+    for item in pending.get("subscription_items") or []:
+        price = item.get("price") or {}
+        price_id = price.get("id") if isinstance(price, dict) else price
+        row = Price.objects.filter(id=price_id).first()
+        prices.append({"price": row.stripe_data if row else (price if isinstance(price, dict) else {"id": price_id})})
+    found = plan_of_items(prices)
+    invoice_id = (subscription.stripe_data or {}).get("latest_invoice") or ""
+    invoice = Invoice.objects.filter(id=invoice_id).first() if invoice_id else None
+    if invoice is not None and (invoice.stripe_data or {}).get("status") in ("paid", "void"):
+        return None  # paid: Stripe is applying it; void: dropped (the subscription's events follow)
+    return {"plan": found[0] if found else None,
+            "expires_at": datetime.fromtimestamp(pending["expires_at"], tz=dt_timezone.utc),
+            "invoice_url": ((invoice.stripe_data or {}).get("hosted_invoice_url") if invoice else "") or ""}
 
 
 def _phase_items(items: list[dict]) -> list[dict]:

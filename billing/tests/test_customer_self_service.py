@@ -178,6 +178,14 @@ def test_failed_authentication_puts_the_old_plan_back_and_offers_another_card(
     subscription = team_subscription(team=team)
     prices = [(i.get("price") or {}).get("lookup_key") for i in subscription.stripe_data["items"]["data"]]
     assert "pro_monthly" in prices and "team_monthly" not in prices
+    # Stripe kept the change pending: the subscription stays active (not past_due) and /billing/ says so.
+    assert subscription.stripe_data["status"] == "active" and subscription.stripe_data["pending_update"]
+    assert team_plan(team=team).key == "pro"
+    overview = owner_client.get(reverse("billing:overview")).content.decode()
+    assert "Change to Team is waiting for your payment" in overview and 'href="#cards"' in overview
+    # no revert call: nothing was changed, so nothing is put back
+    updates = emulator_requests(stripe_emulator, "POST", f"/v1/subscriptions/{subscription.id}")
+    assert not [r for r in updates if ":revert:" in r["idempotency_key"]], updates
 
 
 def test_declined_card_on_plan_change_says_so_and_changes_nothing(
@@ -195,7 +203,38 @@ def test_declined_card_on_plan_change_says_so_and_changes_nothing(
                                  _change_form(owner_client, "team_monthly"))
     assert response.status_code == 302 and response["Location"].endswith("#cards")
     assert any("declined" in m.lower() for m in _messages(response))
-    assert len(sdk.v1.invoices.list(params={"customer": customer}).data) == invoices_before
+    # The proration invoice stays open for the pending change; the subscription itself is untouched and active.
+    invoices = sdk.v1.invoices.list(params={"customer": customer}).data
+    assert len(invoices) == invoices_before + 1 and invoices[0].status == "open"
+    assert team_plan(team=team).key == "pro"
+    subscription = sdk.v1.subscriptions.retrieve(team_subscription(team=team).id)
+    assert subscription.status == "active" and subscription.pending_update is not None
+    assert mail.outbox == [] or not any("payment" in m.subject.lower() and "failed" in m.subject.lower()
+                                        for m in mail.outbox)
+
+
+def test_api_plan_change_with_a_declined_card_answers_402_and_keeps_the_plan(
+        billing_world, owner_client, team, stripe_emulator, settings):  # noqa: F811
+    seen = _paying_subscriber(owner_client, stripe_emulator, billing_world, settings)
+    from billing.stripe_gateway._core import client
+
+    sdk = client()
+    customer = team_subscription(team=team).customer_id
+    pm = sdk.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_chargeCustomerFail"}})
+    sdk.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    owner_client.post(reverse("billing:card_default", args=[pm.id]))
+    preview = owner_client.patch("/api/v1/subscription/", {"lookup_key": "team_monthly"},
+                                 content_type="application/json").json()["preview"]
+    mail.outbox.clear()
+    answer = owner_client.patch("/api/v1/subscription/", {"lookup_key": "team_monthly",
+                                                           "proration_date": preview["proration_date"]},
+                                content_type="application/json")
+    assert answer.status_code == 402 and answer.json()["error"]["code"] == "payment_incomplete"
+    new_events = deliver_new(owner_client, billing_world, seen)
+    assert "invoice.payment_failed" in [e["type"] for e in new_events]
+    assert not [m for m in mail.outbox if "payment" in m.subject.lower() and "fail" in m.subject.lower()]
+    current = owner_client.get("/api/v1/subscription/").json()
+    assert current["status"] == "active" and current["plan"]["lookup_key"] == "pro_monthly"
     assert team_plan(team=team).key == "pro"
 
 

@@ -59,6 +59,15 @@ def refund(charge, amount: int, key: str):
     return created
 
 
+def apply_invoice_payment_events() -> None:
+    """The invoice_payment.paid webhooks, as the pipeline applies them: they say which invoice a payment paid."""
+    from billing.webhooks.registry import handlers_for
+
+    for event in stripe_events({"invoice_payment.paid"}):
+        for handler in handlers_for(event["type"]):
+            handler(event=event)
+
+
 @pytest.fixture
 def payments_world(bo_stripe, receipt_settings, client):
     """A team with a $99.00 one-time payment refunded $25.00, a $9.00 credit pack and a $99.00 subscription invoice."""
@@ -71,6 +80,7 @@ def payments_world(bo_stripe, receipt_settings, client):
     invoice_charge = next(c for c in bo_stripe.store.all("charge") if c["customer"] == customer.id
                           and c["id"] not in (one_time.id, pack.id))
     mirror_store(kind="charge", data=invoice_charge)
+    apply_invoice_payment_events()
     client.force_login(owner)
     return {"team": team, "owner": owner, "customer": customer, "one_time": one_time, "pack": pack,
             "invoice": invoice, "invoice_charge_id": invoice_charge["id"], "client": client}
@@ -374,3 +384,46 @@ def test_invoice_paid_event_emails_the_subscription_receipt_with_the_invoice_lin
     text = pdf_text(message.attachments[0][1])
     assert w["invoice"].stripe_data["number"] in text and "Subscription" in text
     assert Receipt.objects.get().stripe_charge_id == w["invoice_charge_id"]
+
+
+# --- kinds come from the invoice link, not from descriptions ----------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_a_misleading_description_does_not_make_a_payment_a_subscription_payment(bo_stripe, receipt_settings):
+    from billing.stripe_gateway.refunds import payment_intent_create_confirmed
+
+    team, _owner = make_team_with_owner(name="Words Inc")
+    customer = make_customer(team)
+    # A one-time payment described in Stripe's own words for invoice payments.
+    pi = payment_intent_create_confirmed(customer_id=customer.id, amount_minor=1234, currency="usd",
+                                         payment_method="pm_card_visa", idempotency_key="misleading:1",
+                                         description="Subscription update")
+    mirror_store(kind="payment_intent", data={**pi, "latest_charge": pi["latest_charge"]["id"]})
+    lookalike = mirror_store(kind="charge", data=pi["latest_charge"])
+    # A subscription invoice's payment, its charge re-described, with no invoice link in the mirror yet.
+    _subscription, invoice = make_subscription(customer.id, trial_days=None)
+    invoice_charge = next(c for c in bo_stripe.store.all("charge") if c["customer"] == customer.id
+                          and c["id"] != lookalike.id)
+    mirror_store(kind="charge", data={**invoice_charge, "description": "Credit top-up"})
+    kinds = {row.id: row.kind for row in selectors.team_payments(team=team)}
+    assert kinds == {lookalike.id: "one_time", invoice_charge["id"]: "one_time"}  # no link known yet
+    apply_invoice_payment_events()  # invoice_payment.paid names the invoice the intent paid
+    rows = {row.id: row for row in selectors.team_payments(team=team)}
+    assert rows[lookalike.id].kind == "one_time" and rows[lookalike.id].description == "Subscription update"
+    assert rows[invoice_charge["id"]].kind == "subscription"
+    assert rows[invoice_charge["id"]].invoice_id == invoice.id and rows[invoice_charge["id"]].invoice_number
+    assert {row.id for row in selectors.team_payments(team=team, kind="subscription")} == {invoice_charge["id"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_receipt_of_a_payment_without_a_recorded_link_asks_stripe_which_invoice_it_paid(bo_stripe, receipt_settings):
+    from billing.models import InvoicePaymentLink
+
+    team, _owner = make_team_with_owner(name="Late Events Inc")
+    customer = make_customer(team)
+    _subscription, invoice = make_subscription(customer.id, trial_days=None)
+    charge = next(c for c in bo_stripe.store.all("charge") if c["customer"] == customer.id)
+    mirror_store(kind="charge", data=charge)
+    receipt = receipt_for_charge_get_or_create(team=team, payment_id=charge["id"])
+    assert invoice.stripe_data["number"] in pdf_text(bytes(receipt.pdf))
+    assert InvoicePaymentLink.objects.get(payment_intent_id=charge["payment_intent"]).invoice_id == invoice.id
+    assert selectors.team_payment(team=team, payment_id=charge["id"]).kind == "subscription"

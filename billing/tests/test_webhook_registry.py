@@ -19,6 +19,8 @@ def test_the_table_lists_exactly_the_project_handlers_in_order():
         "customer.subscription.trial_will_end": [core.subscription_trial_will_end],
         "invoice.paid": [core.invoice_paid],
         "invoice.payment_failed": [core.invoice_payment_failed],
+        # Which invoice a payment paid (charges and payment intents no longer say it since API 2025-03).
+        "invoice_payment.paid": [core.invoice_payment_paid],
         "payment_intent.succeeded": [core.payment_intent_succeeded],
         "charge.refunded": [core.charge_refunded, backoffice.refund_requests_on_charge_refunded],
         "charge.dispute.created": [core.dispute_created, backoffice.refund_requests_on_dispute],

@@ -150,16 +150,37 @@ def invoice_paid(*, event: dict) -> None:
                         charge_id=invoice.get("charge") if isinstance(invoice.get("charge"), str) else "")
 
 
+def invoice_payment_paid(*, event: dict) -> None:
+    """Keep which invoice the payment intent paid: the payment history recognises subscription payments by it."""
+    from ..services.invoice_payments import invoice_payment_link_record
+
+    invoice_payment_link_record(invoice_payment=_obj(event))
+
+
 def invoice_payment_failed(*, event: dict) -> None:
     """Dunning notice: Stripe retries the card; the team is asked to update it (portal link on /billing/)."""
     invoice = _obj(event)
     team = customer_team(stripe_customer_id=invoice.get("customer"))
-    if team is None:
+    if team is None or _pending_change_invoice(invoice):
         return
     send_team_email(team=team, template="payment_failed", context={
         "amount": format_money(invoice.get("amount_due") or 0, invoice.get("currency") or "usd"),
         "hosted_invoice_url": invoice.get("hosted_invoice_url") or "",
     })
+
+
+def _pending_change_invoice(invoice: dict) -> bool:
+    """
+    The invoice of a plan change waiting for payment (pending_if_incomplete): Stripe does not retry it and the
+    subscription is not in dunning; the customer was told on the page, so no "update your card" email.
+    """
+    from ..stripe_gateway import subscriptions as subscriptions_gateway
+
+    subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+    if invoice.get("billing_reason") != "subscription_update" or not subscription_id:
+        return False
+    subscription = subscriptions_gateway.subscription_retrieve(subscription_id=subscription_id)
+    return bool(subscription.get("pending_update")) and subscription.get("latest_invoice") == invoice.get("id")
 
 
 def charge_refunded(*, event: dict) -> None:
@@ -199,12 +220,17 @@ def customer_deleted(*, event: dict) -> None:
 
 
 def payment_intent_succeeded(*, event: dict) -> None:
-    """Credit packs bought outside Checkout (card + 3-D Secure on our page): granted once per payment intent."""
+    """
+    Credit packs bought outside Checkout (card + 3-D Secure on our page): granted once per payment intent. Every
+    other one-time payment of a team (a saved-card payment, a charge made by staff) gets its receipt email here;
+    invoice payments get theirs from invoice.paid and Checkout payments from checkout.session.completed.
+    """
     from ..stripe_gateway.payments import payment_intent_retrieve
 
     intent = _obj(event)
     metadata = intent.get("metadata") or {}
     if metadata.get("kind") != "credit_pack":
+        _one_time_payment_receipt(intent)
         return
     intent = payment_intent_retrieve(payment_intent_id=intent["id"])  # current state, not the snapshot
     if intent.get("status") != "succeeded":
@@ -214,6 +240,20 @@ def payment_intent_succeeded(*, event: dict) -> None:
         logger.warning("payment intent %s has no known team; ignored", intent["id"])
         return
     credits_grant_for_purchase(team=team, amount=int(metadata.get("credits") or 0), reference=intent["id"])
+    receipt_email_queue(team=team, payment_intent_id=intent["id"])
+
+
+def _one_time_payment_receipt(intent: dict) -> None:
+    from ..stripe_gateway.invoice_payments import invoice_id_for_payment_intent
+
+    if intent.get("status") != "succeeded" or (intent.get("metadata") or {}).get("source") == "checkout":
+        return
+    team = customer_team(stripe_customer_id=intent.get("customer"))
+    if team is None:
+        return
+    # An invoice's payment: before API 2025-03 the intent names its invoice; since, only the invoice's payments do.
+    if intent.get("invoice") or invoice_id_for_payment_intent(payment_intent_id=intent["id"]):
+        return
     receipt_email_queue(team=team, payment_intent_id=intent["id"])
 
 

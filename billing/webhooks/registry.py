@@ -34,6 +34,8 @@ def webhook_handler_table() -> dict[str, list[WebhookHandler]]:
         "customer.subscription.trial_will_end": [core.subscription_trial_will_end],
         "invoice.paid": [core.invoice_paid],
         "invoice.payment_failed": [core.invoice_payment_failed],
+        # Which invoice a payment paid (charges and payment intents no longer say it since API 2025-03).
+        "invoice_payment.paid": [core.invoice_payment_paid],
         "payment_intent.succeeded": [core.payment_intent_succeeded],
         # The customer's refund email first, then the back office moves its refund requests.
         "charge.refunded": [core.charge_refunded, backoffice.refund_requests_on_charge_refunded],

@@ -438,7 +438,9 @@ def _create_from_params(req: Any, p: dict[str, Any], cus: dict[str, Any], te: in
 
 @route("GET", "/v1/subscriptions/{id}", "SubscriptionRetrieveParams", returns="subscription")
 def retrieve_route(req: Request) -> dict[str, Any]:
-    return get_or_404(req, req.path_params["id"], "subscription")
+    sub = get_or_404(req, req.path_params["id"], "subscription")
+    expire_pending_update_if_due(req, sub)
+    return sub
 
 
 @route("GET", "/v1/subscriptions", "SubscriptionListParams", returns="subscription")
@@ -574,6 +576,7 @@ def _proration_line(req: Any, sub: dict[str, Any], rec: dict[str, Any]) -> dict[
 @route("POST", "/v1/subscriptions/{id}", "SubscriptionUpdateParams", returns="subscription")
 def update_route(req: Request) -> dict[str, Any]:
     sub = get_or_404(req, req.path_params["id"], "subscription")
+    expire_pending_update_if_due(req, sub)
     return update_subscription(req, sub, req.params)
 
 
@@ -599,8 +602,12 @@ def _validate_update(req: Any, sub: dict[str, Any], p: dict[str, Any], changes: 
             ref_or_400(req, d["discount"], "discount", f"discounts[{i}][discount]")
 
 
-def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any], *, invoice: bool = True) -> dict[str, Any]:
+    """`invoice=False` applies a pending update whose invoice is already paid: the cycle restarts if the interval
+    changes, but nothing is invoiced again."""
     store = req.store
+    if p.get("payment_behavior") == "pending_if_incomplete" and sub["status"] not in ("canceled", "incomplete_expired"):
+        return _update_pending_if_incomplete(req, sub, p)
     if sub["status"] in ("canceled", "incomplete_expired"):
         if sub["status"] == "canceled" and set(p) <= {"metadata", "cancellation_details", "expand"}:
             before = copy.deepcopy(sub)
@@ -749,7 +756,7 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
         if sub["cancel_at_period_end"]:
             sub["cancel_at"] = period_of(req, sub)[1]
     prev = diff(before, sub)
-    if invoice_now and sub["status"] not in ("incomplete",):
+    if invoice and invoice_now and sub["status"] not in ("incomplete",):
         start, end = period_of(req, sub)
         lines = []
         if interval_change or end_trial_now:
@@ -775,6 +782,178 @@ def update_subscription(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dic
         emit("customer.subscription.updated", sub, prev)
     trial_will_end_if_due(req, sub, now)
     return sub
+
+
+# ------------------------------------------------------------------ pending updates (payment_behavior=pending_if_incomplete)
+# Stripe's "Pending updates reference": only these parameters may build a pending update (metadata since
+# 2026-05-27.dahlia, kept in pending_update.metadata and merged in when the update applies); everything else is
+# refused. The update is applied only once its invoice is paid; otherwise the subscription keeps its items, price
+# and status, carries `pending_update`, and its `latest_invoice` stays open until paid or until `expires_at`
+# (the earlier of the trial end, the period end and 23 hours after the update), when the invoice is voided.
+PENDING_UPDATE_PARAMS = frozenset({
+    "expand", "payment_behavior", "proration_behavior", "proration_date", "billing_cycle_anchor", "items",
+    "trial_end", "trial_from_plan", "add_invoice_items", "metadata"})
+PENDING_UPDATE_ITEM_PARAMS = frozenset({"id", "price", "plan", "quantity"})
+PENDING_UPDATE_MAX_SECONDS = 23 * 3600
+
+
+def _check_pending_params(p: dict[str, Any]) -> None:
+    for key in p:
+        if key not in PENDING_UPDATE_PARAMS:
+            raise StripeError(
+                f"You cannot pass `{key}` when `payment_behavior` is `pending_if_incomplete`. Only the parameters "
+                "supported by pending updates can be passed: https://stripe.com/docs/billing/pending-updates-reference",
+                param=key)
+    for idx, item in enumerate(p.get("items") or []):
+        for key in item:
+            if key not in PENDING_UPDATE_ITEM_PARAMS:
+                raise StripeError(
+                    f"You cannot pass `items[{idx}][{key}]` when `payment_behavior` is `pending_if_incomplete`. Only "
+                    "the parameters supported by pending updates can be passed: "
+                    "https://stripe.com/docs/billing/pending-updates-reference", param=f"items[{idx}][{key}]")
+
+
+def check_pending_item_params(p: dict[str, Any]) -> None:
+    """The subscription item endpoints take fewer parameters with pending updates (no metadata, no off_session)."""
+    if p.get("payment_behavior") != "pending_if_incomplete":
+        return
+    for key in p:
+        if key not in {"expand", "payment_behavior", "proration_behavior", "proration_date", "price", "plan",
+                       "quantity", "subscription"}:
+            raise StripeError(
+                f"You cannot pass `{key}` when `payment_behavior` is `pending_if_incomplete`. Only the parameters "
+                "supported by pending updates can be passed: https://stripe.com/docs/billing/pending-updates-reference",
+                param=key)
+
+
+def _pending_items_preview(req: Any, sub: dict[str, Any], changes: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """The subscription items as they will be once the pending update applies (nothing is stored)."""
+    changed = {ch["item"]["id"]: ch for ch in changes if ch["item"] is not None}
+    out = []
+    for item in _items(req, sub):
+        ch = changed.get(item["id"])
+        if ch is None:
+            out.append(copy.deepcopy(item))
+        elif ch["new"] is not None:
+            price, qty = ch["new"]
+            preview = copy.deepcopy(item)
+            preview["price"] = copy.deepcopy(price)
+            preview["plan"] = plan_from_price(price)
+            preview["quantity"] = None if _is_metered(price) else qty
+            out.append(preview)
+    for ch in changes:
+        if ch["item"] is None:
+            price, qty = ch["new"]
+            out.append(build_item(req, sub, price, qty, None, period_of(req, sub), now))
+    return out
+
+
+def _update_pending_if_incomplete(req: Any, sub: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    store = req.store
+    _check_pending_params(p)
+    if sub["collection_method"] != "charge_automatically":
+        raise StripeError("Pending updates are not supported for subscriptions with `collection_method=send_invoice`.",
+                          param="payment_behavior")
+    now = _now(req, sub)
+    behavior = p.get("proration_behavior", "create_prorations")
+    proration_date = p.get("proration_date", now)
+    changes = _plan_item_changes(req, sub, p.get("items") or [])
+    interval_change = any(ch.get("interval_change") for ch in changes) or (
+        p.get("billing_cycle_anchor") == "now" and sub["status"] in ("active", "past_due"))
+    end_trial_now = p.get("trial_end") == "now" and sub["status"] == "trialing"
+    if not (interval_change or end_trial_now or (behavior == "always_invoice" and changes)):
+        # Nothing to pay now: the update applies at once, as any other update.
+        return update_subscription(req, sub, {k: v for k, v in p.items() if k != "payment_behavior"})
+    _validate_update(req, sub, p, changes, now)
+    records = _update_records(req, sub, changes, proration_date, behavior, interval_change)
+    preview_items = _pending_items_preview(req, sub, changes, now)
+    if sub["pending_update"]:
+        # A new pending update replaces the previous one, whose invoice can no longer apply anything.
+        _drop_pending_update(req, sub, event=None)
+    for rec in records:
+        inv_mod.invoice_item_obj(
+            req, customer=sub["customer"], amount=rec["amount"], currency=sub["currency"],
+            description=rec["description"], period=rec["period"], price=rec["price"], quantity=rec["quantity"],
+            proration=True, subscription=sub["id"], subscription_item=rec["item"],
+            unit_amount=inv_mod.unit_amount_in(store, rec["price"], sub["currency"]))
+    lines = []
+    if interval_change or end_trial_now:
+        # the new cycle, billed in full now, as the applied update would bill it
+        first = next((i for i in preview_items if not _is_metered(i["price"])), None)
+        rec_ = (first or preview_items[0])["price"]["recurring"]
+        end = add_interval(now, rec_["interval"], rec_["interval_count"], anchor_day_of(now))
+        lines = [inv_mod.subscription_item_line(store, sub=sub, item=item, currency=sub["currency"], period=(now, end))
+                 for item in preview_items if not _is_metered(item["price"])]
+    inv = inv_mod.create_invoice(req, customer=store.objects[sub["customer"]], currency=sub["currency"],
+                                 billing_reason="subscription_update", lines=lines, subscription=sub,
+                                 period=(now, now), discounts=sub["discounts"],
+                                 collection_method=sub["collection_method"], days_until_due=sub["days_until_due"])
+    apply = {k: p[k] for k in ("items", "billing_cycle_anchor", "trial_end", "metadata") if k in p}
+    apply["proration_behavior"] = "none"  # the prorations are on the invoice already
+    start, period_end = period_of(req, sub)
+    expires_at = min(now + PENDING_UPDATE_MAX_SECONDS, period_end,
+                     sub["trial_end"] if sub["status"] == "trialing" and sub.get("trial_end") else period_end)
+    store.priv(sub["id"])["pending_update"] = {"invoice": inv["id"], "params": apply, "announced": False}
+    before = copy.deepcopy(sub)
+    sub["latest_invoice"] = inv["id"]
+    inv_mod.finalize_invoice(req, inv)
+    if inv["status"] == "open":
+        # The customer is present (off_session defaults to false on updates): 3-D Secure leaves the invoice's
+        # PaymentIntent requires_action; no automatic retries, the pending update expires instead.
+        inv_mod.attempt_payment(req, inv, off_session=False, automatic=False)
+    pending = store.priv(sub["id"]).get("pending_update")
+    if inv["status"] == "paid" or pending is None or pending["invoice"] != inv["id"]:
+        return sub  # paid: on_invoice_paid applied the update
+    pending["announced"] = True
+    sub["pending_update"] = {
+        "billing_cycle_anchor": now if interval_change else None,
+        "discount": None,
+        "discounts": None,
+        "expires_at": expires_at,
+        "metadata": dict(p["metadata"]) if p.get("metadata") else None,
+        "subscription_items": preview_items,
+        "trial_end": (now if p["trial_end"] == "now" else int(p["trial_end"])) if p.get("trial_end") else None,
+        "trial_from_plan": p.get("trial_from_plan"),
+    }
+    emit("customer.subscription.updated", sub, diff(before, sub))
+    return sub
+
+
+def _pending_invoice_of(req: Any, sub: dict[str, Any] | None, inv: dict[str, Any]) -> dict[str, Any] | None:
+    if sub is None:
+        return None
+    pending = req.store.priv(sub["id"]).get("pending_update")
+    return pending if pending and pending["invoice"] == inv["id"] else None
+
+
+def _apply_pending_update(req: Any, sub: dict[str, Any]) -> None:
+    pending = req.store.priv(sub["id"]).pop("pending_update")
+    announced = pending["announced"]
+    sub["pending_update"] = None
+    update_subscription(req, sub, dict(pending["params"]), invoice=False)
+    if announced:
+        emit("customer.subscription.pending_update_applied", sub)
+
+
+def _drop_pending_update(req: Any, sub: dict[str, Any], *, event: str | None) -> None:
+    pending = req.store.priv(sub["id"]).pop("pending_update", None)
+    before = copy.deepcopy(sub)
+    sub["pending_update"] = None
+    inv = req.store.get(pending["invoice"], "invoice") if pending else None
+    if inv is not None and inv["status"] == "open":
+        inv_mod.void_invoice(req, inv)
+    if event:
+        emit(event, sub)
+    prev = diff(before, sub)
+    if prev:
+        emit("customer.subscription.updated", sub, prev)
+
+
+def expire_pending_update_if_due(req: Any, sub: dict[str, Any]) -> None:
+    """A pending update past its `expires_at` is dropped (invoice voided) the next time anyone looks."""
+    pu = sub.get("pending_update")
+    if pu and _now(req, sub) >= pu["expires_at"]:
+        _drop_pending_update(req, sub, event="customer.subscription.pending_update_expired")
 
 
 # ------------------------------------------------------------------ resume (a subscription paused at trial end)
@@ -918,11 +1097,15 @@ def retrieve_item_route(req: Request) -> dict[str, Any]:
 def create_item_route(req: Request) -> dict[str, Any]:
     p = req.params
     sub = ref_or_400(req, p["subscription"], "subscription", "subscription")
+    check_pending_item_params(p)
     item_p = {k: p[k] for k in ("price", "price_data", "plan", "quantity", "metadata") if k in p}
     upd = {"items": [item_p], **{k: p[k] for k in ("proration_behavior", "proration_date", "payment_behavior") if k in p}}
     before_ids = set(req.store.priv(sub["id"])["items"])
     update_subscription(req, sub, upd)
-    new_id_ = next(i for i in req.store.priv(sub["id"])["items"] if i not in before_ids)
+    new_id_ = next((i for i in req.store.priv(sub["id"])["items"] if i not in before_ids), None)
+    if new_id_ is None and sub["pending_update"]:
+        # pending_if_incomplete, not paid: the item exists only in the pending update so far
+        return next(i for i in sub["pending_update"]["subscription_items"] if i["id"] not in before_ids)
     return req.store.objects[new_id_]
 
 
@@ -931,6 +1114,7 @@ def update_item_route(req: Request) -> dict[str, Any]:
     item = get_or_404(req, req.path_params["id"], "subscription_item", "subscription item")
     sub = req.store.objects[item["subscription"]]
     p = req.params
+    check_pending_item_params(p)
     item_p = {"id": item["id"], **{k: p[k] for k in ("price", "price_data", "plan", "quantity", "metadata") if k in p}}
     upd = {"items": [item_p], **{k: p[k] for k in ("proration_behavior", "proration_date", "payment_behavior", "off_session") if k in p}}
     update_subscription(req, sub, upd)
@@ -954,6 +1138,9 @@ def on_invoice_paid(req: Any, inv: dict[str, Any]) -> None:
     sub = inv_mod.invoice_subscription(req, inv)
     if sub is None:
         return
+    if _pending_invoice_of(req, sub, inv) is not None:
+        _apply_pending_update(req, sub)
+        return
     if sub["status"] in ("incomplete", "past_due", "unpaid"):
         # only when no other invoice of the subscription is still open
         others = [i for i in req.store.all("invoice") if i is not inv and i["status"] == "open"
@@ -969,6 +1156,8 @@ def on_invoice_payment_failed(req: Any, inv: dict[str, Any], *, final: bool) -> 
     sub = inv_mod.invoice_subscription(req, inv)
     if sub is None or sub["status"] in ("canceled", "incomplete_expired", "incomplete"):
         return
+    if _pending_invoice_of(req, sub, inv) is not None:
+        return  # a pending update's invoice: the subscription stays as it is (the update waits or expires)
     if inv["billing_reason"] == "subscription_create":
         return
     if final:
@@ -1026,6 +1215,8 @@ def next_action(req: Any, sub: dict[str, Any]) -> tuple[int, str] | None:
         candidates.append((sub["trial_end"], "trial_end"))
     if sub.get("cancel_at") and sub["cancel_at"] < end:
         candidates.append((sub["cancel_at"], "cancel"))
+    if sub.get("pending_update"):
+        candidates.append((sub["pending_update"]["expires_at"], "expire_pending_update"))
     if status in ("active", "past_due", "unpaid"):
         if sub.get("cancel_at_period_end") or sub.get("cancel_at") == end:
             candidates.append((end, "cancel"))
@@ -1049,6 +1240,8 @@ def run_action(req: Any, sub: dict[str, Any], when: int, action: str) -> None:
         sub["ended_at"] = when
         emit("customer.subscription.updated", sub, diff(before, sub))
         emit("customer.subscription.deleted", sub)
+    elif action == "expire_pending_update":
+        _drop_pending_update(req, sub, event="customer.subscription.pending_update_expired")
     elif action == "trial_will_end":
         priv["trial_will_end_sent"] = True
         emit("customer.subscription.trial_will_end", sub)

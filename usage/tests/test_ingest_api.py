@@ -178,9 +178,25 @@ def test_usage_page_renders_an_svg_chart(team_and_owner, client):
     response = client.get(reverse("usage:overview"))
     assert response.status_code == 200
     html = response.content.decode()
-    assert "<svg" in html and html.count('class="usage-bar"') == len(period_for().days)
+    # One chart in two layouts (wide, and narrow for phones): every day has a bar in each.
+    assert "<svg" in html and html.count('class="usage-bar"') == 2 * len(period_for().days)
+    assert 'class="usage-chart-wide"' in html and 'class="usage-chart-narrow"' in html
     assert "8 of 1,000 API calls included" in html
     assert "3 credits left" in html
+
+
+def test_usage_chart_narrow_layout_has_legible_text_and_few_day_labels(team_and_owner):
+    from usage.selectors import CHART_NARROW, CHART_WIDE, usage_panel_context
+
+    team, _owner = team_and_owner
+    panel = usage_panel_context(team=team)
+    narrow, wide = panel["chart_narrow"], panel["chart"]
+    # On a 390 px phone the chart is about 350 px wide: a user unit is 350/width px.
+    assert CHART_NARROW.font_size * 350 / CHART_NARROW.width >= 12
+    assert CHART_WIDE.font_size * 350 / CHART_WIDE.width < 12  # why the wide layout is not shown there
+    labels = [bar["day"] for bar in narrow["bars"] if bar["label"]]
+    assert labels[0] == 1 and len(labels) <= 3 and len([b for b in wide["bars"] if b["label"]]) > len(labels)
+    assert len(narrow["bars"]) == len(wide["bars"]) == len(period_for().days)
 
 
 def test_admin_lists_usage_records(admin_client, api_key_client):

@@ -1,0 +1,42 @@
+"""
+Which invoice a payment intent paid (see `models.InvoicePaymentLink`): recorded from Stripe's InvoicePayment objects,
+read by the payment history (`selectors.team_payments`) to recognise subscription payments.
+"""
+import logging
+
+from django.db import IntegrityError, transaction
+
+from ..models import InvoicePaymentLink
+
+logger = logging.getLogger(__name__)
+
+
+def _id(value) -> str:
+    return (value.get("id") if isinstance(value, dict) else value) or ""
+
+
+def invoice_payment_link_record(*, invoice_payment: dict) -> InvoicePaymentLink | None:
+    """
+    Keep the link an InvoicePayment states (`invoice` and `payment.payment_intent`); safe to run twice. Payments
+    that are not payment intents (out of band) link nothing.
+    """
+    intent_id = _id((invoice_payment.get("payment") or {}).get("payment_intent"))
+    invoice_id = _id(invoice_payment.get("invoice"))
+    if not intent_id or not invoice_id:
+        return None
+    return invoice_payment_link_store(payment_intent_id=intent_id, invoice_id=invoice_id,
+                                      invoice_payment_id=invoice_payment.get("id") or "")
+
+
+def invoice_payment_link_store(*, payment_intent_id: str, invoice_id: str,
+                               invoice_payment_id: str = "") -> InvoicePaymentLink:
+    try:
+        with transaction.atomic():
+            link, created = InvoicePaymentLink.objects.get_or_create(
+                payment_intent_id=payment_intent_id,
+                defaults={"invoice_id": invoice_id, "invoice_payment_id": invoice_payment_id})
+    except IntegrityError:  # stored concurrently by the same event's replay
+        return InvoicePaymentLink.objects.get(payment_intent_id=payment_intent_id)
+    if created:
+        logger.info("payment intent %s paid invoice %s", payment_intent_id, invoice_id)
+    return link
