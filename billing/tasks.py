@@ -43,6 +43,25 @@ def webhook_events_drain_task(shard: int) -> int:
     return webhook_events_drain(shard=shard)
 
 
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5, default_retry_delay=30)
+def card_default_if_first_task(self, team_id: int, payment_method_id: str) -> None:
+    """A card saved on Stripe's hosted page becomes the team's default when it has none (safe to run twice)."""
+    from accounts.models import Team
+    from billing_site.errors import BillingError
+
+    from .services.payment_methods import card_default_if_first
+
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None:
+        return
+    try:
+        card_default_if_first(team=team, payment_method_id=payment_method_id)
+    except BillingError as error:
+        if error.http_status and error.http_status >= 500:
+            raise self.retry(exc=error)  # Stripe unavailable: later
+        logger.warning("default card %s for team %s not set: %s", payment_method_id, team_id, error.code)
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_events_retry_due_task() -> int:
     """The fast sweep of stored events (BILLING_WEBHOOK_SWEEP_SECONDS): see webhook_events_enqueue_due."""

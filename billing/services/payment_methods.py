@@ -249,6 +249,25 @@ def setup_intent_result(*, team: Team, setup_intent_id: str) -> SetupOutcome:
     return outcome
 
 
+def card_default_if_first_enqueue(*, team_id: int, payment_method_id: str) -> None:
+    """After commit, make the card the team's default if it has none (`card_default_if_first_task`). Never raises:
+    with the broker down the card stays saved, not default, and the return page or the customer can set it."""
+    from django.db import transaction
+
+    from billing_site.celery import task_send
+
+    from ..tasks import card_default_if_first_task
+
+    transaction.on_commit(lambda: task_send(card_default_if_first_task, (team_id, payment_method_id),
+                                            what=f"default card {payment_method_id} for team {team_id}"))
+
+
+def card_default_if_first(*, team: Team, payment_method_id: str) -> None:
+    """The task's work: the card must be this team's (re-read from Stripe), then it becomes the default if none is."""
+    payment_method_of_team(team=team, payment_method_id=payment_method_id)  # NotFoundError for another's card
+    _default_if_first(team=team, payment_method_id=payment_method_id)
+
+
 def _default_if_first(*, team: Team, payment_method_id: str) -> None:
     """A team's first card becomes its default, so the next renewal has something to charge."""
     if payment_method_id and not team_default_payment_method_id(team=team):

@@ -193,6 +193,15 @@ def test_webhook_mirrors_the_card_of_a_setup_session_once_and_grants_nothing(
     from django.core import mail
 
     assert mail.outbox == []  # no receipt, no purchase email
+    # The team had no card: the webhook's task made this one the default, once (the duplicate found it set), even
+    # though the customer has not come back to the return page yet.
+    customer_id = team.billing_profile.stripe_customer_id
+    customer = requests.get(f"{stripe_emulator.url}/v1/customers/{customer_id}",
+                            headers={"Authorization": "Bearer sk_test_emulator"}, timeout=10).json()
+    assert customer["invoice_settings"]["default_payment_method"] == card.id
+    updates = [r for r in emulator_requests(stripe_emulator, "POST", f"/v1/customers/{customer_id}")
+               if r["path"] == f"/v1/customers/{customer_id}"]
+    assert len(updates) == 1
     # The page the customer comes back to agrees with the webhook (same row, now also the default).
     assert _messages(owner_client.get(_success_path(session_id))) == ["Your card was saved."]
     assert PaymentMethod.objects.filter(customer_id=team.billing_profile.stripe_customer_id).count() == 1

@@ -19,7 +19,7 @@ from ..receipts import receipt_email_queue, refund_receipt_email_queue, refunds_
 from ..selectors import customer_team
 from ..services.customers import billing_profile_flag_dispute, customer_unlink
 from ..services.mirror import mirror_refresh
-from ..services.payment_methods import card_setup_mirror
+from ..services.payment_methods import card_default_if_first_enqueue, card_setup_mirror
 
 logger = logging.getLogger("billing.webhooks")
 
@@ -66,10 +66,14 @@ def checkout_session_completed(*, event: dict) -> None:
         return
     if session.get("mode") == "setup":
         # Also done by the page the customer returns to; the mirror write is an upsert, so both (or a replay) agree.
-        # Making the card the default is left to that page: a Stripe write does not belong in this transaction.
+        # A team's first card becomes its default even if the customer never comes back to that page: a Stripe
+        # write, so it runs in a task after this transaction commits (and does nothing once a default exists).
         intent = session.get("setup_intent")
         if isinstance(intent, dict) and intent.get("status") == "succeeded":
-            card_setup_mirror(team=team, payment_method=intent.get("payment_method"))
+            payment_method = intent.get("payment_method")
+            card_setup_mirror(team=team, payment_method=payment_method)
+            if isinstance(payment_method, dict):
+                card_default_if_first_enqueue(team_id=team.pk, payment_method_id=payment_method["id"])
     elif session.get("mode") == "payment" and metadata.get("kind") == "credit_pack":
         if session.get("payment_status") != "paid":
             # Delayed payment methods: credits come with checkout.session.async_payment_succeeded.
