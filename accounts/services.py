@@ -70,8 +70,26 @@ def _signup_existing_account_notify(*, email: str, language: str) -> None:
             "login_url": settings.SITE_URL + reverse("accounts:login"),
             "reset_url": settings.SITE_URL + reverse("accounts:password_reset"),
         })
-    transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email]))
+    _email_after_commit(subject=subject, body=body, to=email, what="existing-account notice")
     logger.info("signup for an existing account: notice emailed")
+
+
+def _email_after_commit(*, subject: str, body: str, to: str, what: str) -> None:
+    """
+    Send once the transaction commits; an SMTP failure is logged, not raised: the work is committed, and a 500 would
+    tell the user it was not. These emails carry a raw token (an invitation link), which the design keeps out of
+    stored rows, so they are sent directly rather than through billing's outbox; the inviter sees the link on the
+    members page and can pass it on.
+    """
+    import smtplib
+
+    def send() -> None:
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to])
+        except (OSError, smtplib.SMTPException) as error:
+            logger.error("%s email not sent (SMTP): %r", what, error)
+
+    transaction.on_commit(send)
 
 
 @transaction.atomic
@@ -148,7 +166,7 @@ def invitation_create(*, team: Team, email: str, role: str, invited_by: User) ->
         body = render_to_string(
             "accounts/email/invitation.txt", {"team": team, "invited_by": invited_by, "accept_url": accept_url}
         )
-    transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email]))
+    _email_after_commit(subject=subject, body=body, to=email, what="invitation")
     logger.info("invitation created", extra={"team_id": team.pk, "invitation_id": invitation.pk})
     return invitation, accept_url
 

@@ -118,6 +118,26 @@ def test_invitation_round_trip(client, settings, seat_limit, django_capture_on_c
     assert Membership.objects.filter(team=team).count() == 2
 
 
+def test_smtp_down_when_inviting_answers_with_the_link_not_a_500(client, seat_limit, monkeypatch,
+                                                                  django_capture_on_commit_callbacks):
+    import smtplib
+
+    seat_limit(5)
+    team, owner = make_team_with_owner()
+
+    def smtp_down(*args, **kwargs):
+        raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+
+    monkeypatch.setattr(services, "send_mail", smtp_down)
+    client.force_login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("accounts:members"), {"email": "late@example.com", "role": "member"})
+    assert response.status_code == 302  # the invitation is committed: no 500
+    assert Invitation.objects.filter(team=team, email="late@example.com").count() == 1
+    page = client.get(reverse("accounts:members"))
+    assert "/accounts/invitations/" in page.content.decode()  # the link to pass on by hand
+
+
 def _invite(team, owner, email="guest@example.com", role="member"):
     invitation, url = services.invitation_create(team=team, email=email, role=role, invited_by=owner)
     return invitation, url.rsplit("/", 2)[-2]  # the token is the last path segment
