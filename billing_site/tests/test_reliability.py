@@ -60,6 +60,21 @@ def test_without_redis_pages_work_and_metered_calls_answer_503_with_retry_after(
         assert browser.get(path).status_code == 200, path
 
 
+def test_the_cache_keeps_one_redis_client_per_pool_and_still_works():
+    import os
+
+    from billing_site.cache import DegradingRedisCache
+
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("needs Redis (set REDIS_URL)")
+    cache = DegradingRedisCache(os.environ["REDIS_URL"], {"KEY_PREFIX": "reuse-test"})
+    cache.delete("doorbell")
+    assert cache.add("doorbell", 1, timeout=5) is True and cache.add("doorbell", 2, timeout=5) is False
+    assert cache.get("doorbell") == 1 and cache.delete("doorbell") is True
+    clients = {id(cache._cache.get_client(write=True)) for _ in range(5)}
+    assert len(clients) == 1  # built once, not per call
+
+
 @pytest.mark.django_db
 def test_the_degrading_cache_answers_misses_and_keeps_writes_harmless(redis_down):
     from django.core.cache import cache
