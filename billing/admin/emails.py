@@ -5,16 +5,16 @@ billing.backoffice.support.outbound_emails_resend, permission-checked (`billing.
 """
 from django.contrib import admin, messages
 from django.utils import timezone
-from django.utils.html import format_html
 
-from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin, team_360_link
+from billing.admin.mixins import FastListMixin, ReadOnlyAdminMixin, RetryStateColumnsMixin, team_360_link
 from billing.backoffice.audit import StaffContext
 from billing.backoffice.support import outbound_emails_resend
 from billing.models import OutboundEmail
 
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
+class OutboundEmailAdmin(RetryStateColumnsMixin, ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
+    short_error_length = 60
     # What staff act on first (status, attempts, last error, next attempt) fits at 1280 px beside the admin's
     # navigation; recipients, context and the full traceback are on the row's page.
     list_display = ["what", "team_link", "status_badge", "attempts", "short_error", "next_attempt"]
@@ -49,15 +49,6 @@ class OutboundEmailAdmin(ReadOnlyAdminMixin, FastListMixin, admin.ModelAdmin):
     @admin.display(description="Email", ordering="-id")
     def what(self, obj):
         return f"#{obj.pk} {obj.subject_hint}"
-
-    @admin.display(description="Status", ordering="status")
-    def status_badge(self, obj):
-        return format_html('<span class="bo-status {}">{}</span>', obj.status, obj.get_status_display())
-
-    @admin.display(description="Last error")
-    def short_error(self, obj):
-        last_line = (obj.last_error or "").strip().splitlines()[-1:] or [""]
-        return format_html('<span class="bo-error">{}</span>', last_line[0][:60]) if last_line[0] else "-"
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj):

@@ -15,6 +15,7 @@ What makes an admin list fast on a million rows:
 
 `team_360_link`: every list that shows a team links it to its Customer 360 page the same way.
 """
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.urls import reverse
@@ -67,6 +68,22 @@ class ExactIdSearchMixin(FastListMixin):
         if not condition:
             return queryset.none(), False
         return queryset.filter(condition), False
+
+
+class RetryStateColumnsMixin:
+    """The status badge and the last error's last line, for rows that retry (webhook events, outbound emails)."""
+
+    short_error_length = 80
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        return format_html('<span class="bo-status {}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        last_line = ((obj.last_error or "").strip().splitlines() or [""])[-1]
+        return format_html('<span class="bo-error">{}</span>', last_line[:self.short_error_length]) \
+            if last_line else "-"
 
 
 def team_360_link(team, *, empty: str = "") -> str:

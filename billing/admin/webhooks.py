@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin
+from billing.admin.mixins import ExactIdSearchMixin, ReadOnlyAdminMixin, RetryStateColumnsMixin
 from billing.backoffice.audit import StaffContext
 from billing.backoffice.support import webhook_events_replay
 from billing.models import WebhookEvent
@@ -35,7 +35,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookEvent)
-class WebhookConsoleAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
+class WebhookConsoleAdmin(RetryStateColumnsMixin, ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
     # Read-only: events come from Stripe only and are the record of what Stripe told us; replay is the one action.
     list_display = ["stripe_event_id", "type", "object_id", "status_badge", "attempts", "short_error", "received_at",
                     "processed_at", "customer_link"]
@@ -57,15 +57,6 @@ class WebhookConsoleAdmin(ReadOnlyAdminMixin, ExactIdSearchMixin, admin.ModelAdm
     @admin.display(description="Object")
     def object_id(self, obj):
         return obj.stripe_object_id
-
-    @admin.display(description="Status", ordering="status")
-    def status_badge(self, obj):
-        return format_html('<span class="bo-status {}">{}</span>', obj.status, obj.get_status_display())
-
-    @admin.display(description="Last error")
-    def short_error(self, obj):
-        last_line = (obj.last_error or "").strip().splitlines()[-1:] or [""]
-        return last_line[0][:80]
 
     @admin.display(description="Customer")
     def customer_link(self, obj):

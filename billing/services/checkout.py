@@ -171,9 +171,11 @@ class CheckoutResult:
     currency: str
 
 
-def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
-    """What the success page shows: read from the session itself (not from the webhook, which may lag)."""
-    not_found = NotFoundError("not_found", _("This checkout session does not belong to your team."))
+def team_checkout_session_read(*, team: Team, session_id: str, not_found: NotFoundError) -> dict:
+    """
+    A Checkout Session a return URL names, re-read from Stripe (never the query string's word): raises `not_found`
+    unless the id is well formed and the session is this team's customer's (another team's, unknown, malformed).
+    """
     if not stripe_id_shaped(session_id, prefix="cs_") or not team_stripe_customer_id(team=team):
         raise not_found
     try:
@@ -184,6 +186,13 @@ def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
         raise
     if not team_owns_stripe_object(team=team, stripe_object=session):
         raise not_found
+    return session
+
+
+def checkout_session_confirm(*, team: Team, session_id: str) -> CheckoutResult:
+    """What the success page shows: read from the session itself (not from the webhook, which may lag)."""
+    not_found = NotFoundError("not_found", _("This checkout session does not belong to your team."))
+    session = team_checkout_session_read(team=team, session_id=session_id, not_found=not_found)
     items = ((session.get("line_items") or {}).get("data")) or []
     description = ", ".join(_line_description(item) for item in items if not _line_is_metered(item))
     if session.get("status") == "complete" and session.get("mode") == "subscription" and session.get("subscription"):

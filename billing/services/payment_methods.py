@@ -31,7 +31,7 @@ from ..selectors import (
 from ..stripe_gateway import checkout as checkout_gateway
 from ..stripe_gateway import customers as customers_gateway
 from ..stripe_gateway import subscriptions as subscriptions_gateway
-from .checkout import STRIPE_LOCALES, CheckoutStart, request_token_safe
+from .checkout import STRIPE_LOCALES, CheckoutStart, request_token_safe, team_checkout_session_read
 from .customers import customer_get_or_create
 from .mirror import mirror_store
 
@@ -166,15 +166,8 @@ def card_setup_session_result(*, team: Team, session_id: str) -> SetupOutcome:
     payment session or a malformed id answers 404.
     """
     not_found = NotFoundError("not_found", _("Card setup not found."))
-    if not stripe_id_shaped(session_id, prefix="cs_") or not team_stripe_customer_id(team=team):
-        raise not_found
-    try:
-        session = checkout_gateway.checkout_session_retrieve(session_id=session_id)
-    except BillingError as error:
-        if error.code == "stripe_resource_missing":
-            raise not_found from error
-        raise
-    if session.get("mode") != "setup" or not team_owns_stripe_object(team=team, stripe_object=session):
+    session = team_checkout_session_read(team=team, session_id=session_id, not_found=not_found)
+    if session.get("mode") != "setup":
         logger.warning("team %s returned from checkout session %s that is not its card setup", team.pk, session_id)
         raise not_found
     intent = session.get("setup_intent") if isinstance(session.get("setup_intent"), dict) else {}
