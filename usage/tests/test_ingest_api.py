@@ -253,3 +253,11 @@ def test_a_member_cannot_set_the_spend_cap(team_and_owner, client, set_plan):
     response = client.post(reverse("usage:spend_cap"), {"spend_cap": "1", "currency": "usd"})
     assert response.status_code == 403
     assert not TeamUsagePolicy.objects.exists()
+
+
+def test_usage_chart_with_no_usage_labels_its_axis_once(team_and_owner, client):
+    team, owner = team_and_owner
+    client.force_login(owner)
+    html = client.get(reverse("usage:overview")).content.decode()
+    wide = html[html.index('class="usage-chart-wide"'):html.index("</svg>", html.index('class="usage-chart-wide"'))]
+    assert wide.count('text-anchor="end"') == 1  # the 0 at the axis, no "peak 0" above it
