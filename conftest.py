@@ -71,6 +71,13 @@ def _staff_second_factor_only_where_tested(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_stripe_call_in_a_transaction(settings):
+    # The project's rule, enforced in every test: a Stripe call with a database transaction open (other than the
+    # test case's own) raises instead of only being logged (billing/stripe_gateway/deferred_reads.py).
+    settings.STRIPE_CALL_IN_TRANSACTION_RAISES = True
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness is for attackers, not for the test suite.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

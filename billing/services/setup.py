@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 
 from ..catalog import Catalog, load_catalog
 from ..stripe_gateway import events as events_gateway
 from ..stripe_gateway import products as products_gateway
+from ..stripe_gateway.deferred_reads import atomic_with_stripe_reads
 from .mirror import mirror_store
 
 logger = logging.getLogger(__name__)
@@ -300,12 +300,16 @@ class _Pusher:
             },
             idempotency_key=f"webhook_endpoint:{endpoint_uuid}",
         )
-        with transaction.atomic():
-            endpoint = mirror_store(kind="webhook_endpoint", data=created)  # dj-stripe stores `secret` from the create answer
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        def store():
+            stored = mirror_store(kind="webhook_endpoint", data=created)  # dj-stripe stores `secret` from the answer
+            WebhookEndpoint.objects.filter(pk=stored.pk).update(
                 secret=created["secret"], djstripe_uuid=endpoint_uuid,
                 djstripe_tolerance=settings.BILLING_WEBHOOK_TOLERANCE_SECONDS,
             )
+            return stored
+
+        # One transaction for the row and its secret; dj-stripe's sync may read the account from Stripe first.
+        endpoint = atomic_with_stripe_reads(store)
         self.wrote(f"  webhook endpoint: registered {created['id']} at {url}")
         return WebhookEndpoint.objects.get(pk=endpoint.pk)
 

@@ -87,12 +87,13 @@ def webhook_events_wake(*, webhook_event_id: int) -> bool:
     """
     from django.core.cache import cache
 
-    from billing_site.celery import task_send
+    from billing_site.celery import app, task_send
 
     from ..tasks import webhook_events_drain_task
 
     shards = settings.BILLING_WEBHOOK_DRAIN_SHARDS
-    if shards <= 0 or settings.CELERY_TASK_ALWAYS_EAGER:
+    in_process = app.conf.task_always_eager or app.conf.get("CELERY_TASK_ALWAYS_EAGER")  # as task_send reads it
+    if shards <= 0 or in_process:
         return webhook_event_enqueue_now(webhook_event_id=webhook_event_id)
     shard = webhook_event_id % shards
     if not cache.add(_doorbell_key(shard), webhook_event_id, timeout=settings.BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS):

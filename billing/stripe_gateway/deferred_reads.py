@@ -31,6 +31,10 @@ class StripeReadDeferred(Exception):
     """A Stripe GET inside the transaction whose answer is not fetched yet: roll back, fetch it, run again."""
 
 
+class StripeCallInTransaction(RuntimeError):
+    """A Stripe call while a database transaction is open (tests raise it; production logs it)."""
+
+
 class StripeWriteInTransaction(RuntimeError):
     """A Stripe write was attempted while an event's transaction was open."""
 
@@ -71,13 +75,28 @@ def _key(method: str, url: str, post_data: Any) -> tuple:
     return (method.lower(), url, post_data or "")
 
 
+def _open_transaction() -> bool:
+    """Whether this thread's connection has a transaction open (a test case's own wrapping one does not count)."""
+    from django.db import connection
+
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
 def deferred_answer(*, client, method: str, url: str, headers, post_data, max_network_retries):
     """
     Called by `DeferringHttpClient` for each request: the prefetched answer, or the request is recorded as missing.
-    Returns None when no deferral is active (the request goes out as usual).
+    Returns None when no deferral is active (the request goes out as usual). A Stripe call with a transaction open
+    anywhere else breaks the project's rule: logged (with STRIPE_CALL_IN_TRANSACTION_RAISES, as the tests run, it
+    raises, so a new such path fails its test).
     """
     reads = _ACTIVE.get()
     if reads is None:
+        if _open_transaction():
+            from django.conf import settings
+
+            logger.error("stripe %s %s called with a database transaction open", method.upper(), url.split("?")[0])
+            if getattr(settings, "STRIPE_CALL_IN_TRANSACTION_RAISES", False):
+                raise StripeCallInTransaction(f"Stripe {method.upper()} {url} with a database transaction open")
         return None
     if method.lower() != "get":
         logger.error("stripe %s %s attempted inside an event's transaction", method.upper(), url)
@@ -100,9 +119,9 @@ def atomic_with_stripe_reads(fn, *, rounds: int = 12):
     Already inside a deferral (an event's apply), or inside a caller's transaction that we cannot step out of, it
     just runs `fn()`: the outer round or the caller owns the transaction.
     """
-    from django.db import connection, transaction
+    from django.db import transaction
 
-    if _ACTIVE.get() is not None or connection.in_atomic_block:
+    if _ACTIVE.get() is not None or _open_transaction():
         return fn()
     reads = StripeReads()
     for _ in range(rounds - 1):

@@ -14,12 +14,17 @@ def _payload(i: int) -> dict:
             "data": {"object": {"id": f"issfr_{i}", "object": "radar.early_fraud_warning"}}}
 
 
+def _not_in_process(app) -> None:
+    # As with a broker (the conftest's autouse fixture puts the eager setting back after the test).
+    app.conf.task_always_eager = app.conf.CELERY_TASK_ALWAYS_EAGER = False
+
+
 @pytest.fixture
 def drains(billing_world, settings, monkeypatch):
     """Tasks as with a broker (not in-process); the drain messages that would be sent are recorded, not run."""
     from billing_site import celery
 
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+    _not_in_process(celery.app)
     settings.BILLING_WEBHOOK_DRAIN_SHARDS = 2
     cache.clear()
     sent = []
@@ -66,7 +71,7 @@ def test_an_event_stored_after_a_drain_looked_rings_again(drains, settings):
 def test_a_failed_drain_send_leaves_the_doorbell_open_for_the_next_event(billing_world, settings, monkeypatch):
     from billing_site import celery
 
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+    _not_in_process(celery.app)
     settings.BILLING_WEBHOOK_DRAIN_SHARDS = 1
     cache.clear()
     results = iter([False, True])  # the broker is down for the first send
