@@ -103,17 +103,14 @@ def _payment_for_receipt(*, team: Team, payment_id: str, invoice_hint: str = "")
         return payment
     from djstripe.models import Invoice
 
-    from .services.invoice_payments import invoice_payment_link_store
+    from .services.invoice_payments import payment_intent_invoice_id
     from .services.mirror import mirror_refresh
-    from .stripe_gateway.invoice_payments import invoice_id_for_payment_intent
 
-    invoice_id = payment.invoice_id
+    # No link in the payment (the invoice_payment.paid event not applied yet, or data from before links were kept):
+    # the recorded link, else one Stripe read that records it.
+    invoice_id = payment.invoice_id or payment_intent_invoice_id(payment_intent_id=payment.payment_intent)
     if not invoice_id:
-        # No link recorded (the invoice_payment.paid event not applied yet, or data from before it was recorded).
-        invoice_id = invoice_id_for_payment_intent(payment_intent_id=payment.payment_intent) or ""
-        if not invoice_id:
-            return payment  # a one-time payment
-        invoice_payment_link_store(payment_intent_id=payment.payment_intent, invoice_id=invoice_id)
+        return payment  # a one-time payment
     if not Invoice.objects.filter(id=invoice_id).exists():
         mirror_refresh(kind="invoice", object_id=invoice_id)
     elif payment.lines and payment.invoice_number:

@@ -141,14 +141,14 @@ def charge_for_refund(*, charge_id: str, refresh: bool = True) -> djstripe_model
 def charge_invoice_id(*, charge: djstripe_models.Charge) -> str:
     """
     The invoice a charge paid ("" for a one-off payment). Since API 2025-03 neither the charge nor its payment
-    intent names the invoice: Stripe's invoice payments do (one read, on the refund form and at request time).
+    intent names the invoice: Stripe's invoice payments do (the recorded link, else one read that records it).
     """
-    from billing.stripe_gateway.invoice_payments import invoice_id_for_payment_intent
+    from billing.services.invoice_payments import payment_intent_invoice_id
 
     if not charge.payment_intent_id:
         return ""
     try:
-        return invoice_id_for_payment_intent(payment_intent_id=charge.payment_intent_id) or ""
+        return payment_intent_invoice_id(payment_intent_id=charge.payment_intent_id)
     except BillingError as error:
         logger.warning("invoice of charge %s unknown (%s)", charge.id, error.code)
         raise

@@ -40,3 +40,23 @@ def invoice_payment_link_store(*, payment_intent_id: str, invoice_id: str,
     if created:
         logger.info("payment intent %s paid invoice %s", payment_intent_id, invoice_id)
     return link
+
+
+def payment_intent_invoice_id(*, payment_intent_id: str) -> str:
+    """
+    The invoice a payment intent paid, "" for a one-time payment: the recorded link when there is one, else one
+    read of Stripe's invoice payments, whose answer is recorded so the next reader (receipt, refund form, history)
+    needs none.
+    """
+    from ..stripe_gateway.invoice_payments import invoice_id_for_payment_intent
+
+    if not payment_intent_id:
+        return ""
+    recorded = InvoicePaymentLink.objects.filter(payment_intent_id=payment_intent_id).values_list(
+        "invoice_id", flat=True).first()
+    if recorded:
+        return recorded
+    invoice_id = invoice_id_for_payment_intent(payment_intent_id=payment_intent_id) or ""
+    if invoice_id:
+        invoice_payment_link_store(payment_intent_id=payment_intent_id, invoice_id=invoice_id)
+    return invoice_id

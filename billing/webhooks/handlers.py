@@ -248,7 +248,7 @@ def payment_intent_succeeded(*, event: dict) -> None:
 
 
 def _one_time_payment_receipt(intent: dict) -> None:
-    from ..stripe_gateway.invoice_payments import invoice_id_for_payment_intent
+    from ..services.invoice_payments import payment_intent_invoice_id
 
     if intent.get("status") != "succeeded" or (intent.get("metadata") or {}).get("source") == "checkout":
         return
@@ -256,7 +256,7 @@ def _one_time_payment_receipt(intent: dict) -> None:
     if team is None:
         return
     # An invoice's payment: before API 2025-03 the intent names its invoice; since, only the invoice's payments do.
-    if intent.get("invoice") or invoice_id_for_payment_intent(payment_intent_id=intent["id"]):
+    if intent.get("invoice") or payment_intent_invoice_id(payment_intent_id=intent["id"]):
         return
     receipt_email_queue(team=team, payment_intent_id=intent["id"])
 
