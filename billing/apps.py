@@ -11,7 +11,7 @@ class BillingConfig(AppConfig):
         from djstripe.models import Session
 
         from .hooks import hooks_register
-        from .services.mirror import djstripe_account_memo_install
+        from .services.mirror import djstripe_account_memo_install, djstripe_batch_lookup_install
         from .stripe_gateway import configure_module_sdk
         from .webhooks.registry import webhook_handlers_load
 
@@ -28,5 +28,6 @@ class BillingConfig(AppConfig):
         # dj-stripe (its admin actions, its stock view, BO's code) calls the module-level SDK: point it where the
         # gateway points (api base, pinned version, key, retries) from the start, not only after a gateway call.
         configure_module_sdk()
+        djstripe_batch_lookup_install()  # foreign keys of a webhook drain's batch (a no-op outside one)
         if settings.BILLING_DJSTRIPE_ACCOUNT_MEMO:
             djstripe_account_memo_install()

@@ -1,8 +1,11 @@
 """Reads for billing: the team's customer, its mirrored subscription, its plan and the plan's limits."""
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.core.cache import cache
+from django.db.models import F
 from django.utils.translation import gettext as _
 from django.utils import timezone
 
@@ -37,7 +40,30 @@ def customer_team(*, stripe_customer_id: str | None) -> Team | None:
     """The team a Stripe customer belongs to, or None (unknown, or deleted and unlinked). Reads `BillingProfile`."""
     if not stripe_customer_id:
         return None
+    read_once = _CUSTOMER_TEAMS.get()
+    if read_once is not None and stripe_customer_id in read_once[0]:
+        return read_once[1].get(stripe_customer_id)
     return Team.objects.filter(billing_profile__stripe_customer_id=stripe_customer_id).first()
+
+
+# Customers whose team was read once for a block of work (a webhook drain's batch): (asked ids, id → team).
+_CUSTOMER_TEAMS: ContextVar[tuple[set[str], dict[str, Team]] | None] = ContextVar("customer_teams", default=None)
+
+
+@contextmanager
+def customer_teams_read_once(*, stripe_customer_ids: set[str]):
+    """
+    Within the block, `customer_team` answers for these customers from one query instead of one each. Only for work
+    that does not link or unlink customers meanwhile (the drain keeps customer events out of its batches).
+    """
+    ids = set(stripe_customer_ids) - {""}
+    teams = {team.customer_id: team for team in Team.objects.filter(billing_profile__stripe_customer_id__in=ids)
+             .annotate(customer_id=F("billing_profile__stripe_customer_id"))} if ids else {}
+    token = _CUSTOMER_TEAMS.set((ids, teams))
+    try:
+        yield
+    finally:
+        _CUSTOMER_TEAMS.reset(token)
 
 
 def team_subscription(*, team: Team, include_ended: bool = False):

@@ -297,6 +297,10 @@ BILLING_WEBHOOK_DRAIN_SHARDS = env.int("BILLING_WEBHOOK_DRAIN_SHARDS", default=4
 BILLING_WEBHOOK_DRAIN_BATCH = env.int("BILLING_WEBHOOK_DRAIN_BATCH", default=200)
 BILLING_WEBHOOK_DRAIN_MAX_SECONDS = env.float("BILLING_WEBHOOK_DRAIN_MAX_SECONDS", default=60.0)
 BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS = env.int("BILLING_WEBHOOK_DRAIN_DOORBELL_SECONDS", default=30)
+# A drain applies up to this many events in one transaction when each needs only its own payload (bulk writes, a
+# handful of statements per batch instead of a dozen per event); others, and a batch that fails, go one by one.
+# 0 or 1: always one by one.
+BILLING_WEBHOOK_APPLY_BATCH = env.int("BILLING_WEBHOOK_APPLY_BATCH", default=100)
 # Tasks run eagerly (no broker): a failed event's retry runs inline at once (the test suite's default, which checks
 # retry-then-park in one call), or waits for its retry time and the in-process scheduler's sweep (`make run`).
 BILLING_EAGER_RETRY_INLINE = env.bool("BILLING_EAGER_RETRY_INLINE", default=RUNNING_TESTS)

@@ -2,7 +2,8 @@
 The webhook pipeline's writes: record an event durably (once), apply it once, retry/park, replay, sweep.
 
 Flow: view verifies the signature → `webhook_event_record` (unique event id) → 2xx → on commit the doorbell of the
-row's shard sends a drain task (`webhook_events_drain`), or one task per event in-process → `webhook_event_apply`:
+row's shard sends a drain task (`webhook_events_drain`, which applies what it can in batches, see
+`webhook_events_apply_batch`), or one task per event in-process → `webhook_event_apply`:
 row lock, the mirror (from the event's own payload when it is the newest state seen for the object, per-object
 watermark; re-retrieved only when order is ambiguous or the payload is partial; an older event writes nothing), then
 the project's handlers from the registry, all in one transaction with no Stripe call inside (reads are deferred and
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing_site.errors import BillingError, NotFoundError
@@ -107,9 +109,10 @@ def webhook_events_wake(*, webhook_event_id: int) -> bool:
 
 def webhook_events_drain(*, shard: int) -> int:
     """
-    Apply the pending events of one shard, oldest first, each in its own transaction (`webhook_event_apply`), until
-    none is left or BILLING_WEBHOOK_DRAIN_MAX_SECONDS have passed (then a fresh drain is sent to go on). Returns how
-    many events were applied. Rows another worker holds are skipped (that worker is applying them).
+    Apply the pending events of one shard, oldest first, in chunks of BILLING_WEBHOOK_APPLY_BATCH: what needs only
+    its payload together (`webhook_events_apply_batch`), the rest one by one (`webhook_event_apply`), until none is
+    left or BILLING_WEBHOOK_DRAIN_MAX_SECONDS have passed (then a fresh drain is sent to go on). Returns how many
+    events were applied. Rows another worker holds are skipped (that worker is applying them).
     """
     from django.core.cache import cache
     from django.db.models.functions import Mod
@@ -126,12 +129,19 @@ def webhook_events_drain(*, shard: int) -> int:
             )
             if not batch:
                 return applied
-            for pk in batch:
-                if webhook_event_apply(webhook_event_id=pk, skip_locked=True):
-                    applied += 1
+            size = max(settings.BILLING_WEBHOOK_APPLY_BATCH, 1)
+            for start in range(0, len(batch), size):
+                chunk = batch[start:start + size]
+                together, alone = webhook_events_apply_batch(webhook_event_ids=chunk) if size > 1 else (0, chunk)
+                applied += together
+                for pk in alone:
+                    if webhook_event_apply(webhook_event_id=pk, skip_locked=True):
+                        applied += 1
+                    if time.monotonic() > deadline:
+                        break
                 if time.monotonic() > deadline:
                     cache.delete(_doorbell_key(shard))
-                    webhook_events_wake(webhook_event_id=pk)  # a fresh task goes on with the rest
+                    webhook_events_wake(webhook_event_id=chunk[0])  # a fresh task goes on with the rest
                     return applied
             after = batch[-1]
 
@@ -333,17 +343,19 @@ def webhook_apply_decision(*, payload: dict, mark) -> ApplyDecision:
     return ApplyDecision(ApplyMode.PAYLOAD, "newest event for the object")
 
 
-def _djstripe_event_insert(payload: dict) -> None:
+def _djstripe_events_insert(payloads: list[dict]) -> None:
     """
-    dj-stripe's Event row, built by dj-stripe (`_stripe_object_to_record`, its request id hook) and inserted with
-    `ON CONFLICT DO NOTHING`: one statement instead of its get-then-insert, and a replay's row is left as it is.
+    dj-stripe's Event rows, built by dj-stripe (`_stripe_object_to_record`, its request id hook) and inserted with
+    `ON CONFLICT DO NOTHING`: one statement instead of a get-then-insert each, and a replay's row is left as it is.
     """
     from djstripe.models import Event
 
-    record = Event._stripe_object_to_record(payload)
-    event = Event(**record)
-    event._attach_objects_hook(Event, payload)
-    Event.objects.bulk_create([event], ignore_conflicts=True)
+    events = []
+    for payload in payloads:
+        event = Event(**Event._stripe_object_to_record(payload))
+        event._attach_objects_hook(Event, payload)
+        events.append(event)
+    Event.objects.bulk_create(events, ignore_conflicts=True)
 
 
 def _djstripe_delete(*, kind: str, object_id: str) -> None:
@@ -394,7 +406,7 @@ def _mirror(payload: dict) -> ApplyDecision:
         mark = None if locked.row_updated_at is None else MirrorWatermark(
             stripe_object_id=obj["id"], object_type=obj["object"], state_at=locked.row_updated_at)
     decision = webhook_apply_decision(payload=payload, mark=mark)
-    _djstripe_event_insert(payload)
+    _djstripe_events_insert([payload])
     created = int(payload["created"])
     if decision.mode == ApplyMode.PAYLOAD:
         mirror_apply_event_payload(kind=obj["object"], data=obj, customer_mirrored=bool(locked.customer_mirrored))
@@ -577,6 +589,124 @@ def _failure_record(*, webhook_event_id: int, failed: _ApplyFailed, force: bool)
                            event.attempts, error)
         event.save(update_fields=["status", "attempts", "last_error", "processed_at", "next_attempt_at"])
         return event.status
+
+
+# --- Applying a drain's batch -------------------------------------------------------------------------------------
+# Most events of a storm need only their own payload: their object is newer than the mirror's mark and its customer
+# is mirrored. A drain applies those together, in one transaction and with bulk writes (event rows, watermarks,
+# dj-stripe's Event rows and mirrored objects, the teams the handlers look up), then runs each event's handlers in
+# event order. Anything else goes one by one through `webhook_event_apply`: an object with an event the batch cannot
+# apply (a tie, a type dj-stripe handles, a customer that is not mirrored) has all its events of the chunk applied
+# alone, after the batch, so each object's events keep their order. Stripe reads a handler needs are fetched between
+# rounds, as for one event. The batch is all or nothing: any failure rolls it back and every one of its events goes
+# one by one, where a failure is recorded against its own event.
+#
+# One difference from one by one, by design: the mirror holds each object's newest state of the batch before the
+# handlers run, so a handler of an older event of the same object reads the newer state (its payload is its own).
+
+# Customer events stay out: their handlers link and unlink teams, which the batch's one read of teams assumes fixed,
+# and dj-stripe re-attaches a customer's subscriber while it syncs.
+_BATCH_KINDS = _PAYLOAD_OBJECTS - {"customer"}
+
+
+def webhook_events_apply_batch(*, webhook_event_ids: list[int]) -> tuple[int, list[int]]:
+    """
+    Apply the pending events among `webhook_event_ids` that need only their payload, in one transaction. Returns
+    (how many were applied, the ids left to apply one by one, in order). Rows another worker holds are left to it.
+    """
+    reads = StripeReads()
+    for round_number in range(1, _READ_ROUNDS + 1):
+        try:
+            with transaction.atomic():
+                return _apply_batch(webhook_event_ids=webhook_event_ids, reads=reads)
+        except Exception as error:  # noqa: BLE001 - nothing was written
+            if reads.missing and round_number < _READ_ROUNDS:
+                reads.fetch_missing()  # a handler's reads, with no transaction open; then the batch again
+                continue
+            # Each event gets its own attempt instead, where a failure is recorded against that event alone.
+            logger.info("webhook batch of %s events rolled back (%r); applying them one by one",
+                        len(webhook_event_ids), error)
+            return 0, list(webhook_event_ids)
+    raise AssertionError("unreachable: the last round falls back instead of asking for reads")
+
+
+def _apply_batch(*, webhook_event_ids: list[int], reads: StripeReads) -> tuple[int, list[int]]:
+    from ..selectors import customer_teams_read_once
+    from .mirror import mirror_apply_event_payloads, mirror_watermarks_lock, mirror_watermarks_set
+
+    _commit_without_fsync_wait()
+    events = list(WebhookEvent.objects.select_for_update(skip_locked=True)
+                  .filter(pk__in=webhook_event_ids, status=Status.PENDING).order_by("pk")
+                  .only("pk", "stripe_event_id", "type", "payload"))
+    candidates, alone = [], []
+    for event in events:
+        obj = (event.payload.get("data") or {}).get("object") or {}
+        batchable = (obj.get("object") in _BATCH_KINDS
+                     and webhook_apply_decision(payload=event.payload, mark=None).mode != ApplyMode.DJSTRIPE)
+        (candidates if batchable else alone).append(event)
+    if not candidates:
+        return 0, [event.pk for event in events]
+
+    def object_of(event) -> dict:
+        return event.payload["data"]["object"]
+
+    locked = mirror_watermarks_lock(objects={
+        object_of(event)["id"]: (object_of(event)["object"], _customer_of(object_of(event)))
+        for event in candidates})
+    marks, excluded = {}, set()
+    for object_id, lock in locked.items():
+        if lock.customer_mirrored is False:
+            excluded.add(object_id)  # the sync would read the customer from Stripe first
+        mark = lock.mark
+        if mark.state_at < 0:  # as in `_mirror`: never marked, the row's own update time is its state
+            mark = None if lock.row_updated_at is None else MirrorWatermark(
+                stripe_object_id=object_id, object_type=mark.object_type, state_at=lock.row_updated_at)
+        marks[object_id] = mark
+    planned: list[tuple[WebhookEvent, ApplyDecision]] = []
+    newest: dict[str, tuple[dict, ApplyDecision]] = {}  # object id → its newest applied payload in the batch
+    for event in candidates:
+        obj = object_of(event)
+        if obj["id"] in excluded:
+            continue
+        decision = webhook_apply_decision(payload=event.payload, mark=marks[obj["id"]])
+        if decision.mode not in (ApplyMode.PAYLOAD, ApplyMode.DELETE, ApplyMode.SKIP):
+            excluded.add(obj["id"])  # a tie or a partial payload: Stripe must be read, one by one
+            continue
+        planned.append((event, decision))
+        if decision.mode != ApplyMode.SKIP:
+            newest[obj["id"]] = (obj, decision)
+            marks[obj["id"]] = MirrorWatermark(
+                stripe_object_id=obj["id"], object_type=obj["object"], state_at=int(event.payload["created"]),
+                stripe_event_id=event.payload["id"], deleted=decision.mode == ApplyMode.DELETE)
+    planned = [(event, decision) for event, decision in planned if object_of(event)["id"] not in excluded]
+    alone += [event for event in candidates if object_of(event)["id"] in excluded]
+    if planned:
+        applied_ids = {object_of(event)["id"] for event, _ in planned}
+        with stripe_reads_deferred(reads):
+            _djstripe_events_insert([event.payload for event, _ in planned])
+            mirror_apply_event_payloads(objects=[
+                obj for object_id, (obj, decision) in newest.items()
+                if object_id in applied_ids and decision.mode == ApplyMode.PAYLOAD])
+            for object_id, (obj, decision) in newest.items():
+                if object_id in applied_ids and decision.mode == ApplyMode.DELETE:
+                    _djstripe_delete(kind=obj["object"], object_id=object_id)
+            mirror_watermarks_set(marks=[marks[object_id] for object_id in newest if object_id in applied_ids])
+            with customer_teams_read_once(stripe_customer_ids={
+                    _customer_of(object_of(event)) for event, _ in planned}):
+                for event, decision in planned:
+                    handlers = handlers_for(event.type)
+                    for handler in handlers:
+                        handler(event=event.payload)
+                    _clear_plan_cache(event.payload, decision)
+                    if not handlers:
+                        logger.info("stripe event %s of type %s has no project handler (mirror only)",
+                                    event.stripe_event_id, event.type)
+            if reads.missing:  # a read was deferred and its error swallowed on the way
+                raise StripeReadDeferred("reads missing")
+        WebhookEvent.objects.filter(pk__in=[event.pk for event, _ in planned]).update(
+            status=Status.PROCESSED, attempts=F("attempts") + 1, processed_at=timezone.now(),
+            next_attempt_at=None, last_error="")
+    return len(planned), sorted(event.pk for event in alone)
 
 
 def webhook_event_replay(*, event_id: str | int) -> str:
