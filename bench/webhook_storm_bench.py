@@ -3,7 +3,8 @@ Storm: renewal day. N events (default 10,000: invoice.created, invoice.paid, cus
 ~N/3 customers) are delivered signed to the project's endpoint under gunicorn as fast as the senders go, plus 10%
 duplicate re-deliveries, then applied by two Celery worker processes (prefork, concurrency 2) consuming Redis.
 `--mode backlog` (default) times the workers alone on the stored backlog; `--mode live` times from the first
-delivery with the workers applying while the senders and gunicorn share the machine's two cores.
+delivery with the workers applying while the senders and gunicorn share the machine's two cores. `--apply-batch 1`
+makes the workers apply every event alone (as before drains batched them), for a before/after on one machine.
 Prints the time until every event is acknowledged and until every event is applied, with counts proving none lost
 (one stored row per distinct event id, all processed) and none applied twice (one attempt each). No assertions.
 
@@ -30,6 +31,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=["backlog", "live"], default="backlog",
                         help="backlog: deliver everything, then start the workers and time them (the default); "
                              "live: workers apply while the events arrive")
+    parser.add_argument("--apply-batch", type=int, default=None,
+                        help="BILLING_WEBHOOK_APPLY_BATCH for the workers (default: the settings' value; 1 applies "
+                             "every event alone, as before batches)")
     args = parser.parse_args()
     print(f"storm: load average at the start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
@@ -92,6 +96,12 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     endpoint = common.endpoint_row(base)
     env = {**os.environ, "STRIPE_API_BASE": emulator.url, "DJANGO_SETTINGS_MODULE": "bench._bench_settings"}
+    if args.apply_batch is not None:
+        env["BILLING_WEBHOOK_APPLY_BATCH"] = str(args.apply_batch)
+    from django.conf import settings
+
+    print(f"storm: workers apply up to {env.get('BILLING_WEBHOOK_APPLY_BATCH', settings.BILLING_WEBHOOK_APPLY_BATCH)} "
+          f"events per transaction (BILLING_WEBHOOK_APPLY_BATCH)")
     server = common.start_gunicorn(port, {"STRIPE_API_BASE": emulator.url}, workers=2)
     log = open("/tmp/webhook_storm_worker.log", "w")
     worker = None

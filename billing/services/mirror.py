@@ -410,9 +410,10 @@ def _bulk_upsert(model, group: list[dict]) -> None:
     for instance, _data, _pending, columns in built:
         by_columns.setdefault(columns, []).append(instance)
     for columns, instances in by_columns.items():
+        # Only columns: a reverse one-to-one in the record is not saved by dj-stripe's `save()` either.
         model.objects.bulk_create(
             instances, update_conflicts=True, unique_fields=["id"],
-            update_fields=[model._meta.get_field(name).name for name in columns if name != "id"]
+            update_fields=[name for name in columns if name != "id" and model._meta.get_field(name).concrete]
             + ["djstripe_updated"])
     for instance, data, pending, _columns in built:
         instance._attach_objects_post_save_hook(model, data, api_key=api_key, pending_relations=pending)

@@ -64,18 +64,24 @@ def _customer(email: str) -> dict:
 
 @pytest.mark.django_db
 def test_the_batch_writes_the_rows_dj_stripes_own_sync_writes(stripe_emulator, team):
-    """Subscription with items, its paid invoice with lines, the payment intent and charge: same rows both ways."""
+    """Product, price, subscription with items, its paid invoice with lines, payment intent, charge, refund: same rows
+    both ways."""
     from djstripe.models import LineItem, SubscriptionItem
 
     customer = make_customer(team)
     subscription, invoice = make_subscription(customer.id, trial_days=None)
     charge = invoice_charge(invoice.id)
     sdk = client().v1
+    refund = sdk.refunds.create(params={"charge": charge.id, "amount": 500}).to_dict(for_json=True)
+    price = subscription.stripe_data["items"]["data"][0]["price"]
     objects = [
+        sdk.products.retrieve(price["product"]).to_dict(for_json=True),
+        sdk.prices.retrieve(price["id"]).to_dict(for_json=True),
         sdk.subscriptions.retrieve(subscription.id).to_dict(for_json=True),
         sdk.invoices.retrieve(invoice.id).to_dict(for_json=True),
         sdk.payment_intents.retrieve(charge.payment_intent_id).to_dict(for_json=True),
         sdk.charges.retrieve(charge.id).to_dict(for_json=True),
+        refund,
     ]
     for data in copy.deepcopy(objects):  # dj-stripe's sync (one by one; it edits the lines it is given)
         mirror_store(kind=data["object"], data=data)
