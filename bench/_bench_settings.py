@@ -9,3 +9,7 @@ SECURE_SSL_REDIRECT = False
 # A queue of its own: a benchmark's purge or workers must never touch the tasks of tests or `make run` on the same
 # Redis database (and vice versa).
 CELERY_TASK_DEFAULT_QUEUE = "billing-bench"
+# dj-stripe's stock view (the ingest benchmark's comparison) syncs every event inside its own transaction, retrieving
+# the object from Stripe there: the project's guard logs one error line per such call, which would bury the figures.
+# The project's own endpoint makes no Stripe call at all.
+LOGGING["loggers"]["billing.stripe"] = {"level": "CRITICAL"}  # noqa: F405

@@ -86,13 +86,18 @@ def _sync(*, kind: str, data: dict, customer_mirrored: bool = False):
         raise ValueError(f"mirror of kind={kind!r} was given a {data.get('object')!r} object")
     model = _model_for(kind)
     configure_module_sdk()  # dj-stripe fetches related objects (prices, payment methods) with the module-level SDK
-    data = dict(data)
     if kind != "customer" and not data.get("deleted") and not customer_mirrored:
         _customer_ensure(customer_id=stripe_object_customer_id(data) or None)
+    return model.sync_from_stripe_data(_prepared(data))
+
+
+def _prepared(data: dict) -> dict:
+    """A copy of `data` whose embedded lists dj-stripe can walk (`_EmbeddedList`)."""
+    data = dict(data)
     for key in _EMBEDDED_LISTS:
         if isinstance(data.get(key), dict) and data[key].get("object") == "list":
             data[key] = _EmbeddedList(data[key])
-    return model.sync_from_stripe_data(data)
+    return data
 
 
 def mirror_store(*, kind: str, data: dict):
@@ -125,6 +130,22 @@ class LockedMark:
     mark: object  # MirrorWatermark (unsaved copy of the locked row)
     row_updated_at: int | None  # the mirrored row's `djstripe_updated` (Unix s), None when not mirrored
     customer_mirrored: bool | None  # whether `customer_id` is mirrored (None when no customer was asked about)
+
+    @property
+    def state(self):
+        """
+        The mark to judge an event against; None when the object was never mirrored. Without a mark yet, a row
+        mirrored before watermarks existed, or synced by dj-stripe as a related object, was read from Stripe when it
+        was last updated, which is what a retrieve mark says.
+        """
+        from ..models import MirrorWatermark
+
+        if self.mark.state_at >= 0:
+            return self.mark
+        if self.row_updated_at is None:
+            return None
+        return MirrorWatermark(stripe_object_id=self.mark.stripe_object_id, object_type=self.mark.object_type,
+                               state_at=self.row_updated_at)
 
 
 def mirror_watermark_lock(*, object_id: str, object_type: str, customer_id: str | None = None) -> LockedMark:
@@ -385,16 +406,10 @@ def mirror_apply_event_payloads(*, objects: list[dict]) -> None:
         _BATCH_ROWS.reset(token)
 
 
-def _prepared(data: dict) -> dict:
-    data = dict(data)
-    for key in _EMBEDDED_LISTS:
-        if isinstance(data.get(key), dict) and data[key].get("object") == "list":
-            data[key] = _EmbeddedList(data[key])
-    return data
-
 
 def _bulk_upsert(model, group: list[dict]) -> None:
-    """What `sync_from_stripe_data` does per object (record, pre-save hook, save, post-save hook), saving in bulk."""
+    """What `sync_from_stripe_data` does per object (record, save, post-save hook; these types have no pre-save
+    hook), with the saves in bulk."""
     from djstripe.settings import djstripe_settings
 
     api_key = djstripe_settings.STRIPE_SECRET_KEY

@@ -399,13 +399,7 @@ def _mirror(payload: dict) -> ApplyDecision:
     # Serialise every event of this object (row lock held until commit), then decide against its mark.
     customer_id = _customer_of(obj) if obj["object"] != "customer" else ""
     locked = mirror_watermark_lock(object_id=obj["id"], object_type=obj["object"], customer_id=customer_id or None)
-    mark = locked.mark
-    if mark.state_at < 0:
-        # No watermark yet: a row mirrored before watermarks existed, or synced by dj-stripe as a related object,
-        # was read from Stripe when it was last updated, which is what a retrieve mark says.
-        mark = None if locked.row_updated_at is None else MirrorWatermark(
-            stripe_object_id=obj["id"], object_type=obj["object"], state_at=locked.row_updated_at)
-    decision = webhook_apply_decision(payload=payload, mark=mark)
+    decision = webhook_apply_decision(payload=payload, mark=locked.state)
     _djstripe_events_insert([payload])
     created = int(payload["created"])
     if decision.mode == ApplyMode.PAYLOAD:
@@ -657,11 +651,7 @@ def _apply_batch(*, webhook_event_ids: list[int], reads: StripeReads) -> tuple[i
     for object_id, lock in locked.items():
         if lock.customer_mirrored is False:
             excluded.add(object_id)  # the sync would read the customer from Stripe first
-        mark = lock.mark
-        if mark.state_at < 0:  # as in `_mirror`: never marked, the row's own update time is its state
-            mark = None if lock.row_updated_at is None else MirrorWatermark(
-                stripe_object_id=object_id, object_type=mark.object_type, state_at=lock.row_updated_at)
-        marks[object_id] = mark
+        marks[object_id] = lock.state
     planned: list[tuple[WebhookEvent, ApplyDecision]] = []
     newest: dict[str, tuple[dict, ApplyDecision]] = {}  # object id → its newest applied payload in the batch
     for event in candidates:
