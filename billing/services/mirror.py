@@ -211,6 +211,11 @@ def mirror_watermark_set(*, object_id: str, object_type: str, state_at: int, str
                    deleted=deleted)
 
 
+def mirror_object_data(*, kind: str, object_id: str) -> dict | None:
+    """The object as the mirror holds it (the Stripe data it was last written from), or None when not mirrored."""
+    return _model_for(kind).objects.filter(id=object_id).values_list("stripe_data", flat=True).first()
+
+
 def mirror_refresh(*, kind: str, object_id: str):
     """Re-retrieve one object from Stripe and mirror its current state (out-of-order events converge on it)."""
     return mirror_store(kind=kind, data=object_retrieve(object_type=kind, object_id=object_id))

@@ -313,10 +313,33 @@ def _position(*, created: int, event_id: str, mark) -> str:
     return "tie"
 
 
-def webhook_apply_decision(*, payload: dict, mark) -> ApplyDecision:
+# Stripe's invoice lifecycle only moves forward: draft → open → paid, void or uncollectible, and uncollectible → paid
+# or void. Two states of one invoice in the same second are ordered by it when their statuses differ in rank.
+_INVOICE_STATUS_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
+
+
+def _tie_broken(obj: dict, held: dict | None) -> str:
+    """
+    What two states of one object within the same second say themselves: 'same' (identical: either order gives the
+    same mirror), 'newer' or 'older' (a later or earlier status of the invoice lifecycle than the held one), or ''.
+    """
+    if held is None:
+        return ""
+    if obj == held:
+        return "same"
+    if obj.get("object") == "invoice":
+        ours, theirs = _INVOICE_STATUS_RANK.get(obj.get("status")), _INVOICE_STATUS_RANK.get(held.get("status"))
+        if ours is not None and theirs is not None and ours != theirs:
+            return "newer" if ours > theirs else "older"
+    return ""
+
+
+def webhook_apply_decision(*, payload: dict, mark, held=None) -> ApplyDecision:
     """
     How to apply `payload` to the mirror given the object's watermark `mark` (None: never mirrored through an event
-    or a retrieve). Pure: the caller holds the watermark lock and acts on the answer.
+    or a retrieve). `held`, called only on a same-second tie, returns the object as the mirror holds it (or None):
+    the two states may order themselves (`_tie_broken`) and spare a re-retrieve. The caller holds the watermark
+    lock and acts on the answer.
     """
     obj = (payload.get("data") or {}).get("object") or {}
     kind, event_type, created = obj.get("object") or "", str(payload.get("type", "")), payload.get("created")
@@ -336,7 +359,13 @@ def webhook_apply_decision(*, payload: dict, mark) -> ApplyDecision:
     if mark is not None and mark.deleted and position == "tie":
         return ApplyDecision(ApplyMode.SKIP, "deleted in the same second; a deletion is final")
     if position == "tie":
-        return ApplyDecision(ApplyMode.REFETCH, "event order within one second is unknown: read Stripe's state")
+        broken = _tie_broken(obj, held() if held is not None else None)
+        if broken == "same":
+            return ApplyDecision(ApplyMode.SKIP, "same second, and the mirror holds this very state")
+        if broken == "older":
+            return ApplyDecision(ApplyMode.SKIP, "same second, an earlier status than the mirror's")
+        if broken != "newer":
+            return ApplyDecision(ApplyMode.REFETCH, "event order within one second is unknown: read Stripe's state")
     missing = _payload_incomplete(obj)
     if missing:
         return ApplyDecision(ApplyMode.REFETCH, missing)
@@ -383,7 +412,7 @@ def _mirror(payload: dict) -> ApplyDecision:
     from djstripe.models import Event
 
     from ..stripe_gateway import configure_module_sdk
-    from .mirror import mirror_apply_event_payload, mirror_refresh, mirror_watermark_lock, mirror_watermark_set
+    from .mirror import mirror_apply_event_payload, mirror_object_data, mirror_watermark_lock, mirror_watermark_set
 
     configure_module_sdk()
     obj = (payload.get("data") or {}).get("object") or {}
@@ -399,7 +428,8 @@ def _mirror(payload: dict) -> ApplyDecision:
     # Serialise every event of this object (row lock held until commit), then decide against its mark.
     customer_id = _customer_of(obj) if obj["object"] != "customer" else ""
     locked = mirror_watermark_lock(object_id=obj["id"], object_type=obj["object"], customer_id=customer_id or None)
-    decision = webhook_apply_decision(payload=payload, mark=locked.state)
+    decision = webhook_apply_decision(payload=payload, mark=locked.state,
+                                      held=lambda: mirror_object_data(kind=obj["object"], object_id=obj["id"]))
     _djstripe_events_insert([payload])
     created = int(payload["created"])
     if decision.mode == ApplyMode.PAYLOAD:
@@ -411,17 +441,25 @@ def _mirror(payload: dict) -> ApplyDecision:
         mirror_watermark_set(object_id=obj["id"], object_type=obj["object"], state_at=created,
                              stripe_event_id=payload["id"], deleted=True)
     elif decision.mode == ApplyMode.REFETCH:
-        try:
-            mirror_refresh(kind=obj["object"], object_id=obj["id"])  # sets the mark: read from Stripe now
-        except BillingError as error:
-            if error.code != "stripe_resource_missing":
-                raise
-            # Gone on Stripe's side since (dj-stripe skips these too); its `.deleted` event, if any, removes the row.
-            logger.warning("stripe event %s (%s): %s no longer exists on Stripe, skipped", payload["id"],
-                           payload.get("type"), obj["id"])
+        _mirror_refetch(payload)
     logger.debug("stripe event %s (%s) on %s: %s (%s)", payload["id"], payload.get("type"), obj["id"],
                  decision.mode, decision.reason)
     return decision
+
+
+def _mirror_refetch(payload: dict) -> None:
+    """Mirror the event's object as Stripe has it now (which sets its mark: read from Stripe now)."""
+    from .mirror import mirror_refresh
+
+    obj = payload["data"]["object"]
+    try:
+        mirror_refresh(kind=obj["object"], object_id=obj["id"])
+    except BillingError as error:
+        if error.code != "stripe_resource_missing":
+            raise
+        # Gone on Stripe's side since (dj-stripe skips these too); its `.deleted` event, if any, removes the row.
+        logger.warning("stripe event %s (%s): %s no longer exists on Stripe, skipped", payload["id"],
+                       payload.get("type"), obj["id"])
 
 
 # The team's plan is read from its mirrored subscriptions (and the customer link): only events that can write those
@@ -586,14 +624,16 @@ def _failure_record(*, webhook_event_id: int, failed: _ApplyFailed, force: bool)
 
 
 # --- Applying a drain's batch -------------------------------------------------------------------------------------
-# Most events of a storm need only their own payload: their object is newer than the mirror's mark and its customer
-# is mirrored. A drain applies those together, in one transaction and with bulk writes (event rows, watermarks,
-# dj-stripe's Event rows and mirrored objects, the teams the handlers look up), then runs each event's handlers in
-# event order. Anything else goes one by one through `webhook_event_apply`: an object with an event the batch cannot
-# apply (a tie, a type dj-stripe handles, a customer that is not mirrored) has all its events of the chunk applied
-# alone, after the batch, so each object's events keep their order. Stripe reads a handler needs are fetched between
-# rounds, as for one event. The batch is all or nothing: any failure rolls it back and every one of its events goes
-# one by one, where a failure is recorded against its own event.
+# A drain applies a chunk of events together, in one transaction and with bulk writes (event rows, watermarks,
+# dj-stripe's Event rows and mirrored objects, the teams the handlers look up), with the same decisions as one by one
+# (`webhook_apply_decision`, each object's mark moving as the batch goes), then runs each event's handlers in event
+# order. Events of one object that tie within a second (a renewal's invoice.finalized, invoice.paid, ... all carry
+# the same `created`) cost one re-retrieve of the object per batch, not one per event. Stripe reads the batch needs
+# (re-retrieves, handlers' reads) are all found in one round, fetched with no transaction open, and the batch runs
+# again with them. What stays one by one (`webhook_event_apply`, after the batch, so each object's events keep their
+# order): types dj-stripe handles itself, customer events, and every event of an object whose customer is not
+# mirrored yet. The batch is all or nothing: any failure rolls it back and each of its events gets its own attempt,
+# where a failure is recorded against that event alone.
 #
 # One difference from one by one, by design: the mirror holds each object's newest state of the batch before the
 # handlers run, so a handler of an older event of the same object reads the newer state (its payload is its own).
@@ -605,8 +645,9 @@ _BATCH_KINDS = _PAYLOAD_OBJECTS - {"customer"}
 
 def webhook_events_apply_batch(*, webhook_event_ids: list[int]) -> tuple[int, list[int]]:
     """
-    Apply the pending events among `webhook_event_ids` that need only their payload, in one transaction. Returns
-    (how many were applied, the ids left to apply one by one, in order). Rows another worker holds are left to it.
+    Apply the pending events among `webhook_event_ids` in one transaction, but those that must go one by one.
+    Returns (how many were applied, the ids left to apply one by one, in order). Rows another worker holds are left
+    to it.
     """
     reads = StripeReads()
     for round_number in range(1, _READ_ROUNDS + 1):
@@ -615,7 +656,7 @@ def webhook_events_apply_batch(*, webhook_event_ids: list[int]) -> tuple[int, li
                 return _apply_batch(webhook_event_ids=webhook_event_ids, reads=reads)
         except Exception as error:  # noqa: BLE001 - nothing was written
             if reads.missing and round_number < _READ_ROUNDS:
-                reads.fetch_missing()  # a handler's reads, with no transaction open; then the batch again
+                reads.fetch_missing()  # with no transaction open; then the batch again
                 continue
             # Each event gets its own attempt instead, where a failure is recorded against that event alone.
             logger.info("webhook batch of %s events rolled back (%r); applying them one by one",
@@ -626,7 +667,8 @@ def webhook_events_apply_batch(*, webhook_event_ids: list[int]) -> tuple[int, li
 
 def _apply_batch(*, webhook_event_ids: list[int], reads: StripeReads) -> tuple[int, list[int]]:
     from ..selectors import customer_teams_read_once
-    from .mirror import mirror_apply_event_payloads, mirror_watermarks_lock, mirror_watermarks_set
+    from .mirror import (mirror_apply_event_payloads, mirror_object_data, mirror_watermarks_lock,
+                         mirror_watermarks_set)
 
     _commit_without_fsync_wait()
     events = list(WebhookEvent.objects.select_for_update(skip_locked=True)
@@ -653,50 +695,75 @@ def _apply_batch(*, webhook_event_ids: list[int], reads: StripeReads) -> tuple[i
             excluded.add(object_id)  # the sync would read the customer from Stripe first
         marks[object_id] = lock.state
     planned: list[tuple[WebhookEvent, ApplyDecision]] = []
-    newest: dict[str, tuple[dict, ApplyDecision]] = {}  # object id → its newest applied payload in the batch
+    final: dict[str, tuple[WebhookEvent, ApplyDecision]] = {}  # object id → the event that decides what is written
+
+    def held_state(obj: dict):
+        """The object as the mirror will hold it when this event comes: the batch's latest payload, else the row."""
+        decided = final.get(obj["id"])
+        if decided is None:
+            return mirror_object_data(kind=obj["object"], object_id=obj["id"])
+        return object_of(decided[0]) if decided[1].mode == ApplyMode.PAYLOAD else None
+
     for event in candidates:
         obj = object_of(event)
         if obj["id"] in excluded:
+            alone.append(event)
             continue
-        decision = webhook_apply_decision(payload=event.payload, mark=marks[obj["id"]])
-        if decision.mode not in (ApplyMode.PAYLOAD, ApplyMode.DELETE, ApplyMode.SKIP):
-            excluded.add(obj["id"])  # a tie or a partial payload: Stripe must be read, one by one
-            continue
+        decision = webhook_apply_decision(payload=event.payload, mark=marks[obj["id"]], held=lambda: held_state(obj))
         planned.append((event, decision))
-        if decision.mode != ApplyMode.SKIP:
-            newest[obj["id"]] = (obj, decision)
-            marks[obj["id"]] = MirrorWatermark(
-                stripe_object_id=obj["id"], object_type=obj["object"], state_at=int(event.payload["created"]),
-                stripe_event_id=event.payload["id"], deleted=decision.mode == ApplyMode.DELETE)
-    planned = [(event, decision) for event, decision in planned if object_of(event)["id"] not in excluded]
-    alone += [event for event in candidates if object_of(event)["id"] in excluded]
-    if planned:
-        applied_ids = {object_of(event)["id"] for event, _ in planned}
-        with stripe_reads_deferred(reads):
-            _djstripe_events_insert([event.payload for event, _ in planned])
-            mirror_apply_event_payloads(objects=[
-                obj for object_id, (obj, decision) in newest.items()
-                if object_id in applied_ids and decision.mode == ApplyMode.PAYLOAD])
-            for object_id, (obj, decision) in newest.items():
-                if object_id in applied_ids and decision.mode == ApplyMode.DELETE:
-                    _djstripe_delete(kind=obj["object"], object_id=object_id)
-            mirror_watermarks_set(marks=[marks[object_id] for object_id in newest if object_id in applied_ids])
-            with customer_teams_read_once(stripe_customer_ids={
-                    _customer_of(object_of(event)) for event, _ in planned}):
-                for event, decision in planned:
-                    handlers = handlers_for(event.type)
-                    for handler in handlers:
-                        handler(event=event.payload)
-                    _clear_plan_cache(event.payload, decision)
-                    if not handlers:
-                        logger.info("stripe event %s of type %s has no project handler (mirror only)",
-                                    event.stripe_event_id, event.type)
-            if reads.missing:  # a read was deferred and its error swallowed on the way
-                raise StripeReadDeferred("reads missing")
-        WebhookEvent.objects.filter(pk__in=[event.pk for event, _ in planned]).update(
-            status=Status.PROCESSED, attempts=F("attempts") + 1, processed_at=timezone.now(),
-            next_attempt_at=None, last_error="")
+        if decision.mode == ApplyMode.SKIP:
+            continue
+        final[obj["id"]] = (event, decision)
+        # What the mirror holds after this event: its payload, its deletion, or (a tie, a partial payload) Stripe's
+        # state read now, which later events of the same second also tie with (and are answered by the same read).
+        marks[obj["id"]] = MirrorWatermark(
+            stripe_object_id=obj["id"], object_type=obj["object"],
+            state_at=int(time.time()) if decision.mode == ApplyMode.REFETCH else int(event.payload["created"]),
+            stripe_event_id="" if decision.mode == ApplyMode.REFETCH else event.payload["id"],
+            deleted=decision.mode == ApplyMode.DELETE)
+    if not planned:
+        return 0, sorted(event.pk for event in alone)
+    with stripe_reads_deferred(reads):
+        _djstripe_events_insert([event.payload for event, _ in planned])
+        # Every Stripe read the batch needs is found in one round (each object's re-retrieve, each handler's read),
+        # so the next round has them all: the round is rolled back anyway once one is missing.
+        for event, decision in final.values():
+            if decision.mode == ApplyMode.REFETCH:
+                _until_a_read_is_missing(_mirror_refetch, event.payload)
+        mirror_apply_event_payloads(objects=[
+            object_of(event) for event, decision in final.values() if decision.mode == ApplyMode.PAYLOAD])
+        for event, decision in final.values():
+            if decision.mode == ApplyMode.DELETE:
+                _djstripe_delete(kind=object_of(event)["object"], object_id=object_of(event)["id"])
+        mirror_watermarks_set(marks=[marks[object_id] for object_id, (_, decision) in final.items()
+                                     if decision.mode != ApplyMode.REFETCH])  # a re-retrieve set its own
+        with customer_teams_read_once(stripe_customer_ids={_customer_of(object_of(event)) for event, _ in planned}):
+            for event, decision in planned:
+                _until_a_read_is_missing(_handlers_run, event, decision)
+        if reads.missing:  # the round is rolled back, the reads fetched, the batch run again
+            raise StripeReadDeferred(f"{len(reads.missing)} reads missing")
+    WebhookEvent.objects.filter(pk__in=[event.pk for event, _ in planned]).update(
+        status=Status.PROCESSED, attempts=F("attempts") + 1, processed_at=timezone.now(),
+        next_attempt_at=None, last_error="")
     return len(planned), sorted(event.pk for event in alone)
+
+
+def _until_a_read_is_missing(step, *args) -> None:
+    """Run one step of a batch; a Stripe read it lacks is recorded (the batch goes on to find the others)."""
+    try:
+        step(*args)
+    except StripeReadDeferred:
+        pass
+
+
+def _handlers_run(event: WebhookEvent, decision: ApplyDecision) -> None:
+    handlers = handlers_for(event.type)
+    for handler in handlers:
+        handler(event=event.payload)
+    _clear_plan_cache(event.payload, decision)
+    if not handlers:
+        logger.info("stripe event %s of type %s has no project handler (mirror only)", event.stripe_event_id,
+                    event.type)
 
 
 def webhook_event_replay(*, event_id: str | int) -> str:

@@ -64,6 +64,36 @@ def test_apply_decision(payload, mark, mode, settings):
     assert webhook_apply_decision(payload=payload, mark=mark).mode == mode
 
 
+OPEN, PAID = {**INVOICE, "status": "open"}, {**INVOICE, "status": "paid"}
+
+
+@pytest.mark.parametrize("obj, held, mode", [
+    # The mirror holds this very state (invoice.paid then invoice.payment_succeeded): either order, same mirror.
+    (PAID, PAID, ApplyMode.SKIP),
+    # A later status of the invoice lifecycle than the mirror's is newer, an earlier one older.
+    (PAID, OPEN, ApplyMode.PAYLOAD),
+    (OPEN, PAID, ApplyMode.SKIP),
+    ({**INVOICE, "status": "paid"}, {**INVOICE, "status": "uncollectible"}, ApplyMode.PAYLOAD),
+    # Same rank (paid vs void cannot both happen; two open states differ in attempts): Stripe decides.
+    ({**INVOICE, "status": "void"}, PAID, ApplyMode.REFETCH),
+    ({**OPEN, "attempt_count": 2}, {**OPEN, "attempt_count": 1}, ApplyMode.REFETCH),
+    # Not an invoice: only an identical state spares the read.
+    ({"id": "sub_1", "object": "subscription", "status": "active"},
+     {"id": "sub_1", "object": "subscription", "status": "past_due"}, ApplyMode.REFETCH),
+    # The mirror's copy is unknown.
+    (PAID, None, ApplyMode.REFETCH),
+])
+def test_a_same_second_tie_is_broken_by_the_states_themselves_when_they_can_say(obj, held, mode):
+    asked = []
+    decision = webhook_apply_decision(payload=_event("evt_zzz", "invoice.updated", obj, 1000),
+                                      mark=_mark(1000, "evt_aaa"), held=lambda: asked.append(1) or held)
+    assert decision.mode == mode
+    assert asked == [1]  # read once, only because the event ties
+    assert webhook_apply_decision(payload=_event("evt_zzz", "invoice.updated", obj, 1001), mark=_mark(1000),
+                                  held=lambda: asked.append(2)).mode == ApplyMode.PAYLOAD
+    assert asked == [1]  # not asked when the order is known
+
+
 def _customer_reads(emulator, customer_id: str) -> int:
     return sum(1 for r in list(emulator.emulator.request_log)
                if r["method"] == "GET" and r["path"].startswith(f"/v1/customers/{customer_id}"))

@@ -17,6 +17,7 @@ from billing.services.webhooks import webhook_events_apply_batch, webhook_events
 from billing.stripe_gateway._core import client
 
 from .backoffice_fixtures import invoice_charge, make_customer, make_subscription
+from .conftest import emulator_requests
 
 PROCESSED = WebhookEvent.Status.PROCESSED
 _VOLATILE = {"djstripe_id", "djstripe_created", "djstripe_updated"}
@@ -149,17 +150,22 @@ def test_a_storm_batch_is_one_transaction_with_a_handful_of_statements_and_no_st
 
 
 @pytest.mark.django_db
-def test_events_the_batch_cannot_apply_go_one_by_one_with_every_event_of_their_object(stripe_emulator, team):
-    """A same-second tie, a type dj-stripe handles, a customer not mirrored: alone, in order; the rest together."""
+def test_ties_cost_one_read_per_object_and_what_the_batch_cannot_apply_goes_one_by_one(stripe_emulator, team):
+    """Same-second events of one object: one re-retrieve for all of them, in the batch. A type dj-stripe handles and
+    a customer not mirrored yet: alone, after it. Several events of one object: the newest state wins."""
+    from djstripe.models import Invoice
+
     customer = _customer("mixed@example.com")
     unmirrored = client().v1.customers.create(params={"email": "not-mirrored@example.com"}).to_dict()
+    on_stripe = client().v1.invoices.create(params={"customer": customer["id"]}).to_dict(for_json=True)
     t = int(time.time())
     invoice = {"object": "invoice", "customer": customer["id"], "currency": "usd"}
     rows = {
         "plain": _store(_event("evt_m_plain", "invoice.paid", {**invoice, "id": "in_m_plain", "status": "paid"}, t)),
-        # Two events of one invoice in the same second: their order is unknown, Stripe is read (one by one).
-        "tie_1": _store(_event("evt_m_t1", "invoice.created", {**invoice, "id": "in_m_tie", "status": "draft"}, t)),
-        "tie_2": _store(_event("evt_m_t2", "invoice.paid", {**invoice, "id": "in_m_tie", "status": "paid"}, t)),
+        # Three events of one invoice in the same second: which is newest is unknown, so Stripe's state is read.
+        "tie_1": _store(_event("evt_m_t1", "invoice.created", {**on_stripe, "status": "void"}, t)),
+        "tie_2": _store(_event("evt_m_t2", "invoice.updated", {**on_stripe, "status": "paid"}, t)),
+        "tie_3": _store(_event("evt_m_t3", "invoice.paid", {**on_stripe, "status": "uncollectible"}, t)),
         "djstripe": _store(_event("evt_m_tax", "customer.tax_id.created",
                                   {"id": "txi_m", "object": "tax_id", "customer": customer["id"]}, t)),
         "unmirrored": _store(_event("evt_m_new", "invoice.created", {
@@ -170,17 +176,47 @@ def test_events_the_batch_cannot_apply_go_one_by_one_with_every_event_of_their_o
         "seq_0": _store(_event("evt_m_s0", "invoice.updated", {**invoice, "id": "in_m_seq", "status": "open"},
                                t - 1)),  # arrives last, is oldest: written nowhere
     }
+    reads_before = len(emulator_requests(stripe_emulator, "GET", f"/v1/invoices/{on_stripe['id']}"))
 
     applied, alone = webhook_events_apply_batch(webhook_event_ids=list(rows.values()))
 
-    assert applied == 4  # plain, seq_1, seq_2, seq_0 (skipped, still processed)
-    assert alone == sorted([rows["tie_1"], rows["tie_2"], rows["djstripe"], rows["unmirrored"]])
-    from djstripe.models import Invoice
-
+    assert applied == 7  # plain, the three ties, seq_1, seq_2 and seq_0 (skipped, still processed)
+    assert alone == sorted([rows["djstripe"], rows["unmirrored"]])
+    assert len(emulator_requests(stripe_emulator, "GET", f"/v1/invoices/{on_stripe['id']}")) == reads_before + 1
+    assert Invoice.objects.get(id=on_stripe["id"]).stripe_data["status"] == on_stripe["status"]  # Stripe's, no guess
+    assert MirrorWatermark.objects.get(stripe_object_id=on_stripe["id"]).stripe_event_id == ""  # a read mark
     assert Invoice.objects.get(id="in_m_seq").stripe_data["status"] == "paid"
     assert MirrorWatermark.objects.get(stripe_object_id="in_m_seq").stripe_event_id == "evt_m_s2"
-    assert not Invoice.objects.filter(id__in=["in_m_tie", "in_m_new"]).exists()  # left for one by one
+    assert not Invoice.objects.filter(id="in_m_new").exists()  # left for one by one
     assert set(WebhookEvent.objects.filter(pk__in=alone).values_list("status", flat=True)) == {"pending"}
+    assert WebhookEvent.objects.filter(status=PROCESSED, attempts=1).count() == 7
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("arrival", ["in_order", "reversed"])
+def test_a_renewals_same_second_invoice_events_need_no_stripe_read(stripe_emulator, team, arrival):
+    """invoice.finalized (open), invoice.paid and invoice.payment_succeeded (the same paid state) in one second: the
+    states order themselves, in a batch and across batches, whatever order they arrive in."""
+    from djstripe.models import Invoice
+
+    customer = _customer("renewal@example.com")
+    t = int(time.time())
+    invoice = {"id": "in_renewal", "object": "invoice", "customer": customer["id"], "currency": "usd",
+               "amount_due": 9900}
+    events = [_event("evt_fin", "invoice.finalized", {**invoice, "status": "open"}, t),
+              _event("evt_paid", "invoice.paid", {**invoice, "status": "paid", "amount_paid": 9900}, t),
+              _event("evt_ps", "invoice.payment_succeeded", {**invoice, "status": "paid", "amount_paid": 9900}, t)]
+    if arrival == "reversed":
+        events.reverse()
+    calls = _stripe_calls(stripe_emulator)
+    first = _store(events[0])
+    assert webhook_events_apply_batch(webhook_event_ids=[first]) == (1, [])  # an earlier batch
+    rest = [_store(event) for event in events[1:]]
+    assert webhook_events_apply_batch(webhook_event_ids=rest) == (2, [])
+
+    assert _stripe_calls(stripe_emulator) == calls
+    assert Invoice.objects.get(id="in_renewal").stripe_data["status"] == "paid"
+    assert WebhookEvent.objects.filter(status=PROCESSED, attempts=1).count() == 3
 
 
 @pytest.mark.django_db
@@ -303,3 +339,47 @@ def test_two_drains_batching_events_of_the_same_objects_neither_deadlock_nor_dup
     assert set(Invoice.objects.filter(id__startswith="in_r_").values_list("stripe_data__status", flat=True)) == {
         "paid"}
     assert Event.objects.filter(id__startswith="evt_r_").count() == 60
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order", ["in_order", "reversed"])
+def test_a_real_subscription_lifecycle_drained_in_batches_ends_in_stripes_state(
+        billing_world, team, stripe_emulator, settings, monkeypatch, order):
+    """The emulator's own events (checkout, subscription, invoices, payments, then a cancellation), stored in either
+    order and drained: some in batches, the rest one by one; the mirror ends where Stripe is."""
+    from billing.selectors import team_plan, team_subscription
+    from billing.services import webhooks
+    from billing.services.subscriptions import subscription_cancel_at_period_end
+
+    from .conftest import stripe_events
+    from .test_webhooks import _subscribe
+
+    settings.BILLING_WEBHOOK_DRAIN_SHARDS = 1
+    outcomes = []
+    batch = webhooks.webhook_events_apply_batch
+    monkeypatch.setattr(webhooks, "webhook_events_apply_batch",
+                        lambda **kwargs: outcomes.append(batch(**kwargs)) or outcomes[-1])
+
+    def drain(events: list[dict]) -> None:
+        for event in (events if order == "in_order" else list(reversed(events))):
+            _store(event)
+        webhooks.webhook_events_drain(shard=0)
+
+    _subscribe(team, stripe_emulator)
+    first = stripe_events()
+    drain(first)
+    assert team_plan(team=team).key == "pro"
+    subscription_cancel_at_period_end(team=team)
+    drain([e for e in stripe_events() if e["id"] not in {x["id"] for x in first}])
+
+    assert sum(together for together, _alone in outcomes) > 0  # the batch path was taken
+    assert not WebhookEvent.objects.exclude(status=PROCESSED).exists()
+    subscription = team_subscription(team=team)
+    on_stripe = client().v1.subscriptions.retrieve(subscription.id).to_dict(for_json=True)
+    assert (subscription.stripe_data["status"], subscription.stripe_data["cancel_at_period_end"]) == (
+        on_stripe["status"], True)
+    from djstripe.models import Invoice
+
+    for invoice in Invoice.objects.filter(customer_id=on_stripe["customer"]):
+        assert invoice.stripe_data["status"] == client().v1.invoices.retrieve(invoice.id).status
+    assert team_plan(team=team).key == "pro"  # still paid until the period ends
