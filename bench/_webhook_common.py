@@ -149,7 +149,7 @@ def summary(name: str, latencies: list[float], wall: float, errors: int) -> dict
     return figures
 
 
-def event_body(event_id: str, event_type: str, obj: dict) -> str:
-    return json.dumps({"id": event_id, "object": "event", "type": event_type, "created": int(time.time()),
+def event_body(event_id: str, event_type: str, obj: dict, created: int | None = None) -> str:
+    return json.dumps({"id": event_id, "object": "event", "type": event_type, "created": created or int(time.time()),
                        "livemode": False, "api_version": "2026-08-26.dahlia", "pending_webhooks": 1,
                        "request": {"id": None, "idempotency_key": None}, "data": {"object": obj}})

@@ -1,7 +1,8 @@
 """
 Storm: renewal day. N events (default 10,000: invoice.created, invoice.paid, customer.subscription.updated for
-~N/3 customers) are delivered signed to the project's endpoint under gunicorn as fast as the senders go, plus 10%
-duplicate re-deliveries, then applied by two Celery worker processes (prefork, concurrency 2) consuming Redis.
+~N/3 customers; `--shape renewal`: each invoice's finalized/paid/payment_succeeded in one second) are delivered
+signed to the project's endpoint under gunicorn as fast as the senders go, plus 10% duplicate re-deliveries, then
+applied by two Celery worker processes (prefork, concurrency 2) consuming Redis.
 `--mode backlog` (default) times the workers alone on the stored backlog; `--mode live` times from the first
 delivery with the workers applying while the senders and gunicorn share the machine's two cores. `--apply-batch 1`
 makes the workers apply every event alone (as before drains batched them), for a before/after on one machine.
@@ -31,6 +32,11 @@ def main() -> int:
     parser.add_argument("--mode", choices=["backlog", "live"], default="backlog",
                         help="backlog: deliver everything, then start the workers and time them (the default); "
                              "live: workers apply while the events arrive")
+    parser.add_argument("--shape", choices=["spread", "renewal"], default="spread",
+                        help="spread: one event per object (invoice.created, invoice.paid, subscription.updated for "
+                             "N/3 customers; the default); renewal: per customer a subscription.updated and its "
+                             "invoice's created, then finalized, paid and payment_succeeded in one same second "
+                             "(N/5 customers), the ties a real renewal day has")
     parser.add_argument("--apply-batch", type=int, default=None,
                         help="BILLING_WEBHOOK_APPLY_BATCH for the workers (default: the settings' value; 1 applies "
                              "every event alone, as before batches)")
@@ -56,7 +62,7 @@ def main() -> int:
     app.control.purge()
     WebhookEvent.objects.all().delete()
     sdk = client()
-    n_customers = max(1, args.n // 3)
+    n_customers = max(1, args.n // (3 if args.shape == "spread" else 5))
     t = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         customers = list(pool.map(
@@ -73,23 +79,41 @@ def main() -> int:
     emulator.emulator.request_log = []  # from here on every entry is a call made while applying the storm
     run = os.urandom(3).hex()
     bodies, ids = [], []
+    now = int(time.time())
     for i in range(args.n):
         customer = customers[i % n_customers]
-        kind = (i // n_customers) % 3
-        if kind == 0:
-            obj = {"id": f"in_{run}_{i}", "object": "invoice", "customer": customer["id"], "status": "draft",
-                   "amount_due": 9900, "currency": "usd"}
-            event_type = "invoice.created"
-        elif kind == 1:
-            obj = {"id": f"in_{run}_{i}", "object": "invoice", "customer": customer["id"], "status": "paid",
-                   "amount_paid": 9900, "currency": "usd"}
-            event_type = "invoice.paid"
+        if args.shape == "spread":
+            kind = (i // n_customers) % 3
+            if kind == 0:
+                obj = {"id": f"in_{run}_{i}", "object": "invoice", "customer": customer["id"], "status": "draft",
+                       "amount_due": 9900, "currency": "usd"}
+                event_type = "invoice.created"
+            elif kind == 1:
+                obj = {"id": f"in_{run}_{i}", "object": "invoice", "customer": customer["id"], "status": "paid",
+                       "amount_paid": 9900, "currency": "usd"}
+                event_type = "invoice.paid"
+            else:
+                obj = {"id": f"sub_{run}_{i}", "object": "subscription", "customer": customer["id"],
+                       "status": "active", "items": {"object": "list", "data": []}}
+                event_type = "customer.subscription.updated"
+            created = now
         else:
-            obj = {"id": f"sub_{run}_{i}", "object": "subscription", "customer": customer["id"], "status": "active",
-                   "items": {"object": "list", "data": []}}
-            event_type = "customer.subscription.updated"
+            # Round k of 5 over all customers: the subscription moves, its invoice is created, then (a second
+            # later, all in one second) finalized, paid and payment_succeeded.
+            step, c = divmod(i, n_customers)
+            invoice = {"id": f"in_{run}_{c}", "object": "invoice", "customer": customer["id"], "currency": "usd",
+                       "amount_due": 9900}
+            event_type, obj, created = [
+                ("customer.subscription.updated", {"id": f"sub_{run}_{c}", "object": "subscription",
+                                                   "customer": customer["id"], "status": "active",
+                                                   "items": {"object": "list", "data": []}}, now),
+                ("invoice.created", {**invoice, "status": "draft"}, now),
+                ("invoice.finalized", {**invoice, "status": "open"}, now + 1),
+                ("invoice.paid", {**invoice, "status": "paid", "amount_paid": 9900}, now + 1),
+                ("invoice.payment_succeeded", {**invoice, "status": "paid", "amount_paid": 9900}, now + 1),
+            ][min(step, 4)]
         ids.append(f"evt_storm_{run}_{i}")
-        bodies.append(common.event_body(ids[-1], event_type, obj))
+        bodies.append(common.event_body(ids[-1], event_type, obj, created=created))
     duplicates = random.Random(7).sample(bodies, k=args.n // 10)
 
     port = common.free_port()
@@ -100,7 +124,7 @@ def main() -> int:
         env["BILLING_WEBHOOK_APPLY_BATCH"] = str(args.apply_batch)
     from django.conf import settings
 
-    print(f"storm: workers apply up to {env.get('BILLING_WEBHOOK_APPLY_BATCH', settings.BILLING_WEBHOOK_APPLY_BATCH)} "
+    print(f"storm: shape {args.shape}; workers apply up to {env.get('BILLING_WEBHOOK_APPLY_BATCH', settings.BILLING_WEBHOOK_APPLY_BATCH)} "
           f"events per transaction (BILLING_WEBHOOK_APPLY_BATCH)")
     server = common.start_gunicorn(port, {"STRIPE_API_BASE": emulator.url}, workers=2)
     log = open("/tmp/webhook_storm_worker.log", "w")
