@@ -124,8 +124,9 @@ def main() -> int:
         env["BILLING_WEBHOOK_APPLY_BATCH"] = str(args.apply_batch)
     from django.conf import settings
 
-    print(f"storm: shape {args.shape}; workers apply up to {env.get('BILLING_WEBHOOK_APPLY_BATCH', settings.BILLING_WEBHOOK_APPLY_BATCH)} "
-          f"events per transaction (BILLING_WEBHOOK_APPLY_BATCH)")
+    apply_batch = env.get("BILLING_WEBHOOK_APPLY_BATCH", settings.BILLING_WEBHOOK_APPLY_BATCH)
+    print(f"storm: shape {args.shape}; workers apply up to {apply_batch} events per transaction "
+          f"(BILLING_WEBHOOK_APPLY_BATCH)")
     server = common.start_gunicorn(port, {"STRIPE_API_BASE": emulator.url}, workers=2)
     log = open("/tmp/webhook_storm_worker.log", "w")
     worker = None
