@@ -570,23 +570,15 @@ def _apply_round(*, webhook_event_id: int, force: bool, reads: StripeReads, last
                 return ""
             if event.status in (Status.PROCESSED, Status.PARKED) and not force:
                 return event.status
-            payload = event.payload
-            handlers = handlers_for(event.type)
             try:
                 with stripe_reads_deferred(reads):
-                    decision = _mirror(payload)
-                    for handler in handlers:
-                        handler(event=payload)
-                    _clear_plan_cache(payload, decision)
+                    _handlers_run(event, _mirror(event.payload))
                     if reads.missing:  # a read was deferred and its error swallowed on the way (dj-stripe does)
                         raise StripeReadDeferred("reads missing")
             except Exception as error:  # noqa: BLE001 - any failure is recorded and retried, never lost
                 if reads.missing and not last_round:
                     raise _ReadsMissing() from error
                 raise _ApplyFailed(error, traceback.format_exc()) from error
-            if not handlers:
-                logger.info("stripe event %s of type %s has no project handler (mirror only)",
-                            event.stripe_event_id, event.type)
             event.attempts += 1
             event.status = Status.PROCESSED
             event.processed_at = timezone.now()
@@ -757,6 +749,7 @@ def _until_a_read_is_missing(step, *args) -> None:
 
 
 def _handlers_run(event: WebhookEvent, decision: ApplyDecision) -> None:
+    """The project's handlers for the event's type, in the registry's order; then the team's cached plan is cleared."""
     handlers = handlers_for(event.type)
     for handler in handlers:
         handler(event=event.payload)
