@@ -26,7 +26,8 @@ from django.utils import timezone
 from billing_site.errors import BillingError, NotFoundError
 
 from ..models import MirrorWatermark, WebhookEvent
-from ..stripe_gateway.deferred_reads import StripeReadDeferred, StripeReads, stripe_reads_deferred
+from ..stripe_gateway.deferred_reads import (StripeReadDeferred, StripeReads, atomic_with_stripe_reads,
+                                             stripe_reads_deferred)
 from ..stripe_gateway.sync import stripe_object_customer_id
 from ..webhooks.registry import handlers_for
 
@@ -641,23 +642,18 @@ def webhook_events_apply_batch(*, webhook_event_ids: list[int]) -> tuple[int, li
     Returns (how many were applied, the ids left to apply one by one, in order). Rows another worker holds are left
     to it.
     """
-    reads = StripeReads()
-    for round_number in range(1, _READ_ROUNDS + 1):
-        try:
-            with transaction.atomic():
-                return _apply_batch(webhook_event_ids=webhook_event_ids, reads=reads)
-        except Exception as error:  # noqa: BLE001 - nothing was written
-            if reads.missing and round_number < _READ_ROUNDS:
-                reads.fetch_missing()  # with no transaction open; then the batch again
-                continue
-            # Each event gets its own attempt instead, where a failure is recorded against that event alone.
-            logger.info("webhook batch of %s events rolled back (%r); applying them one by one",
-                        len(webhook_event_ids), error)
-            return 0, list(webhook_event_ids)
-    raise AssertionError("unreachable: the last round falls back instead of asking for reads")
+    try:
+        # Rounds as for one event: the Stripe reads a round found missing are fetched with no transaction open.
+        return atomic_with_stripe_reads(lambda: _apply_batch(webhook_event_ids=webhook_event_ids),
+                                        rounds=_READ_ROUNDS)
+    except Exception as error:  # noqa: BLE001 - nothing was written
+        # Each event gets its own attempt instead, where a failure is recorded against that event alone.
+        logger.info("webhook batch of %s events rolled back (%r); applying them one by one",
+                    len(webhook_event_ids), error)
+        return 0, list(webhook_event_ids)
 
 
-def _apply_batch(*, webhook_event_ids: list[int], reads: StripeReads) -> tuple[int, list[int]]:
+def _apply_batch(*, webhook_event_ids: list[int]) -> tuple[int, list[int]]:
     from ..selectors import customer_teams_read_once
     from .mirror import (mirror_apply_event_payloads, mirror_object_data, mirror_watermarks_lock,
                          mirror_watermarks_set)
@@ -715,25 +711,22 @@ def _apply_batch(*, webhook_event_ids: list[int], reads: StripeReads) -> tuple[i
             deleted=decision.mode == ApplyMode.DELETE)
     if not planned:
         return 0, sorted(event.pk for event in alone)
-    with stripe_reads_deferred(reads):
-        _djstripe_events_insert([event.payload for event, _ in planned])
-        # Every Stripe read the batch needs is found in one round (each object's re-retrieve, each handler's read),
-        # so the next round has them all: the round is rolled back anyway once one is missing.
-        for event, decision in final.values():
-            if decision.mode == ApplyMode.REFETCH:
-                _until_a_read_is_missing(_mirror_refetch, event.payload)
-        mirror_apply_event_payloads(objects=[
-            object_of(event) for event, decision in final.values() if decision.mode == ApplyMode.PAYLOAD])
-        for event, decision in final.values():
-            if decision.mode == ApplyMode.DELETE:
-                _djstripe_delete(kind=object_of(event)["object"], object_id=object_of(event)["id"])
-        mirror_watermarks_set(marks=[marks[object_id] for object_id, (_, decision) in final.items()
-                                     if decision.mode != ApplyMode.REFETCH])  # a re-retrieve set its own
-        with customer_teams_read_once(stripe_customer_ids={_customer_of(object_of(event)) for event, _ in planned}):
-            for event, decision in planned:
-                _until_a_read_is_missing(_handlers_run, event, decision)
-        if reads.missing:  # the round is rolled back, the reads fetched, the batch run again
-            raise StripeReadDeferred(f"{len(reads.missing)} reads missing")
+    _djstripe_events_insert([event.payload for event, _ in planned])
+    # Every Stripe read the batch needs is found in one round (each object's re-retrieve, each handler's read), so
+    # the next round has them all: a round with a read missing is rolled back anyway (`atomic_with_stripe_reads`).
+    for event, decision in final.values():
+        if decision.mode == ApplyMode.REFETCH:
+            _until_a_read_is_missing(_mirror_refetch, event.payload)
+    mirror_apply_event_payloads(objects=[
+        object_of(event) for event, decision in final.values() if decision.mode == ApplyMode.PAYLOAD])
+    for event, decision in final.values():
+        if decision.mode == ApplyMode.DELETE:
+            _djstripe_delete(kind=object_of(event)["object"], object_id=object_of(event)["id"])
+    mirror_watermarks_set(marks=[marks[object_id] for object_id, (_, decision) in final.items()
+                                 if decision.mode != ApplyMode.REFETCH])  # a re-retrieve set its own
+    with customer_teams_read_once(stripe_customer_ids={_customer_of(object_of(event)) for event, _ in planned}):
+        for event, decision in planned:
+            _until_a_read_is_missing(_handlers_run, event, decision)
     WebhookEvent.objects.filter(pk__in=[event.pk for event, _ in planned]).update(
         status=Status.PROCESSED, attempts=F("attempts") + 1, processed_at=timezone.now(),
         next_attempt_at=None, last_error="")

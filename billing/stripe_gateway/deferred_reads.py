@@ -124,19 +124,18 @@ def atomic_with_stripe_reads(fn, *, rounds: int = 12):
     if _ACTIVE.get() is not None or _open_transaction():
         return fn()
     reads = StripeReads()
-    for _ in range(rounds - 1):
+    for round_number in range(1, rounds + 1):
         try:
             with transaction.atomic(), stripe_reads_deferred(reads):
                 result = fn()
-                if reads.missing:  # deferred and swallowed on the way
-                    raise StripeReadDeferred("reads missing")
+                if reads.missing:  # deferred and swallowed on the way: never commit what ran without them
+                    raise StripeReadDeferred(f"{len(reads.missing)} Stripe reads missing")
             return result
         except Exception:
-            if not reads.missing:
+            if not reads.missing or round_number == rounds:
                 raise
             reads.fetch_missing()
-    with transaction.atomic(), stripe_reads_deferred(reads):
-        return fn()
+    raise AssertionError("unreachable: the last round returns or raises")
 
 
 class stripe_reads_deferred:  # noqa: N801 - used as a context manager, like transaction.atomic

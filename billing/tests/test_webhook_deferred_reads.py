@@ -105,3 +105,27 @@ def test_a_stripe_write_inside_the_transaction_fails_the_event_without_reaching_
     assert "StripeWriteInTransaction" in stored.last_error
     after = len(stripe_emulator.control("GET", "/_emulator/requests?method=POST&path_prefix=/v1/customers")["data"])
     assert after == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_work_that_keeps_missing_reads_is_never_committed_on_its_last_round(stripe_emulator, team):
+    """A read swallowed on the way (as dj-stripe does) in every round: after the last one it raises, nothing kept."""
+    from billing.models import MirrorWatermark
+    from billing.stripe_gateway._core import client
+    from billing.stripe_gateway.deferred_reads import StripeReadDeferred, atomic_with_stripe_reads
+
+    customer = client().v1.customers.create(params={"email": "rounds@example.com"}).to_dict()
+    rounds = []
+
+    def work():
+        rounds.append(len(rounds))
+        MirrorWatermark.objects.create(stripe_object_id=f"x_{len(rounds)}", object_type="invoice")
+        try:  # a new read every round: never all fetched
+            client().v1.customers.retrieve(customer["id"], params={"expand": [f"r{len(rounds)}"]})
+        except StripeReadDeferred:
+            pass
+
+    with pytest.raises(StripeReadDeferred):
+        atomic_with_stripe_reads(work, rounds=3)
+    assert len(rounds) == 3
+    assert not MirrorWatermark.objects.filter(stripe_object_id__startswith="x_").exists()
