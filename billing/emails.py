@@ -40,6 +40,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from accounts.models import Membership, Team
+from billing_site.backoff import backoff_seconds
 
 from .models import OutboundEmail
 
@@ -210,7 +211,7 @@ def _outbound_message(row: OutboundEmail) -> EmailMessage | None:
 # --- Sending (the task's side) ---------------------------------------------------------------------------------
 def outbound_email_retry_delay_seconds(attempts: int) -> float:
     """Exponential backoff after `attempts` failed sends: base, 2×base, 4×base ... capped at one hour."""
-    return min(settings.BILLING_EMAIL_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0)), 3600.0)
+    return backoff_seconds(attempts=attempts, base=settings.BILLING_EMAIL_RETRY_BASE_SECONDS)
 
 
 class NothingToSend(RuntimeError):

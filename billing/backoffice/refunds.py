@@ -26,6 +26,7 @@ from accounts.models import Team
 from billing.extensions import credit_ledger
 from billing.models import AuditEntry, RefundRequest
 from billing.stripe_gateway import refunds as refund_gateway
+from billing_site.backoff import backoff_seconds
 from billing_site.errors import ApplicationError, BillingError, NotFoundError, PermissionDeniedError
 from billing_site.money import format_money
 
@@ -213,7 +214,7 @@ def _lease_end():
 
 def refund_retry_delay_seconds(tries: int) -> int:
     """Wait before the next call after `tries` calls could not reach Stripe: 20 s, 40 s ... capped at 10 minutes."""
-    return min(600, 10 * 2 ** max(tries, 0))
+    return backoff_seconds(attempts=tries + 1, base=10, cap=600)
 
 
 # --------------------------------------------------------------------------------------------------- workflow

@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing_site.backoff import backoff_seconds
 from billing_site.errors import BillingError, NotFoundError
 
 from ..models import MirrorWatermark, WebhookEvent
@@ -237,7 +238,7 @@ def _redeliver_if_pending(*, stripe_event_id: str) -> None:
 
 def retry_delay_seconds(attempts: int) -> float:
     """Exponential backoff: base, 2×base, 4×base ... capped at one hour."""
-    return min(settings.BILLING_WEBHOOK_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0)), 3600.0)
+    return backoff_seconds(attempts=attempts, base=settings.BILLING_WEBHOOK_RETRY_BASE_SECONDS)
 
 
 # --- Applying an event to the mirror ------------------------------------------------------------------------------
