@@ -95,3 +95,14 @@ def advance_clock(sdk, clock, to: int) -> None:
         if sdk.v1.test_helpers.test_clocks.retrieve(clock.id).status == "ready":
             return
         time.sleep(0.1)
+
+
+def wait_for(condition, what: str, timeout: float = 30):
+    """Poll `condition()` (webhooks landing, a page updating) until it is truthy; returns its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -15,6 +15,8 @@ import pytest
 
 from billing_site.tests.test_pages_browser import AUDIT, browser  # noqa: F401  (the module's chromium fixture)
 
+from .conftest import wait_for
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
@@ -52,16 +54,6 @@ class Walk:
 
     def text(self) -> str:
         return self.page.inner_text("main") if self.page.locator("main").count() else self.page.inner_text("body")
-
-
-def _wait_for(condition, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, settings, screenshots_dir):  # noqa: F811
@@ -109,7 +101,7 @@ def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, sett
     page.wait_for_url(f"{live_server.url}/billing/checkout/success/**")
     assert "1 × Pro" in walk.text() and "R$ 499,00" in walk.text() and "None" not in walk.text()
     walk.shot("checkout-success")
-    _wait_for(lambda: team_plan(team=team).key == "pro", "the Pro plan")
+    wait_for(lambda: team_plan(team=team).key == "pro", "the Pro plan")
     walk.go("/billing/")
     assert "Ativa" in walk.text() and "Visa •••• 3220" in walk.text()
     walk.shot("billing-pro")
@@ -129,7 +121,7 @@ def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, sett
     page.click("#approve")
     page.wait_for_url(f"{live_server.url}/billing/")
     assert "Seu plano foi alterado." in walk.text()
-    assert _wait_for(lambda: team_plan(team=team).key == "team", "the Team plan")
+    assert wait_for(lambda: team_plan(team=team).key == "team", "the Team plan")
     assert "Em aberto" not in page.inner_text("#invoices")  # the upgrade invoice shows as paid at once
     walk.shot("billing-team")
 
@@ -156,13 +148,13 @@ def test_customer_walk_in_portuguese(browser, live_server, stripe_emulator, sett
     page.click("#continue")
     page.wait_for_url(f"{live_server.url}/billing/checkout/success/**")
     walk.go("/billing/")
-    _wait_for(lambda: (walk.go("/billing/") and "aguardando pagamento" in walk.text()), "the waiting Pix notice")
+    wait_for(lambda: (walk.go("/billing/") and "aguardando pagamento" in walk.text()), "the waiting Pix notice")
     assert "Um pagamento Pix de R$ 45,00 está aguardando pagamento." in walk.text()
     walk.shot("billing-pix-waiting")
     page.goto(instructions)
     page.click("#simulate-pay")
     purchases = credit_ledger().ledger(team=team).filter(reason="purchase")
-    _wait_for(lambda: purchases.exists(), "the Pix credits")
+    wait_for(lambda: purchases.exists(), "the Pix credits")
     time.sleep(1)  # late or repeated deliveries must not grant twice
     assert list(purchases.values_list("delta", flat=True)) == [10]
     walk.go("/billing/")

@@ -14,22 +14,14 @@ import pytest
 from accounts.tests.factories import DEFAULT_PASSWORD, make_team_with_owner
 from billing_site.tests.test_pages_browser import AUDIT, browser  # noqa: F401  (the module's chromium fixture)
 
+from .conftest import wait_for
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
 ]
-
-
-def _wait_for(condition, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _shots(page, screenshots_dir, name: str, problems: list[str]) -> None:
@@ -70,7 +62,7 @@ def test_plan_change_with_3d_secure_failed_then_passed(browser, live_server, str
     page.fill("#card_number", "4242 4242 4242 4242")
     page.click("#submit")
     page.wait_for_url(f"{live_server.url}/billing/checkout/success/**")
-    _wait_for(lambda: team_plan(team=team).key == "pro", "the Pro plan")
+    wait_for(lambda: team_plan(team=team).key == "pro", "the Pro plan")
 
     # The card that pays from now on asks for 3-D Secure on every charge.
     sdk = client()
@@ -108,7 +100,7 @@ def test_plan_change_with_3d_secure_failed_then_passed(browser, live_server, str
     text = page.inner_text("main")
     assert "Your plan was changed." in text and "waiting for your payment" not in text
     assert "is on the Team plan" in page.inner_text("#current-plan")
-    _wait_for(lambda: team_plan(team=team).key == "team", "the Team plan")
+    wait_for(lambda: team_plan(team=team).key == "team", "the Team plan")
     assert team_subscription(team=team).stripe_data["pending_update"] is None
     page.goto(live_server.url + "/billing/")
     _shots(page, screenshots_dir, "plan-change-3ds-passed", problems)
