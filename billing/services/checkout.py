@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 STRIPE_LOCALES = {"pt-br": "pt-BR", "en": "en"}
 
 
+def checkout_locale(*, user=None) -> str:
+    """Stripe's page in the page's language (what the customer is reading now), else the user's saved preference."""
+    language = (translation.get_language() or getattr(user, "language", "") or "en").lower()
+    return STRIPE_LOCALES.get(language, "auto")
+
+
 @dataclass(frozen=True)
 class CheckoutStart:
     id: str
@@ -90,8 +96,7 @@ def checkout_session_start(
         "client_reference_id": str(team.pk),
         "currency": currency,
         "allow_promotion_codes": True,
-        # The page's language (what the customer is reading now), else the user's saved preference.
-        "locale": STRIPE_LOCALES.get((translation.get_language() or getattr(user, "language", "en")).lower(), "auto"),
+        "locale": checkout_locale(user=user),
     }
     if plan_and_price is not None:
         plan, _price = plan_and_price

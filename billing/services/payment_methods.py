@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Team, User
@@ -31,7 +30,7 @@ from ..selectors import (
 from ..stripe_gateway import checkout as checkout_gateway
 from ..stripe_gateway import customers as customers_gateway
 from ..stripe_gateway import subscriptions as subscriptions_gateway
-from .checkout import STRIPE_LOCALES, CheckoutStart, request_token_safe, team_checkout_session_read
+from .checkout import CheckoutStart, checkout_locale, request_token_safe, team_checkout_session_read
 from .customers import customer_get_or_create
 from .mirror import mirror_store
 
@@ -144,12 +143,11 @@ def card_setup_session_start(*, team: Team, user: User | None = None, request_to
     customer_id = customer_get_or_create(team=team)
     success_url = (settings.SITE_URL + reverse("billing:card_checkout_success")
                    + "?session_id={CHECKOUT_SESSION_ID}")  # Stripe fills the placeholder in
-    language = (translation.get_language() or getattr(user, "language", "") or "en").lower()
     session = checkout_gateway.checkout_session_create(
         params={
             "mode": "setup", "customer": customer_id, "payment_method_types": ["card"],
             "success_url": success_url, "cancel_url": settings.SITE_URL + reverse("billing:card_checkout_cancel"),
-            "client_reference_id": str(team.pk), "locale": STRIPE_LOCALES.get(language, "auto"),
+            "client_reference_id": str(team.pk), "locale": checkout_locale(user=user),
             "metadata": {"team_id": str(team.pk), "kind": CARD_SETUP_KIND},
             "setup_intent_data": {"metadata": {"team_id": str(team.pk), "kind": CARD_SETUP_KIND}},
         },
